@@ -1,0 +1,624 @@
+"""The training engine under both front ends: losses, optimisers, mini-batches.
+
+``fit(model, x, y, config=preset("matlab"))`` trains any ``torch.nn.Module``
+the way one framework does, every difference taken from a ``Preset``
+(``lstm_ref.presets``; facts in PARITY.md):
+
+* losses: ``mse`` (Keras: mean over the last axis, then over the batch),
+  ``half_mse`` (MATLAB regressionLayer), ``mae``, ``crossentropy`` (sparse or
+  one-hot targets, from logits or probabilities) and ``binary_crossentropy``;
+* optimisers: ``Adam`` with either epsilon placement, ``SGD`` with momentum;
+  one update over all parameters with ``torch._foreach`` ops;
+* L2 regularisation with per-parameter factors (biases exempt by default),
+  gradient clipping per parameter (MATLAB ``l2norm``), globally
+  (``global-l2norm``) or element-wise (``absolute-value``);
+* mini-batches by index slices of tensors already on the device: shuffled
+  every epoch, once, or never; last partial batch kept or dropped; variable
+  length sequences padded right with zeros to the longest of each mini-batch
+  (MATLAB's SequenceLength 'longest'; the network runs over the padding, as
+  MATLAB's does).
+
+It is lean on purpose (no DataLoader, no per-batch host copies), float32 by
+default, seeded (initialisation is the model's; shuffling and dropout take
+``seed``), shows a tqdm progress bar (a widget in notebooks) unless
+``verbose=0``, and calls ``callback(IterationInfo)`` after every iteration so
+that a front end can print its own log (MATLAB's verbose table).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from lstm_ref.presets import Preset, preset as make_preset
+
+Tensor = torch.Tensor
+LossFn = Callable[[Tensor, Tensor], Tensor]
+MetricFn = Callable[[Tensor, Tensor], Tensor]
+
+# Keras backend.epsilon(): probabilities are clipped to [eps, 1 - eps] before log.
+PROBABILITY_EPSILON = 1e-7
+
+
+# --------------------------------------------------------------------- losses
+def _align_target(y_pred: Tensor, y: Tensor) -> Tensor:
+    """Give y the rank of y_pred where they differ by a trailing 1 (Keras rule)."""
+    if y.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
+        return y.unsqueeze(-1)
+    if y.shape != y_pred.shape:
+        raise ValueError(
+            f"targets of shape {tuple(y.shape)} do not match predictions of "
+            f"shape {tuple(y_pred.shape)}"
+        )
+    return y
+
+
+def mse(y_pred: Tensor, y: Tensor) -> Tensor:
+    """Keras ``mse``: mean over the last axis, then over the batch (and steps)."""
+    return ((y_pred - _align_target(y_pred, y)) ** 2).mean()
+
+
+def mae(y_pred: Tensor, y: Tensor) -> Tensor:
+    """Keras ``mae``: mean absolute error, same reduction as ``mse``."""
+    return (y_pred - _align_target(y_pred, y)).abs().mean()
+
+
+def half_mse(y_pred: Tensor, y: Tensor) -> Tensor:
+    """MATLAB regressionLayer's half mean squared error.
+
+    Per observation ``0.5 * sum_i (t_i - y_i)^2`` over the R responses, mean
+    over the N observations of the mini-batch; for sequence outputs
+    (N, S, R) the sum also runs over the S steps and is divided by S.
+    """
+    y = _align_target(y_pred, y)
+    n_steps = y_pred.shape[1] if y_pred.ndim == 3 else 1
+    return 0.5 * ((y_pred - y) ** 2).sum() / (y_pred.shape[0] * n_steps)
+
+
+def crossentropy(y_pred: Tensor, y: Tensor, *, from_logits: bool = False) -> Tensor:
+    """Categorical cross-entropy, mean over the observations.
+
+    ``y`` holds class indices (sparse, shape of y_pred without its last axis,
+    or with a trailing 1) or one-hot rows (the shape of y_pred). ``y_pred``
+    holds logits when ``from_logits`` else probabilities, which are
+    renormalised and clipped to [1e-7, 1 - 1e-7] before the log, as Keras does
+    (keras/src/backend/torch/nn.py).
+    """
+    if from_logits:
+        log_p = torch.log_softmax(y_pred, dim=-1)
+    else:
+        p = y_pred / y_pred.sum(dim=-1, keepdim=True)
+        log_p = torch.log(p.clamp(PROBABILITY_EPSILON, 1.0 - PROBABILITY_EPSILON))
+    if y.shape == y_pred.shape and y.is_floating_point():
+        return -(y * log_p).sum(dim=-1).mean()
+    if y.ndim == y_pred.ndim and y.shape[-1] == 1:
+        y = y.squeeze(-1)
+    if y.shape != y_pred.shape[:-1]:
+        raise ValueError(
+            f"crossentropy targets must be class indices of shape "
+            f"{tuple(y_pred.shape[:-1])} or one-hot of shape {tuple(y_pred.shape)}, "
+            f"got {tuple(y.shape)}"
+        )
+    return -log_p.gather(-1, y.long().unsqueeze(-1)).mean()
+
+
+def binary_crossentropy(y_pred: Tensor, y: Tensor, *, from_logits: bool = False) -> Tensor:
+    """Binary cross-entropy, mean over all outputs.
+
+    Probabilities are clipped to [1e-7, 1 - 1e-7] first (Keras); from logits
+    it is the numerically stable ``binary_cross_entropy_with_logits``.
+    """
+    y = _align_target(y_pred, y).to(y_pred.dtype)
+    if from_logits:
+        return torch.nn.functional.binary_cross_entropy_with_logits(y_pred, y)
+    p = y_pred.clamp(PROBABILITY_EPSILON, 1.0 - PROBABILITY_EPSILON)
+    return torch.nn.functional.binary_cross_entropy(p, y)
+
+
+LOSS_FUNCTIONS: dict[str, LossFn] = {
+    "mse": mse,
+    "half_mse": half_mse,
+    "mae": mae,
+    "crossentropy": crossentropy,
+    "binary_crossentropy": binary_crossentropy,
+}
+
+
+def get_loss(loss: str | LossFn) -> LossFn:
+    """A loss by name (see ``LOSS_FUNCTIONS``) or a callable passed through."""
+    if callable(loss):
+        return loss
+    if loss not in LOSS_FUNCTIONS:
+        raise ValueError(f"loss must be a callable or one of {tuple(LOSS_FUNCTIONS)}, got {loss!r}")
+    return LOSS_FUNCTIONS[loss]
+
+
+# ----------------------------------------------------------------- optimisers
+class Adam:
+    """Adam (Kingma & Ba 2015) with a framework's epsilon placement.
+
+    With m, v the moving averages of g and g^2 and t the step (from 1)::
+
+        m = b1 m + (1 - b1) g        v = b2 v + (1 - b2) g^2
+        keras:   w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
+        pytorch: w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+
+    The two agree when eps is negligible against sqrt(v) and differ early in
+    training and for parameters with tiny gradients. The state lives on the
+    object; ``step`` updates a fixed list of parameters in place.
+    """
+
+    def __init__(
+        self,
+        learning_rate: float = 1e-3,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        eps_placement: str = "keras",
+    ) -> None:
+        if eps_placement not in ("keras", "pytorch"):
+            raise ValueError(f"eps_placement must be 'keras' or 'pytorch', got {eps_placement!r}")
+        self.learning_rate = float(learning_rate)
+        self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
+        self.epsilon = float(epsilon)
+        self.eps_placement = eps_placement
+        self.iterations = 0
+        self._m: list[Tensor] = []
+        self._v: list[Tensor] = []
+
+    @torch.no_grad()
+    def step(self, params: Sequence[Tensor], grads: Sequence[Tensor]) -> None:
+        """Apply one update to ``params`` in place."""
+        if self.iterations == 0:
+            self._m = [torch.zeros_like(p) for p in params]
+            self._v = [torch.zeros_like(p) for p in params]
+        self.iterations += 1
+        t = self.iterations
+        b1, b2 = self.beta_1, self.beta_2
+        torch._foreach_lerp_(self._m, list(grads), 1.0 - b1)
+        torch._foreach_mul_(self._v, b2)
+        torch._foreach_addcmul_(self._v, list(grads), list(grads), 1.0 - b2)
+        denom = torch._foreach_sqrt(self._v)
+        if self.eps_placement == "keras":
+            step_size = self.learning_rate * math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
+        else:
+            torch._foreach_div_(denom, math.sqrt(1.0 - b2**t))
+            step_size = self.learning_rate / (1.0 - b1**t)
+        torch._foreach_add_(denom, self.epsilon)
+        torch._foreach_addcdiv_(list(params), self._m, denom, -step_size)
+
+
+class SGD:
+    """Stochastic gradient descent with momentum mu (heavy ball).
+
+    ``v = mu v - lr g; w += v`` (Keras SGD, MATLAB sgdm). PyTorch's
+    ``buf = mu buf + g; w -= lr buf`` is the same sequence of weights while
+    the learning rate is constant (v = -lr buf).
+    """
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0) -> None:
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
+        self.learning_rate = float(learning_rate)
+        self.momentum = float(momentum)
+        self.iterations = 0
+        self._velocity: list[Tensor] = []
+
+    @torch.no_grad()
+    def step(self, params: Sequence[Tensor], grads: Sequence[Tensor]) -> None:
+        """Apply one update to ``params`` in place."""
+        self.iterations += 1
+        if self.momentum == 0.0:
+            torch._foreach_add_(list(params), list(grads), alpha=-self.learning_rate)
+            return
+        if not self._velocity:
+            self._velocity = [torch.zeros_like(p) for p in params]
+        torch._foreach_mul_(self._velocity, self.momentum)
+        torch._foreach_add_(self._velocity, list(grads), alpha=-self.learning_rate)
+        torch._foreach_add_(list(params), self._velocity)
+
+
+Optimizer = Adam | SGD
+
+
+def make_optimizer(optimizer: str | Optimizer, config: Preset) -> Optimizer:
+    """``"adam"``/``"sgdm"``/``"sgd"`` with the preset's hyperparameters, or an object as is."""
+    if isinstance(optimizer, (Adam, SGD)):
+        return optimizer
+    if optimizer == "adam":
+        return Adam(config.learning_rate, config.beta_1, config.beta_2,
+                    config.adam_epsilon, config.eps_placement)
+    if optimizer in ("sgd", "sgdm"):
+        return SGD(config.learning_rate, config.momentum)
+    raise ValueError(
+        f"optimizer must be 'adam', 'sgdm', 'sgd' or an Adam/SGD object, got {optimizer!r}"
+    )
+
+
+# ------------------------------------------------ regularisation and clipping
+def is_bias(name: str) -> bool:
+    """Whether a parameter name (``model.named_parameters()``) names a bias.
+
+    Biases are ``b``/``bh`` in the lstm_ref layout and ``bias*`` in torch's.
+    """
+    leaf = name.rsplit(".", 1)[-1]
+    return leaf in ("b", "bh") or leaf.startswith("bias")
+
+
+@torch.no_grad()
+def add_l2(grads: list[Tensor], params: Sequence[Tensor], factors: Sequence[float], l2: float) -> None:
+    """``g += l2 * factor * w`` for every parameter (in place)."""
+    for g, w, factor in zip(grads, params, factors):
+        if factor != 0.0 and l2 != 0.0:
+            g.add_(w, alpha=l2 * factor)
+
+
+@torch.no_grad()
+def clip_gradients(grads: list[Tensor], threshold: float, method: str) -> None:
+    """Clip gradients in place (no-op for an infinite threshold).
+
+    * ``l2norm`` (MATLAB's default): each g with ||g||_2 > threshold becomes
+      g * threshold / ||g||_2, parameter by parameter;
+    * ``global-l2norm``: all together by the norm of their concatenation
+      (torch.nn.utils.clip_grad_norm_);
+    * ``absolute-value``: every element clamped to [-threshold, threshold].
+    """
+    if math.isinf(threshold):
+        return
+    if method == "absolute-value":
+        for g in grads:
+            g.clamp_(-threshold, threshold)
+        return
+    norms = torch.stack(torch._foreach_norm(grads))  # (P,)
+    if method == "global-l2norm":
+        norms = torch.linalg.vector_norm(norms).expand(len(grads))
+    elif method != "l2norm":
+        raise ValueError(
+            f"method must be 'l2norm', 'global-l2norm' or 'absolute-value', got {method!r}"
+        )
+    scale = (threshold / norms).clamp(max=1.0)  # (P,)
+    torch._foreach_mul_(grads, list(scale.unbind()))
+
+
+# -------------------------------------------------------------- mini-batches
+def epoch_orders(n: int, epochs: int, shuffle: str, rng: np.random.Generator) -> list[np.ndarray]:
+    """The sample order of every epoch under a shuffle policy.
+
+    ``every-epoch``: a new permutation each epoch; ``once``: one permutation
+    reused by every epoch (MATLAB's default); ``never``: 0..n-1.
+    """
+    if shuffle == "every-epoch":
+        return [rng.permutation(n) for _ in range(epochs)]
+    if shuffle == "once":
+        return [rng.permutation(n)] * epochs
+    if shuffle == "never":
+        return [np.arange(n)] * epochs
+    raise ValueError(f"shuffle must be 'every-epoch', 'once' or 'never', got {shuffle!r}")
+
+
+def batch_slices(order: np.ndarray, batch_size: int, drop_last: bool) -> list[np.ndarray]:
+    """Split an epoch's order into mini-batches; the last partial one kept or dropped.
+
+    1000 samples at 32: 32 batches kept (the last of 8), 31 dropped.
+    """
+    stop = len(order) - len(order) % batch_size if drop_last else len(order)
+    return [order[k : k + batch_size] for k in range(0, stop, batch_size)]
+
+
+def pad_sequences(sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Pad variable-length sequences right with zeros.
+
+    Args:
+        sequences: N arrays of shape (T_n, D) (or (T_n,) for D = 1).
+    Returns:
+        x: (N, T_max, D) padded; lengths: (N,) the T_n.
+    """
+    arrays = [np.asarray(s, dtype=float) for s in sequences]
+    arrays = [a[:, None] if a.ndim == 1 else a for a in arrays]
+    if not arrays or any(a.ndim != 2 or a.shape[0] == 0 for a in arrays):
+        raise ValueError("sequences must be a non-empty list of non-empty (T_n, D) arrays")
+    dims = {a.shape[1] for a in arrays}
+    if len(dims) != 1:
+        raise ValueError(f"all sequences must have the same D features, got {sorted(dims)}")
+    lengths = np.array([a.shape[0] for a in arrays])
+    x = np.zeros((len(arrays), lengths.max(), dims.pop()))  # (N, T_max, D)
+    for n, a in enumerate(arrays):
+        x[n, : len(a)] = a
+    return x, lengths
+
+
+@dataclass
+class _Data:
+    """Inputs on the device; ``lengths`` set when the sequences were padded."""
+
+    x: Tensor
+    y: Tensor
+    lengths: np.ndarray | None
+
+    def batch(self, idx: np.ndarray) -> tuple[Tensor, Tensor]:
+        index = torch.from_numpy(idx).to(self.x.device)
+        x = self.x.index_select(0, index)
+        if self.lengths is not None:  # crop to the longest in this mini-batch
+            x = x[:, : int(self.lengths[idx].max())]
+        return x, self.y.index_select(0, index)
+
+
+def _to_tensor(a: object, name: str, dtype: torch.dtype, device: torch.device) -> Tensor:
+    arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+    if arr.dtype == object or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty numeric array, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+    if np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_):
+        return torch.as_tensor(arr, dtype=torch.long if name == "x" else dtype, device=device)
+    return torch.as_tensor(arr, dtype=dtype, device=device)
+
+
+def prepare_data(x: object, y: object, dtype: torch.dtype, device: torch.device) -> _Data:
+    """Arrays (or a list of variable-length sequences for x) onto the device.
+
+    Integer inputs stay integer (token ids for an Embedding); float inputs
+    and all targets take ``dtype`` (class indices are cast back by the loss).
+    """
+    lengths = None
+    if isinstance(x, (list, tuple)):
+        x, lengths = pad_sequences(x)
+    xt = _to_tensor(x, "x", dtype, device)
+    yt = _to_tensor(y, "y", dtype, device)
+    if xt.shape[0] != yt.shape[0]:
+        raise ValueError(f"x and y must hold the same number of samples, got {xt.shape[0]} and {yt.shape[0]}")
+    return _Data(xt, yt, lengths)
+
+
+# ------------------------------------------------------------------ the loop
+@dataclass
+class IterationInfo:
+    """What ``fit`` passes to ``callback`` after every iteration."""
+
+    epoch: int  # from 1
+    iteration: int  # from 1, over the whole run
+    loss: float  # this mini-batch's loss, before the update
+    learning_rate: float
+    elapsed: float  # seconds since fit started
+    batch_size: int
+    y_pred: Tensor  # this mini-batch's predictions (detached)
+    y: Tensor  # its targets
+    end_of_epoch: bool
+
+
+@dataclass
+class History:
+    """What ``fit`` returns.
+
+    ``loss`` per epoch is the batch-size-weighted mean of the epoch's
+    mini-batch losses, as Keras reports it (keras/src/backend/torch/trainer.py:
+    the loss tracker is updated with sample_weight = batch size); metrics
+    likewise. ``iteration_loss`` is every mini-batch's loss (MATLAB's
+    info.TrainingLoss). ``val_loss`` and ``val_<metric>`` per epoch when
+    validation data was given.
+    """
+
+    loss: list[float] = field(default_factory=list)
+    iteration_loss: list[float] = field(default_factory=list)
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    val_loss: list[float] = field(default_factory=list)
+    config: Preset | None = None
+
+
+def _param_factors(model: torch.nn.Module, config: Preset,
+                   l2_factors: Mapping[str, float] | None) -> tuple[list[Tensor], list[float]]:
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    factors = dict(l2_factors or {})
+    unknown = sorted(set(factors) - {n for n, _ in named})
+    if unknown:
+        raise ValueError(f"l2_factors names unknown parameters {unknown}")
+    params = [p for _, p in named]
+    return params, [
+        factors.get(n, config.bias_l2_factor if is_bias(n) else 1.0) for n, _ in named
+    ]
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    x: object,
+    y: object,
+    *,
+    loss: str | LossFn = "mse",
+    metrics: Mapping[str, MetricFn] | None = None,
+    batch_size: int = 32,
+) -> dict[str, float]:
+    """Loss and metrics over a data set, batch-size-weighted over mini-batches.
+
+    Returns ``{"loss": ..., <metric>: ...}``; the model is put in eval mode.
+    """
+    param = next(model.parameters())
+    data = prepare_data(x, y, param.dtype, param.device)
+    return _evaluate(model, data, get_loss(loss), metrics or {}, batch_size)
+
+
+def _evaluate(model: torch.nn.Module, data: _Data, loss_fn: LossFn,
+              metrics: Mapping[str, MetricFn], batch_size: int) -> dict[str, float]:
+    model.eval()
+    totals = dict.fromkeys(["loss", *metrics], 0.0)
+    n = data.x.shape[0]
+    for idx in batch_slices(np.arange(n), batch_size, drop_last=False):
+        xb, yb = data.batch(idx)
+        y_pred = model(xb)
+        totals["loss"] += float(loss_fn(y_pred, yb)) * len(idx)
+        for name, metric in metrics.items():
+            totals[name] += float(metric(y_pred, yb).sum())
+    return {k: v / n for k, v in totals.items()}
+
+
+def fit(
+    model: torch.nn.Module,
+    x: object,
+    y: object,
+    *,
+    config: Preset | str = "keras",
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    optimizer: str | Optimizer = "adam",
+    loss: str | LossFn | None = None,
+    metrics: Mapping[str, MetricFn] | None = None,
+    validation_data: tuple[object, object] | None = None,
+    l2_factors: Mapping[str, float] | None = None,
+    learning_rate_schedule: Callable[[int], float] | None = None,
+    seed: int | np.random.Generator = 0,
+    verbose: int = 1,
+    callback: Callable[[IterationInfo], None] | None = None,
+) -> History:
+    """Train ``model`` in place the way ``config``'s framework does.
+
+    Args:
+        model: a ``torch.nn.Module`` mapping a mini-batch x to predictions;
+            its parameters' dtype and device decide the data's.
+        x: (N, T, D) array, a list of N (T_n, D) sequences (padded right with
+            zeros to the longest of each mini-batch), or (N, T) integer ids.
+        y: (N, ...) targets: values for the regression losses, class indices
+            or one-hot rows for ``crossentropy``.
+        config: a ``Preset`` or a preset name; supplies everything below that
+            is None (loss, epochs, batch_size) and the shuffle, partial batch,
+            Adam, L2 and clipping policies.
+        optimizer: "adam", "sgdm"/"sgd" (with the preset's momentum), or an
+            ``Adam``/``SGD`` object (its own hyperparameters win).
+        loss: a name of ``LOSS_FUNCTIONS`` or a callable ``(y_pred, y) -> scalar``.
+        metrics: name -> callable ``(y_pred, y) -> (N,)`` per-sample values,
+            averaged over the epoch's samples (Keras' metric reduction).
+        validation_data: (x_val, y_val) evaluated after every epoch.
+        l2_factors: per-parameter L2 factors by ``named_parameters`` name
+            (default 1 for weights, ``config.bias_l2_factor`` for biases).
+        learning_rate_schedule: epoch (from 0) -> multiplier of the optimiser's
+            base learning rate (MATLAB 'piecewise': ``lambda e: 0.2 ** (e // 125)``).
+        seed: seeds the shuffling and the torch RNG used by dropout (the
+            global torch RNG is restored afterwards).
+        verbose: 0 silent; otherwise a tqdm progress bar over the iterations.
+        callback: called with an ``IterationInfo`` after every iteration.
+    Returns:
+        A ``History``.
+    """
+    config = make_preset(config) if isinstance(config, str) else config
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    epochs = config.epochs if epochs is None else epochs
+    batch_size = config.batch_size if batch_size is None else batch_size
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    loss_fn = get_loss(config.loss if loss is None else loss)
+    metrics = dict(metrics or {})
+    opt = make_optimizer(optimizer, config)
+    base_lr = opt.learning_rate
+    params, factors = _param_factors(model, config, l2_factors)
+    if not params:
+        raise ValueError("model has no trainable parameters")
+    data = prepare_data(x, y, params[0].dtype, params[0].device)
+    val = (prepare_data(*validation_data, params[0].dtype, params[0].device)
+           if validation_data is not None else None)
+    n = data.x.shape[0]
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    orders = epoch_orders(n, epochs, config.shuffle, rng)
+    batches_per_epoch = len(batch_slices(orders[0], batch_size, config.drop_last))
+    if batches_per_epoch == 0:
+        raise ValueError(
+            f"batch_size {batch_size} exceeds the {n} samples and the preset drops "
+            f"partial mini-batches: no iteration would run"
+        )
+
+    history = History(config=config, metrics={name: [] for name in metrics})
+    if val is not None:
+        history.metrics.update({"val_" + name: [] for name in metrics})
+    progress = _progress(epochs * batches_per_epoch, verbose)
+    start = time.perf_counter()
+    iteration = 0
+    devices = [params[0].device] if params[0].device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(rng.integers(2**63 - 1)))
+        for epoch in range(epochs):
+            if learning_rate_schedule is not None:
+                opt.learning_rate = base_lr * learning_rate_schedule(epoch)
+            model.train()
+            batch_losses, sizes = [], []
+            metric_sums = {name: 0.0 for name in metrics}
+            slices = batch_slices(orders[epoch], batch_size, config.drop_last)
+            for k, idx in enumerate(slices):
+                xb, yb = data.batch(idx)
+                y_pred = model(xb)
+                batch_loss = loss_fn(y_pred, yb)
+                grads = list(torch.autograd.grad(batch_loss, params))
+                add_l2(grads, params, factors, config.l2)
+                clip_gradients(grads, config.gradient_threshold, config.gradient_threshold_method)
+                opt.step(params, grads)
+                iteration += 1
+                batch_losses.append(batch_loss.detach())
+                sizes.append(len(idx))
+                with torch.no_grad():
+                    for name, metric in metrics.items():
+                        metric_sums[name] += float(metric(y_pred, yb).sum())
+                if callback is not None:
+                    callback(IterationInfo(
+                        epoch=epoch + 1, iteration=iteration, loss=float(batch_loss),
+                        learning_rate=opt.learning_rate, elapsed=time.perf_counter() - start,
+                        batch_size=len(idx), y_pred=y_pred.detach(), y=yb,
+                        end_of_epoch=k == len(slices) - 1,
+                    ))
+                if progress is not None:
+                    progress.update(1)
+            losses = torch.stack(batch_losses).double().cpu().numpy()  # (batches,)
+            history.iteration_loss.extend(losses.tolist())
+            weights = np.asarray(sizes, dtype=float)
+            history.loss.append(float(losses @ weights / weights.sum()))
+            for name in metrics:
+                history.metrics[name].append(metric_sums[name] / weights.sum())
+            if val is not None:
+                scores = _evaluate(model, val, loss_fn, metrics, batch_size)
+                history.val_loss.append(scores["loss"])
+                for name in metrics:
+                    history.metrics["val_" + name].append(scores[name])
+            if progress is not None:
+                progress.set_postfix(epoch=epoch + 1, loss=f"{history.loss[-1]:.4g}")
+    if progress is not None:
+        progress.close()
+    model.eval()
+    return history
+
+
+def _progress(total: int, verbose: int):
+    """A tqdm bar (widget in notebooks, text in terminals), or None when quiet."""
+    if not verbose:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="it", desc="training", leave=True)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: object, *, batch_size: int = 32) -> np.ndarray | list[np.ndarray]:
+    """The model's outputs for x in eval mode (dropout off), mini-batch by mini-batch.
+
+    Returns an (N, ...) array; for a list of variable-length sequences and a
+    model with sequence outputs, a list of N (T_n, R) arrays cropped to each
+    sequence's length.
+    """
+    param = next(model.parameters())
+    lengths = None
+    if isinstance(x, (list, tuple)):
+        x, lengths = pad_sequences(x)
+    xt = _to_tensor(x, "x", param.dtype, param.device)
+    model.eval()
+    outs = []
+    for idx in batch_slices(np.arange(xt.shape[0]), batch_size, drop_last=False):
+        xb = xt[idx[0] : idx[-1] + 1]
+        if lengths is not None:
+            xb = xb[:, : int(lengths[idx].max())]
+        outs.append(model(xb).cpu().numpy())
+    if lengths is not None and outs[0].ndim == 3:  # (N_b, T_b, R) with T_b varying
+        sequences = (seq for out in outs for seq in out)
+        return [seq[:length] for seq, length in zip(sequences, lengths)]
+    return np.concatenate(outs, axis=0)
