@@ -49,3 +49,54 @@ except the GRU's recurrent bias bh above. Parameters travel as dicts of arrays
 keyed by these names; gradients come back as dicts with the same keys.
 Conversions to and from each framework's layout live in ``lstm_ref.interop``.
 """
+
+from ._gru import GRU_RESET_MODES, GRUCache, GRUStepCache, gru_backward, gru_forward, gru_step_backward, gru_step_forward
+from ._layers import (
+    CELLS,
+    BidirectionalCache,
+    StackedCache,
+    bidirectional_backward,
+    bidirectional_forward,
+    stacked_backward,
+    stacked_forward,
+)
+from ._lstm import (
+    LSTM_VARIANTS,
+    LSTMCache,
+    LSTMStepCache,
+    lstm_backward,
+    lstm_forward,
+    lstm_step_backward,
+    lstm_step_forward,
+)
+from ._rnn import RNNCache, RNNStepCache, rnn_backward, rnn_forward, rnn_step_backward, rnn_step_forward
+
+__all__ = [
+    "CELLS",
+    "GRU_RESET_MODES",
+    "LSTM_VARIANTS",
+    "BidirectionalCache",
+    "GRUCache",
+    "GRUStepCache",
+    "LSTMCache",
+    "LSTMStepCache",
+    "RNNCache",
+    "RNNStepCache",
+    "StackedCache",
+    "bidirectional_backward",
+    "bidirectional_forward",
+    "gru_backward",
+    "gru_forward",
+    "gru_step_backward",
+    "gru_step_forward",
+    "lstm_backward",
+    "lstm_forward",
+    "lstm_step_backward",
+    "lstm_step_forward",
+    "rnn_backward",
+    "rnn_forward",
+    "rnn_step_backward",
+    "rnn_step_forward",
+    "stacked_backward",
+    "stacked_forward",
+]

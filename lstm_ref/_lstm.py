@@ -1,0 +1,320 @@
+"""LSTM cell and sequence layer, NumPy backend, with backprop through time.
+
+One step, gate order i, f, g, o, weights fused as in the package docstring::
+
+    z = x_t @ W + h_prev @ U + b                       # (N, 4H)
+    i = sigmoid(z_i)   f = sigmoid(z_f)   g = tanh(z_g)   o = sigmoid(z_o)
+    c = f * c_prev + i * g                             # (N, H)
+    h = o * tanh(c)                                    # (N, H)
+
+Variants (Greff et al. 2017), selected by ``variant``:
+
+- ``"standard"``: the equations above; W (D, 4H), U (H, 4H), b (4H,).
+- ``"peephole"``: as standard plus p_i, p_f, p_o (H,):
+  i = sigmoid(z_i + p_i * c_prev), f = sigmoid(z_f + p_f * c_prev),
+  o = sigmoid(z_o + p_o * c).
+- ``"coupled"`` (CIFG): blocks [i | g | o], W (D, 3H), f = 1 - i.
+- ``"no_forget"``: blocks [i | g | o], W (D, 3H), f = 1 (c = c_prev + i * g).
+- ``"no_output"``: blocks [i | f | g], W (D, 3H), o = 1 (h = tanh(c)).
+
+Backward, with dc_t = dc + dh * o * (1 - tanh(c)^2) the total gradient of c::
+
+    dz_o = dh * tanh(c) * o (1 - o)       dz_i = dc_t * g * i (1 - i)
+    dz_f = dc_t * c_prev * f (1 - f)      dz_g = dc_t * i * (1 - g^2)
+    dc_prev = dc_t * f                    dh_prev = dz @ U.T
+    dx = dz @ W.T    dW = x.T @ dz    dU = h_prev.T @ dz    db = sum_N dz
+
+References: Hochreiter & Schmidhuber, "Long Short-Term Memory" (1997);
+Gers, Schmidhuber & Cummins, "Learning to Forget" (2000); Greff et al.,
+"LSTM: A Search Space Odyssey" (2017).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy.special import expit as sigmoid
+
+from ._sequence import batch_first, flat, input_projection, state_or_zeros, time_major, upstream_outputs
+from ._validate import Dim, check_array, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
+
+# Gate blocks of W, U and b per variant, in column order.
+LSTM_VARIANTS: dict[str, str] = {
+    "standard": "ifgo",
+    "peephole": "ifgo",
+    "coupled": "igo",
+    "no_forget": "igo",
+    "no_output": "ifg",
+}
+_PEEPHOLES = ("p_i", "p_f", "p_o")
+
+
+def lstm_param_dims(D: int, H: int, variant: str = "standard") -> dict[str, tuple[Dim, ...]]:
+    """Expected parameter shapes of an LSTM ``variant``, in named sizes."""
+    G = len(LSTM_VARIANTS[check_choice("variant", variant, LSTM_VARIANTS)])
+    dims: dict[str, tuple[Dim, ...]] = {
+        "W": (("D", D), (f"{G}H", G * H)),
+        "U": (("H", H), (f"{G}H", G * H)),
+        "b": ((f"{G}H", G * H),),
+    }
+    if variant == "peephole":
+        dims.update({k: (("H", H),) for k in _PEEPHOLES})
+    return dims
+
+
+def _blocks(a: np.ndarray, variant: str) -> dict[str, np.ndarray]:
+    """Views of the gate blocks of a (..., G*H) array, keyed by gate letter."""
+    gates = LSTM_VARIANTS[variant]
+    H = a.shape[-1] // len(gates)
+    return {name: a[..., k * H : (k + 1) * H] for k, name in enumerate(gates)}
+
+
+def _core_forward(z, h_prev, c_prev, params, variant, c, tanh_c, h) -> None:
+    """The recurrent part of one step, shared by the step and sequence functions.
+
+    On entry ``z`` (N, G*H) holds the input projection x W + b; on exit the
+    activated gates. Writes c, tanh(c) and h (each (N, H)) into the given
+    arrays, so that the sequence loop fills its preallocated buffers.
+    """
+    z += h_prev @ params["U"]  # (N, G*H)
+    gate = _blocks(z, variant)
+    i, g = gate["i"], gate["g"]
+    if variant == "peephole":
+        i += params["p_i"] * c_prev
+        gate["f"] += params["p_f"] * c_prev
+    sigmoid(i, out=i)
+    np.tanh(g, out=g)
+    if "f" in gate:
+        f = sigmoid(gate["f"], out=gate["f"])
+        np.multiply(f, c_prev, out=c)
+        c += i * g
+    elif variant == "coupled":  # f = 1 - i
+        np.subtract(g, c_prev, out=c)
+        c *= i
+        c += c_prev
+    else:  # no_forget: f = 1
+        np.multiply(i, g, out=c)
+        c += c_prev
+    np.tanh(c, out=tanh_c)
+    if "o" in gate:
+        o = gate["o"]
+        if variant == "peephole":
+            o += params["p_o"] * c
+        sigmoid(o, out=o)
+        np.multiply(o, tanh_c, out=h)
+    else:  # no_output: o = 1
+        h[...] = tanh_c
+
+
+def _core_backward(dh, dc, gates, c_prev, c, tanh_c, params, variant, dz) -> tuple[np.ndarray, np.ndarray]:
+    """Backward through the recurrent part of one step.
+
+    Writes the pre-activation gradient into ``dz`` (N, G*H) and returns
+    (dh_prev, dc_prev). f = 1 - i (coupled) is recomputed from i rather than
+    stored: one subtraction is cheaper than another (N, H) buffer per step.
+    """
+    gate, dgate = _blocks(gates, variant), _blocks(dz, variant)
+    i, g = gate["i"], gate["g"]
+    dtanh = 1 - tanh_c * tanh_c  # (N, H)
+    if "o" in gate:
+        o = gate["o"]
+        dz_o = dgate["o"]
+        np.multiply(dh, tanh_c, out=dz_o)
+        dz_o *= o * (1 - o)
+        dc_t = dc + dh * o * dtanh  # (N, H)
+        if variant == "peephole":
+            dc_t += dz_o * params["p_o"]
+    else:
+        dc_t = dc + dh * dtanh
+    dz_i, dz_g = dgate["i"], dgate["g"]
+    if variant == "coupled":  # d/di of (1 - i) * c_prev + i * g
+        np.subtract(g, c_prev, out=dz_i)
+        dz_i *= dc_t
+        dc_prev = dc_t * (1 - i)
+    else:
+        np.multiply(dc_t, g, out=dz_i)
+        dc_prev = dc_t * gate["f"] if "f" in gate else dc_t.copy()
+    dz_i *= i * (1 - i)
+    np.multiply(dc_t, i, out=dz_g)
+    dz_g *= 1 - g * g
+    if "f" in gate:
+        f, dz_f = gate["f"], dgate["f"]
+        np.multiply(dc_t, c_prev, out=dz_f)
+        dz_f *= f * (1 - f)
+        if variant == "peephole":
+            dc_prev += dz_i * params["p_i"] + dz_f * params["p_f"]
+    dh_prev = dz @ params["U"].T  # (N, H)
+    return dh_prev, dc_prev
+
+
+def _param_grads(x, h_prev, c_prev, c, dz, variant) -> dict[str, np.ndarray]:
+    """Weight gradients from stacked rows: x (M, D), h_prev, c_prev, c (M, H), dz (M, G*H).
+
+    M is N for one step and T*N for a sequence (BPTT sums over time).
+    """
+    grads = {"W": x.T @ dz, "U": h_prev.T @ dz, "b": dz.sum(axis=0)}
+    if variant == "peephole":
+        dgate = _blocks(dz, variant)
+        grads["p_i"] = np.einsum("mh,mh->h", dgate["i"], c_prev)
+        grads["p_f"] = np.einsum("mh,mh->h", dgate["f"], c_prev)
+        grads["p_o"] = np.einsum("mh,mh->h", dgate["o"], c)
+    return grads
+
+
+class LSTMStepCache(NamedTuple):
+    """What ``lstm_step_backward`` needs from one forward step."""
+
+    x: np.ndarray  #: input x_t (N, D)
+    h_prev: np.ndarray  #: previous hidden state (N, H)
+    c_prev: np.ndarray  #: previous cell state (N, H)
+    gates: np.ndarray  #: activated gates (N, G*H) in the variant's block order
+    c: np.ndarray  #: new cell state (N, H)
+    tanh_c: np.ndarray  #: tanh(c) (N, H)
+    params: dict  #: the checked parameters, in the computation dtype
+    variant: str  #: the LSTM variant
+
+
+class LSTMCache(NamedTuple):
+    """What ``lstm_backward`` needs from a sequence forward pass (time-major)."""
+
+    x: np.ndarray  #: inputs (T, N, D)
+    h: np.ndarray  #: hidden states (T+1, N, H), h[0] = h0
+    c: np.ndarray  #: cell states (T+1, N, H), c[0] = c0
+    gates: np.ndarray  #: activated gates (T, N, G*H)
+    tanh_c: np.ndarray  #: tanh(c) for steps 1..T, (T, N, H)
+    params: dict  #: the checked parameters, in the computation dtype
+    variant: str  #: the LSTM variant
+    return_sequences: bool  #: whether the output was every step or the last
+
+
+def _check_step(x, params, variant):
+    dtype = check_dtype("x", x)
+    H = infer_hidden_size("params", params)
+    x = check_array("x", x, (("N", None), ("D", None)))
+    p = check_params("params", params, lstm_param_dims(x.shape[1], H, variant), dtype)
+    return x, p, x.shape[0], H, dtype
+
+
+def lstm_step_forward(
+    x: np.ndarray, h_prev: np.ndarray, c_prev: np.ndarray, params: dict, variant: str = "standard"
+) -> tuple[np.ndarray, np.ndarray, LSTMStepCache]:
+    """One LSTM step (equations in the module docstring).
+
+    Args:
+        x: input x_t (N, D), float32 or float64; the output dtype follows it.
+        h_prev, c_prev: previous states (N, H).
+        params: ``{"W": (D, G*H), "U": (H, G*H), "b": (G*H,)}`` plus
+            ``p_i, p_f, p_o`` (H,) for ``variant="peephole"``; G = 4 for
+            standard and peephole, else 3.
+        variant: "standard", "peephole", "coupled", "no_forget" or "no_output".
+
+    Returns:
+        (h, c, cache): new states (N, H) and an ``LSTMStepCache``.
+    """
+    x, p, N, H, dtype = _check_step(x, params, variant)
+    h_prev = check_array("h_prev", h_prev, (("N", N), ("H", H)), dtype)
+    c_prev = check_array("c_prev", c_prev, (("N", N), ("H", H)), dtype)
+    z = x @ p["W"] + p["b"]  # (N, G*H)
+    c, tanh_c, h = (np.empty((N, H), dtype) for _ in range(3))
+    _core_forward(z, h_prev, c_prev, p, variant, c, tanh_c, h)
+    return h, c, LSTMStepCache(x, h_prev, c_prev, z, c, tanh_c, p, variant)
+
+
+def lstm_step_backward(
+    dh: np.ndarray, dc: np.ndarray, cache: LSTMStepCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Backward of ``lstm_step_forward``.
+
+    Args:
+        dh, dc: upstream gradients of h and c (N, H).
+        cache: the ``LSTMStepCache`` of the forward step.
+
+    Returns:
+        (dx (N, D), dh_prev (N, H), dc_prev (N, H), grads) with grads keyed
+        like the parameters.
+    """
+    N, H = cache.c.shape
+    dh = check_array("dh", dh, (("N", N), ("H", H)), cache.c.dtype)
+    dc = check_array("dc", dc, (("N", N), ("H", H)), cache.c.dtype)
+    dz = np.empty_like(cache.gates)  # (N, G*H)
+    dh_prev, dc_prev = _core_backward(
+        dh, dc, cache.gates, cache.c_prev, cache.c, cache.tanh_c, cache.params, cache.variant, dz
+    )
+    grads = _param_grads(cache.x, cache.h_prev, cache.c_prev, cache.c, dz, cache.variant)
+    return dz @ cache.params["W"].T, dh_prev, dc_prev, grads
+
+
+def lstm_forward(
+    x: np.ndarray,
+    params: dict,
+    h0: np.ndarray | None = None,
+    c0: np.ndarray | None = None,
+    *,
+    variant: str = "standard",
+    return_sequences: bool = True,
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], LSTMCache]:
+    """Run an LSTM over a batch of sequences.
+
+    Args:
+        x: inputs (N, T, D), batch-first, float32 or float64.
+        params: as for ``lstm_step_forward``.
+        h0, c0: initial states (N, H); zeros when None.
+        variant: the LSTM variant (module docstring).
+        return_sequences: output h at every step (N, T, H), or only the
+            last (N, H) as Keras' default and MATLAB's OutputMode 'last'.
+
+    Returns:
+        (out, (h_T, c_T), cache): final states (N, H) and an ``LSTMCache``.
+    """
+    N, T, D = check_sequence("x", x)
+    dtype = x.dtype
+    H = infer_hidden_size("params", params)
+    p = check_params("params", params, lstm_param_dims(D, H, variant), dtype)
+    x_tm = time_major(x)  # (T, N, D)
+    gates = input_projection(x_tm, p["W"], p["b"])  # (T, N, G*H)
+    h = np.empty((T + 1, N, H), dtype)
+    c = np.empty((T + 1, N, H), dtype)
+    tanh_c = np.empty((T, N, H), dtype)
+    h[0] = state_or_zeros("h0", h0, N, H, dtype)
+    c[0] = state_or_zeros("c0", c0, N, H, dtype)
+    for t in range(T):
+        _core_forward(gates[t], h[t], c[t], p, variant, c[t + 1], tanh_c[t], h[t + 1])
+    out = batch_first(h[1:]) if return_sequences else h[T].copy()
+    cache = LSTMCache(x_tm, h, c, gates, tanh_c, p, variant, return_sequences)
+    return out, (h[T].copy(), c[T].copy()), cache
+
+
+def lstm_backward(
+    dout: np.ndarray, cache: LSTMCache, dh_T: np.ndarray | None = None, dc_T: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Backprop through time for ``lstm_forward``.
+
+    Args:
+        dout: upstream gradient of ``out``: (N, T, H), or (N, H) when the
+            forward pass had ``return_sequences=False``.
+        cache: the ``LSTMCache`` of the forward pass.
+        dh_T, dc_T: upstream gradients of the final states (N, H); zeros when None.
+
+    Returns:
+        (dx (N, T, D), dh0 (N, H), dc0 (N, H), grads), weight gradients
+        summed over time and batch, keyed like the parameters.
+    """
+    T, N, D = cache.x.shape
+    H = cache.h.shape[2]
+    dtype = cache.h.dtype
+    dout_tm = upstream_outputs(dout, N, T, H, cache.return_sequences, dtype)  # (T, N, H)
+    dh = state_or_zeros("dh_T", dh_T, N, H, dtype)
+    dc = state_or_zeros("dc_T", dc_T, N, H, dtype)
+    dz = np.empty_like(cache.gates)  # (T, N, G*H)
+    for t in reversed(range(T)):
+        dh, dc = _core_backward(
+            dh + dout_tm[t], dc, cache.gates[t], cache.c[t], cache.c[t + 1], cache.tanh_c[t],
+            cache.params, cache.variant, dz[t],
+        )
+    dz_flat = flat(dz)  # (T*N, G*H)
+    grads = _param_grads(
+        flat(cache.x), flat(cache.h[:-1]), flat(cache.c[:-1]), flat(cache.c[1:]), dz_flat, cache.variant
+    )
+    dx = (dz_flat @ cache.params["W"].T).reshape(T, N, D)
+    return batch_first(dx), dh, dc, grads

@@ -1,0 +1,60 @@
+"""Helpers shared by the LSTM, GRU and RNN sequence functions.
+
+The sequence functions work on time-major buffers (T, N, ...) so that each
+step reads and writes contiguous (N, ...) slices, and move everything that
+does not depend on the recurrence out of the time loop: the input
+projection x W + b is one matmul over all T*N rows before the loop, and the
+gradients of W, U, b and x are matmuls over the stored per-step
+pre-activation gradients after it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validate import check_array
+
+
+def time_major(x: np.ndarray) -> np.ndarray:
+    """Batch-first (N, T, D) to a contiguous time-major copy (T, N, D)."""
+    return np.ascontiguousarray(x.transpose(1, 0, 2))  # (T, N, D)
+
+
+def batch_first(a: np.ndarray) -> np.ndarray:
+    """Time-major (T, N, K) to a contiguous batch-first array (N, T, K)."""
+    return np.ascontiguousarray(a.transpose(1, 0, 2))  # (N, T, K)
+
+
+def input_projection(x_tm: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """x W + b for every step at once: (T, N, D) -> (T, N, G*H), one matmul."""
+    T, N, D = x_tm.shape
+    z = x_tm.reshape(T * N, D) @ W  # (T*N, G*H)
+    z += b
+    return z.reshape(T, N, -1)  # (T, N, G*H)
+
+
+def flat(a: np.ndarray) -> np.ndarray:
+    """(T, N, K) -> (T*N, K) without a copy where possible."""
+    return a.reshape(-1, a.shape[-1])
+
+
+def state_or_zeros(name: str, s: np.ndarray | None, N: int, H: int, dtype: np.dtype) -> np.ndarray:
+    """A checked state (N, H) in ``dtype`` (an initial state, or the upstream
+    gradient of a final state), zeros when ``s`` is None."""
+    if s is None:
+        return np.zeros((N, H), dtype)
+    return check_array(name, s, (("N", N), ("H", H)), dtype)
+
+
+def upstream_outputs(dout: np.ndarray, N: int, T: int, H: int, return_sequences: bool, dtype: np.dtype) -> np.ndarray:
+    """The upstream gradient of the outputs as a time-major (T, N, H) array.
+
+    With ``return_sequences=False`` the output was h at the last step, so
+    ``dout`` is (N, H) and only step T-1 receives it.
+    """
+    if return_sequences:
+        return time_major(check_array("dout", dout, (("N", N), ("T", T), ("H", H)), dtype))
+    d = check_array("dout", dout, (("N", N), ("H", H)), dtype)
+    d_tm = np.zeros((T, N, H), dtype)
+    d_tm[-1] = d
+    return d_tm

@@ -1,0 +1,106 @@
+"""Shared input validation for the NumPy backend.
+
+Every public function checks its inputs here so that a wrong shape, a
+non-float dtype, a NaN or an unknown option name fails at once with a
+message that names the argument and the expected form (shapes in the
+named sizes N, T, D, H), instead of broadcasting silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# A dimension of an expected shape: its label in named sizes ("4H") and its
+# value, or None where any size is accepted (and then read off the array).
+Dim = tuple[str, "int | None"]
+
+
+def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise ValueError."""
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}"
+        )
+    return value
+
+
+def check_dtype(name: str, a: object) -> np.dtype:
+    """Return the dtype of ``a`` (float32 or float64), else raise TypeError."""
+    dtype = getattr(a, "dtype", None)
+    if not isinstance(a, np.ndarray) or dtype not in FLOAT_DTYPES:
+        got = f"{type(a).__name__} of dtype {dtype}" if dtype is not None else type(a).__name__
+        raise TypeError(f"{name} must be a float32 or float64 numpy array, got {got}")
+    return dtype
+
+
+def _describe(dims: Sequence[Dim]) -> str:
+    labels = ", ".join(label for label, _ in dims)
+    if all(value is None for _, value in dims):
+        return f"({labels})"
+    values = ", ".join("?" if value is None else str(value) for _, value in dims)
+    return f"({labels}) = ({values})"
+
+
+def check_array(name: str, a: object, dims: Sequence[Dim], dtype: np.dtype | None = None) -> np.ndarray:
+    """Check a float array's shape and values; return it cast to ``dtype``.
+
+    ``dims`` lists the expected dimensions as (label, size) pairs, size None
+    meaning any. Raises TypeError for a non-array or non-float dtype and
+    ValueError for a wrong shape, a zero-sized dimension or a NaN/inf.
+    """
+    check_dtype(name, a)
+    if a.ndim != len(dims) or any(v is not None and v != s for (_, v), s in zip(dims, a.shape)):
+        raise ValueError(f"{name} must have shape {_describe(dims)}, got {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name} must not be empty: got shape {a.shape} for {_describe(dims)}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return a if dtype is None else a.astype(dtype, copy=False)
+
+
+def check_params(
+    name: str, params: object, shapes: Mapping[str, Sequence[Dim]], dtype: np.dtype
+) -> dict[str, np.ndarray]:
+    """Check a parameter dict against ``shapes`` (key -> dims); return a cast copy.
+
+    Missing or unexpected keys raise ValueError, so that for example a GRU
+    recurrent bias ``bh`` passed to a mode that has none is never ignored.
+    """
+    if not isinstance(params, Mapping):
+        raise TypeError(f"{name} must be a dict of arrays keyed {sorted(shapes)}, got {type(params).__name__}")
+    missing = [k for k in shapes if k not in params]
+    extra = [k for k in params if k not in shapes]
+    if missing or extra:
+        raise ValueError(
+            f"{name} must have exactly the keys {list(shapes)}"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unexpected {extra}" if extra else "")
+        )
+    return {k: check_array(f"{name}[{k!r}]", params[k], dims, dtype) for k, dims in shapes.items()}
+
+
+def check_sequence(name: str, x: object) -> tuple[int, int, int]:
+    """Check a batch-first sequence batch (N, T, D); return (N, T, D)."""
+    check_dtype(name, x)
+    if x.ndim != 3:
+        raise ValueError(f"{name} must be a batch-first sequence batch of shape (N, T, D), got shape {x.shape}")
+    if 0 in x.shape:
+        raise ValueError(f"{name} must have N >= 1, T >= 1 and D >= 1 (shape (N, T, D)), got {x.shape}")
+    check_array(name, x, (("N", None), ("T", None), ("D", None)))
+    return x.shape
+
+
+def infer_hidden_size(name: str, params: object, key: str = "U") -> int:
+    """Read the hidden size H off ``params[key]`` (shape (H, G*H))."""
+    if not isinstance(params, Mapping) or key not in params:
+        raise ValueError(f"{name} must be a dict of arrays with a recurrent weight {key!r} of shape (H, G*H)")
+    U = params[key]
+    check_dtype(f"{name}[{key!r}]", U)
+    if U.ndim != 2 or U.shape[0] == 0:
+        raise ValueError(f"{name}[{key!r}] must have shape (H, G*H) with H >= 1, got {U.shape}")
+    return U.shape[0]
