@@ -1,0 +1,648 @@
+"""A Keras-style front end: Keras 3's API and defaults over the lstm_ref engine.
+
+The seed's Keras lines run with only the import changed::
+
+    from lstm_ref.keras import Sequential, LSTM, Dense
+    model = Sequential([LSTM(64, input_shape=(None, 1)), Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    history = model.fit(X, y, epochs=10, batch_size=32)
+
+Keras 3 defaults reproduced (PARITY.md, Keras column; checked against Keras
+3.15.1 on its PyTorch backend by tests/test_keras_parity.py): glorot_uniform
+kernels, orthogonal recurrent kernels, zero biases with unit_forget_bias,
+Adam (lr 1e-3, epsilon 1e-7 added to the un-corrected sqrt(v)), mse as the
+mean over the last axis then the batch, shuffling every epoch, the last
+partial batch kept, ``validation_split`` taking the last fraction before
+shuffling, per-epoch loss as the batch-size-weighted mean, hard_sigmoid as
+clip(x/6 + 0.5, 0, 1), GRU with reset_after=True and gate order z, r, h.
+``get_weights``/``set_weights`` use Keras' exact shapes and order, so weights
+move between this and real Keras both ways.
+
+Randomness (initialisers, shuffling, dropout) draws from one generator,
+seeded with 0 at import and reseeded by ``utils.set_random_seed`` (Keras'
+``keras.utils.set_random_seed``), so a script gives the same numbers on
+every run.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from lstm_ref import layers as L
+from lstm_ref import training
+from lstm_ref.presets import preset
+
+_rng = np.random.default_rng(0)
+
+
+def set_random_seed(seed: int) -> None:
+    """Reseed the generator behind initialisers, shuffling and dropout."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+
+
+utils = SimpleNamespace(set_random_seed=set_random_seed)
+
+KERAS = preset("keras")
+
+
+# ---------------------------------------------------------------- initialisers
+def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    return (shape[0], shape[1]) if len(shape) == 2 else (shape[0], shape[0])
+
+
+def _glorot_uniform(shape, rng):
+    limit = math.sqrt(6.0 / sum(_fans(shape)))
+    return rng.uniform(-limit, limit, size=shape)
+
+
+def _orthogonal(shape, rng):
+    """Keras Orthogonal (gain 1): QR of a normal (max, min) matrix, signs fixed by diag(R)."""
+    rows, cols = math.prod(shape[:-1]), shape[-1]
+    q, r = np.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))
+    q *= np.sign(np.diag(r))
+    return (q.T if rows < cols else q).reshape(shape)
+
+
+INITIALIZERS = {
+    "glorot_uniform": _glorot_uniform,
+    "orthogonal": _orthogonal,
+    "zeros": lambda shape, rng: np.zeros(shape),
+    "ones": lambda shape, rng: np.ones(shape),
+    "uniform": lambda shape, rng: rng.uniform(-0.05, 0.05, size=shape),
+    "random_uniform": lambda shape, rng: rng.uniform(-0.05, 0.05, size=shape),
+    "random_normal": lambda shape, rng: 0.05 * rng.standard_normal(shape),
+    "he_uniform": lambda shape, rng: rng.uniform(-1, 1, size=shape) * math.sqrt(6.0 / _fans(shape)[0]),
+}
+
+
+def _init(name: str, shape: tuple[int, ...]) -> np.ndarray:
+    if name not in INITIALIZERS:
+        raise ValueError(f"initializer must be one of {tuple(INITIALIZERS)}, got {name!r}")
+    return INITIALIZERS[name](shape, _rng)
+
+
+# ---------------------------------------------------------------- optimisers
+def Adam(learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+         epsilon: float = 1e-7) -> training.Adam:
+    """keras.optimizers.Adam: epsilon added to the un-corrected sqrt(v)."""
+    return training.Adam(learning_rate, beta_1, beta_2, epsilon, eps_placement="keras")
+
+
+def SGD(learning_rate: float = 0.01, momentum: float = 0.0) -> training.SGD:
+    """keras.optimizers.SGD: ``v = momentum v - lr g; w += v``."""
+    return training.SGD(learning_rate, momentum)
+
+
+optimizers = SimpleNamespace(Adam=Adam, SGD=SGD)
+
+
+# --------------------------------------------------------------------- layers
+class Layer:
+    """A Keras layer description; ``build(input_shape)`` makes its torch module."""
+
+    keras_name = "layer"
+
+    def __init__(self, input_shape: tuple | None = None, name: str | None = None) -> None:
+        self.input_shape = None if input_shape is None else tuple(input_shape)
+        self.name = name
+        self.module: torch.nn.Module | None = None
+        self.output_shape: tuple | None = None
+
+    def build(self, input_shape: tuple) -> tuple:
+        """Create the module for inputs of ``input_shape`` (without the batch); return the output shape."""
+        raise NotImplementedError
+
+    def get_weights(self) -> list[np.ndarray]:
+        """The weights in Keras' layout and order."""
+        return []
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Load weights given in Keras' layout and order."""
+        self._check_count(weights, 0)
+
+    def _check_count(self, weights: Sequence[np.ndarray], count: int) -> None:
+        if len(weights) != count:
+            raise ValueError(f"layer {self.name!r} takes {count} weight arrays, got {len(weights)}")
+
+    def _assign(self, key: str, value: np.ndarray) -> None:
+        param = getattr(self.module, key)
+        value = np.asarray(value)
+        if value.shape != tuple(param.shape):
+            raise ValueError(
+                f"layer {self.name!r}: weight {key} must have shape {tuple(param.shape)}, got {value.shape}"
+            )
+        with torch.no_grad():
+            param.copy_(torch.as_tensor(value, dtype=param.dtype))
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().copy()
+
+
+class Dense(Layer):
+    """keras.layers.Dense(units, activation=None, use_bias=True, ...)."""
+
+    keras_name = "dense"
+
+    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
+                 kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.units = _positive_int("units", units)
+        self.activation = "linear" if activation is None else activation
+        L.activation(self.activation)
+        self.use_bias = use_bias
+        self.initializers = (kernel_initializer, bias_initializer)
+
+    def build(self, input_shape):
+        params = {"W": _init(self.initializers[0], (input_shape[-1], self.units))}
+        if self.use_bias:
+            params["b"] = _init(self.initializers[1], (self.units,))
+        self.module = L.Dense(params, activation_name=self.activation)
+        return (*input_shape[:-1], self.units)
+
+    def get_weights(self):
+        return [_np(p) for p in self.module.parameters()]
+
+    def set_weights(self, weights):
+        keys = list(self.module.params())
+        self._check_count(weights, len(keys))
+        for key, value in zip(keys, weights):
+            self._assign(key, value)
+
+
+class Embedding(Layer):
+    """keras.layers.Embedding(input_dim, output_dim); init uniform(-0.05, 0.05)."""
+
+    keras_name = "embedding"
+
+    def __init__(self, input_dim: int, output_dim: int,
+                 embeddings_initializer: str = "uniform", mask_zero: bool = False, **kwargs) -> None:
+        if mask_zero:
+            raise ValueError("mask_zero=True is not supported: pad sequences and train without masking")
+        super().__init__(**kwargs)
+        self.input_dim = _positive_int("input_dim", input_dim)
+        self.output_dim = _positive_int("output_dim", output_dim)
+        self.initializer = embeddings_initializer
+
+    def build(self, input_shape):
+        self.module = L.Embedding({"E": _init(self.initializer, (self.input_dim, self.output_dim))})
+        return (*input_shape, self.output_dim)
+
+    def get_weights(self):
+        return [_np(self.module.E)]
+
+    def set_weights(self, weights):
+        self._check_count(weights, 1)
+        self._assign("E", weights[0])
+
+
+class Dropout(Layer):
+    """keras.layers.Dropout(rate): zeroes a fraction while training, scales the rest."""
+
+    keras_name = "dropout"
+
+    def __init__(self, rate: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"rate must be in [0, 1), got {rate!r}")
+        self.rate = rate
+
+    def build(self, input_shape):
+        self.module = torch.nn.Dropout(self.rate)
+        return input_shape
+
+
+# Keras GRU blocks are [z | r | h], lstm_ref's [r | z | n]: swapping the first
+# two blocks converts either way.
+def _swap_rz(a: np.ndarray) -> np.ndarray:
+    r, z, n = np.split(np.asarray(a), 3, axis=-1)
+    return np.concatenate([z, r, n], axis=-1)
+
+
+class _RNN(Layer):
+    """What LSTM and GRU share: units, activations, initialisers, output choice."""
+
+    def __init__(self, units: int, activation: str = "tanh", recurrent_activation: str = "sigmoid",
+                 use_bias: bool = True, kernel_initializer: str = "glorot_uniform",
+                 recurrent_initializer: str = "orthogonal", bias_initializer: str = "zeros",
+                 return_sequences: bool = False, go_backwards: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.units = _positive_int("units", units)
+        self.activations = [_keras_activation(activation), _keras_activation(recurrent_activation)]
+        self.use_bias = use_bias
+        self.initializers = (kernel_initializer, recurrent_initializer, bias_initializer)
+        self.return_sequences = return_sequences
+        self.go_backwards = go_backwards
+
+    def _kernels(self, D: int, G: int) -> dict[str, np.ndarray]:
+        H = self.units
+        return {"W": _init(self.initializers[0], (D, G * H)),
+                "U": _init(self.initializers[1], (H, G * H))}
+
+    def _options(self) -> dict:
+        return dict(return_sequences=self.return_sequences, reverse=self.go_backwards,
+                    cell_activation=self.activations[0], recurrent_activation=self.activations[1])
+
+    def _output_shape(self, input_shape):
+        return (input_shape[0], self.units) if self.return_sequences else (self.units,)
+
+
+class LSTM(_RNN):
+    """keras.layers.LSTM(units, ...): gate order i, f, c(=g), o as lstm_ref's.
+
+    Weights: kernel (D, 4H) = W, recurrent_kernel (H, 4H) = U, bias (4H,) = b
+    (the same layout, no conversion). unit_forget_bias=True (default) sets
+    the forget block of the bias to 1.
+    """
+
+    keras_name = "lstm"
+
+    def __init__(self, units: int, unit_forget_bias: bool = True, **kwargs) -> None:
+        super().__init__(units, **kwargs)
+        self.unit_forget_bias = unit_forget_bias
+
+    def build(self, input_shape):
+        _check_sequence_shape(self, input_shape)
+        params = self._kernels(input_shape[-1], 4)
+        if self.use_bias:
+            H = self.units
+            b = _init(self.initializers[2], (4 * H,))
+            if self.unit_forget_bias:
+                b[H : 2 * H] = 1.0  # forget block
+            params["b"] = b
+        self.module = L.LSTM(params, **self._options())
+        return self._output_shape(input_shape)
+
+    def get_weights(self):
+        return [_np(p) for p in self.module.parameters()]
+
+    def set_weights(self, weights):
+        keys = list(self.module.params())
+        self._check_count(weights, len(keys))
+        for key, value in zip(keys, weights):
+            self._assign(key, value)
+
+
+class GRU(_RNN):
+    """keras.layers.GRU(units, reset_after=True, ...).
+
+    reset_after=True is lstm_ref's ``recurrent-bias-after-multiplication``
+    (bias (2, 3H): row 0 = b, row 1 = bh); reset_after=False is
+    ``before-multiplication`` (bias (3H,)). Keras orders the blocks z, r, h;
+    get_weights/set_weights reorder them.
+    """
+
+    keras_name = "gru"
+
+    def __init__(self, units: int, reset_after: bool = True, **kwargs) -> None:
+        super().__init__(units, **kwargs)
+        self.reset_after = reset_after
+
+    def build(self, input_shape):
+        _check_sequence_shape(self, input_shape)
+        params = self._kernels(input_shape[-1], 3)
+        if self.use_bias:
+            bias = _init(self.initializers[2], (2, 3 * self.units) if self.reset_after else (3 * self.units,))
+            params.update({"b": bias[0], "bh": bias[1]} if self.reset_after else {"b": bias})
+        mode = "recurrent-bias-after-multiplication" if self.reset_after else "before-multiplication"
+        self.module = L.GRU(params, reset_mode=mode, **self._options())
+        return self._output_shape(input_shape)
+
+    def get_weights(self):
+        p = {k: _np(v) for k, v in self.module.params().items()}
+        weights = [_swap_rz(p["W"]), _swap_rz(p["U"])]
+        if "bh" in p:
+            weights.append(_swap_rz(np.stack([p["b"], p["bh"]])))  # (2, 3H)
+        elif "b" in p:
+            weights.append(_swap_rz(p["b"]))
+        return weights
+
+    def set_weights(self, weights):
+        self._check_count(weights, 3 if self.use_bias else 2)
+        self._assign("W", _swap_rz(weights[0]))
+        self._assign("U", _swap_rz(weights[1]))
+        if self.use_bias:
+            bias = _swap_rz(weights[2])
+            if self.reset_after:
+                self._assign("b", bias[0])
+                self._assign("bh", bias[1])
+            else:
+                self._assign("b", bias)
+
+
+class Bidirectional(Layer):
+    """keras.layers.Bidirectional(layer, merge_mode='concat').
+
+    The backward copy reads the sequence reversed; weights are the forward
+    layer's then the backward layer's, as in Keras.
+    """
+
+    keras_name = "bidirectional"
+
+    def __init__(self, layer: _RNN, merge_mode: str = "concat", **kwargs) -> None:
+        if merge_mode != "concat":
+            raise ValueError(f"merge_mode must be 'concat', got {merge_mode!r}")
+        if not isinstance(layer, _RNN):
+            raise TypeError(f"layer must be an LSTM or GRU, got {type(layer).__name__}")
+        super().__init__(input_shape=kwargs.pop("input_shape", layer.input_shape), **kwargs)
+        self.forward_layer = layer
+        self.backward_layer = _backward_copy(layer)
+
+    def build(self, input_shape):
+        shape = self.forward_layer.build(input_shape)
+        self.backward_layer.build(input_shape)
+        self.module = L.Bidirectional(self.forward_layer.module, self.backward_layer.module)
+        return (*shape[:-1], 2 * shape[-1])
+
+    def get_weights(self):
+        return self.forward_layer.get_weights() + self.backward_layer.get_weights()
+
+    def set_weights(self, weights):
+        half = len(self.forward_layer.get_weights())
+        self._check_count(weights, 2 * half)
+        self.forward_layer.set_weights(weights[:half])
+        self.backward_layer.set_weights(weights[half:])
+
+
+def _backward_copy(layer: _RNN) -> _RNN:
+    """The same layer description reading the sequence backwards (unbuilt)."""
+    copy = object.__new__(type(layer))
+    copy.__dict__.update(layer.__dict__)
+    copy.go_backwards = not layer.go_backwards
+    copy.module = None
+    return copy
+
+
+class Input:
+    """keras.Input(shape): the per-sample input shape, e.g. (None, 1) or (None,) for token ids."""
+
+    def __init__(self, shape: tuple, dtype: str | None = None) -> None:
+        self.shape = tuple(shape)
+
+
+def _positive_int(name: str, value: object) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _keras_activation(name: str) -> str:
+    name = {"hard_sigmoid": "hard_sigmoid_keras", None: "linear"}.get(name, name)
+    L.activation(name)
+    return name
+
+
+def _check_sequence_shape(layer: Layer, input_shape: tuple) -> None:
+    if len(input_shape) != 2:
+        raise ValueError(
+            f"{type(layer).__name__} expects inputs of shape (batch, timesteps, features), "
+            f"i.e. input_shape=(timesteps, features) such as (None, 1); got {input_shape}"
+        )
+
+
+# ---------------------------------------------------------------------- model
+class History:
+    """keras.callbacks.History: ``history`` maps 'loss', 'val_loss', metrics to per-epoch lists."""
+
+    def __init__(self, history: dict[str, list[float]], epochs: int, params: dict) -> None:
+        self.history = history
+        self.epoch = list(range(epochs))
+        self.params = params
+
+
+LOSSES = {
+    "mse": training.mse,
+    "mean_squared_error": training.mse,
+    "mae": training.mae,
+    "mean_absolute_error": training.mae,
+    "binary_crossentropy": training.binary_crossentropy,
+    "categorical_crossentropy": training.crossentropy,
+    "sparse_categorical_crossentropy": training.crossentropy,
+}
+
+
+def _accuracy(loss_name: str):
+    """Keras resolves 'accuracy' by the loss and the output shape."""
+
+    def accuracy(y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if y_pred.shape[-1] == 1 or loss_name == "binary_crossentropy":
+            y = training._align_target(y_pred, y)
+            return ((y_pred > 0.5).to(y.dtype) == y).to(y_pred.dtype).mean(dim=-1)
+        if y.shape == y_pred.shape:  # one-hot
+            y = y.argmax(dim=-1)
+        elif y.ndim == y_pred.ndim:
+            y = y.squeeze(-1)
+        hits = (y_pred.argmax(dim=-1) == y.long()).to(y_pred.dtype)
+        return hits if hits.ndim == 1 else hits.flatten(1).mean(dim=1)
+
+    return accuracy
+
+
+def _samplewise(fn):
+    def metric(y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        y = training._align_target(y_pred, y)
+        return fn(y_pred, y).flatten(1).mean(dim=1)
+
+    return metric
+
+
+METRICS = {
+    "mae": _samplewise(lambda p, y: (p - y).abs()),
+    "mse": _samplewise(lambda p, y: (p - y) ** 2),
+}
+
+
+class Sequential:
+    """keras.Sequential: a stack of layers, compiled, fitted and evaluated like Keras.
+
+    Args:
+        layers: the layers; the first may carry ``input_shape`` or an
+            ``Input`` may come first (otherwise the model builds on first use).
+        name: the model's name in ``summary()``.
+    """
+
+    def __init__(self, layers: Sequence[Layer | Input] | None = None, name: str = "sequential") -> None:
+        self.name = name
+        self.layers: list[Layer] = []
+        self._input_shape: tuple | None = None
+        self.module: torch.nn.Sequential | None = None
+        self._compiled: dict | None = None
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer: Layer | Input) -> None:
+        """Append a layer (or set the input shape with an ``Input``)."""
+        if isinstance(layer, Input):
+            self._input_shape = layer.shape
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layers must be lstm_ref.keras layers, got {type(layer).__name__}")
+        if not self.layers and self._input_shape is None and layer.input_shape is not None:
+            self._input_shape = layer.input_shape
+        names = [lay.name for lay in self.layers]
+        if layer.name is None:
+            count = sum(n == layer.keras_name or n.startswith(layer.keras_name + "_") for n in names)
+            layer.name = layer.keras_name if count == 0 else f"{layer.keras_name}_{count}"
+        self.layers.append(layer)
+        self.module = None
+        if self._input_shape is not None:
+            self.build(self._input_shape)
+
+    def build(self, input_shape: tuple) -> None:
+        """Create every layer's module for per-sample inputs of ``input_shape``."""
+        self._input_shape = tuple(input_shape)
+        shape = self._input_shape
+        for layer in self.layers:
+            if layer.module is None:
+                layer.output_shape = layer.build(shape)
+            shape = layer.output_shape
+        self.module = torch.nn.Sequential(*(layer.module for layer in self.layers))
+
+    def _ensure_built(self, x: object) -> None:
+        if self.module is None:
+            self.build(np.shape(x[0] if isinstance(x, (list, tuple)) else x)[1:])
+
+    def compile(self, optimizer: str | training.Adam | training.SGD = "rmsprop",
+                loss: str | None = None, metrics: Sequence[str] | None = None) -> None:
+        """Choose the optimiser ('adam', 'sgd' or an object), loss and metrics by Keras name."""
+        if isinstance(optimizer, str):
+            makers = {"adam": Adam, "sgd": SGD}
+            if optimizer not in makers:
+                raise ValueError(f"optimizer must be one of {tuple(makers)} or an optimizer object, got {optimizer!r}")
+            optimizer = makers[optimizer]()
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {loss!r}")
+        chosen = {}
+        for name in metrics or []:
+            if name in ("accuracy", "acc"):
+                chosen["accuracy"] = _accuracy(loss)
+            elif name in METRICS:
+                chosen[name] = METRICS[name]
+            else:
+                raise ValueError(f"metrics must be among {('accuracy', *METRICS)}, got {name!r}")
+        self._compiled = {"optimizer": optimizer, "loss": LOSSES[loss], "metrics": chosen}
+
+    @property
+    def optimizer(self):
+        return None if self._compiled is None else self._compiled["optimizer"]
+
+    def fit(self, x: object, y: object, batch_size: int | None = None, epochs: int = 1,
+            verbose: str | int = "auto", validation_split: float = 0.0,
+            validation_data: tuple | None = None, shuffle: bool = True) -> History:
+        """Train like keras Model.fit; returns a ``History`` of per-epoch values."""
+        if self._compiled is None:
+            raise RuntimeError("call compile(optimizer, loss) before fit")
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        if validation_split and validation_data is None:
+            n = len(x)
+            split = int(math.floor(n * (1.0 - validation_split)))  # Keras: the last fraction
+            validation_data = (x[split:], y[split:])
+            x, y = x[:split], y[:split]
+        self._ensure_built(x)
+        config = preset(KERAS, shuffle="every-epoch" if shuffle else "never")
+        result = training.fit(
+            self.module, x, y, config=config, epochs=epochs,
+            batch_size=32 if batch_size is None else batch_size,
+            optimizer=self._compiled["optimizer"], loss=self._compiled["loss"],
+            metrics=self._compiled["metrics"], validation_data=validation_data,
+            seed=_rng, verbose=0 if verbose == 0 else 1,
+        )
+        history = {"loss": result.loss}
+        history.update({k: v for k, v in result.metrics.items() if not k.startswith("val_")})
+        if validation_data is not None:
+            history["val_loss"] = result.val_loss
+            history.update({k: v for k, v in result.metrics.items() if k.startswith("val_")})
+        return History(history, epochs, {"epochs": epochs, "steps": len(result.iteration_loss) // epochs})
+
+    def predict(self, x: object, batch_size: int | None = None, verbose: str | int = "auto") -> np.ndarray:
+        """Outputs for x, batch by batch (dropout off)."""
+        self._ensure_built(x)
+        return training.predict(self.module, x, batch_size=32 if batch_size is None else batch_size)
+
+    def evaluate(self, x: object, y: object, batch_size: int | None = None,
+                 verbose: str | int = "auto") -> float | list[float]:
+        """The loss (and metrics, as a list ``[loss, *metrics]``) on x, y."""
+        if self._compiled is None:
+            raise RuntimeError("call compile(optimizer, loss) before evaluate")
+        self._ensure_built(x)
+        scores = training.evaluate(self.module, x, y, loss=self._compiled["loss"],
+                                   metrics=self._compiled["metrics"],
+                                   batch_size=32 if batch_size is None else batch_size)
+        values = list(scores.values())
+        return values[0] if len(values) == 1 else values
+
+    def __call__(self, x: object) -> np.ndarray:
+        return self.predict(x)
+
+    def count_params(self) -> int:
+        """Number of scalar weights."""
+        return sum(w.size for w in self.get_weights())
+
+    def get_weights(self) -> list[np.ndarray]:
+        """All weights in Keras' layout and order, layer by layer."""
+        self._require_built()
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Load weights from ``get_weights`` of this or of a real Keras model."""
+        self._require_built()
+        weights = list(weights)
+        counts = [len(layer.get_weights()) for layer in self.layers]
+        if len(weights) != sum(counts):
+            raise ValueError(f"the model takes {sum(counts)} weight arrays, got {len(weights)}")
+        start = 0
+        for layer, count in zip(self.layers, counts):
+            layer.set_weights(weights[start : start + count])
+            start += count
+
+    def _require_built(self) -> None:
+        if self.module is None:
+            raise RuntimeError("the model is not built yet: give input_shape, an Input, or call fit/predict first")
+
+    def summary(self) -> None:
+        """Print Keras' summary table: layers, output shapes, parameter counts."""
+        self._require_built()
+        widths = (33, 24, 15)
+        rows = [(f"{layer.name} ({type(layer).__name__})", str((None, *shape)),
+                 f"{sum(w.size for w in layer.get_weights()):,}")
+                for layer, shape in ((lay, lay.output_shape) for lay in self.layers)]
+
+        def line(left, mid, right, fill):
+            return left + mid.join(fill * w for w in widths) + right
+
+        def row(cells, edge):
+            a, b, c = cells
+            return edge + edge.join([f" {a:<{widths[0] - 2}} ", f" {b:<{widths[1] - 2}} ",
+                                     f" {c:>{widths[2] - 2}} "]) + edge
+
+        out = [f'Model: "{self.name}"', line("┏", "┳", "┓", "━"),
+               row(("Layer (type)", "Output Shape", "Param #"), "┃"), line("┡", "╇", "┩", "━")]
+        for k, cells in enumerate(rows):
+            out.append(row(cells, "│"))
+            out.append(line("├", "┼", "┤", "─") if k < len(rows) - 1 else line("└", "┴", "┘", "─"))
+        total = self.count_params()
+        size = _readable_size(4 * total)
+        out += [f" Total params: {total:,} ({size})", f" Trainable params: {total:,} ({size})",
+                " Non-trainable params: 0 (0.00 B)"]
+        print("\n".join(out))
+
+
+def _readable_size(n_bytes: float) -> str:
+    """Keras' readable_memory_size: 1024-based units with two decimals."""
+    units = ["B", "KB", "MB", "GB"]
+    while n_bytes >= 1024 and len(units) > 1:
+        n_bytes /= 1024
+        units.pop(0)
+    return f"{n_bytes:.2f} {units[0]}"
+
+
+layers = SimpleNamespace(LSTM=LSTM, GRU=GRU, Dense=Dense, Embedding=Embedding,
+                         Bidirectional=Bidirectional, Dropout=Dropout, Input=Input)

@@ -1,0 +1,209 @@
+"""Torch modules over ``lstm_ref.torch_backend``, the building blocks of the front ends.
+
+Each module holds its parameters in the lstm_ref layout (package docstring:
+``W (D, G*H)``, ``U (H, G*H)``, ``b``; gate order i, f, g, o and r, z, n) as
+``nn.Parameter`` named exactly like the dict keys, so that
+``dict(module.named_parameters())`` is a params dict of the backend and the
+front ends convert to Keras or MATLAB layouts key by key. Modules are built
+from NumPy parameter dicts (``lstm_ref.init`` draws them), in float32 unless
+told otherwise. A recurrent module runs the fused ``nn.LSTM``/``nn.GRU``
+kernel when its cell allows it (standard LSTM, sigmoid gates, tanh) and the
+gate-by-gate cell otherwise (variants, hard-sigmoid, before-multiplication GRU).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from lstm_ref import torch_backend as tb
+
+Tensor = torch.Tensor
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "linear": lambda x: x,
+    "softmax": lambda x: torch.softmax(x, dim=-1),
+    "hard_sigmoid_keras": tb.hard_sigmoid_keras,
+    "hard_sigmoid_matlab": tb.hard_sigmoid_matlab,
+}
+
+
+def activation(name: str) -> Callable[[Tensor], Tensor]:
+    """An activation by name (see ``ACTIVATIONS``)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]
+
+
+class _ParamModule(nn.Module):
+    """A module whose parameters come from a NumPy dict, keys kept as names."""
+
+    def __init__(self, params: Mapping[str, np.ndarray], dtype: torch.dtype,
+                 device: torch.device | str | None) -> None:
+        super().__init__()
+        for key, value in params.items():
+            self.register_parameter(
+                key, nn.Parameter(torch.as_tensor(np.asarray(value), dtype=dtype, device=device))
+            )
+
+    def params(self) -> dict[str, Tensor]:
+        """The parameters as a backend params dict (live tensors)."""
+        return dict(self.named_parameters(recurse=False))
+
+
+class _Recurrent(_ParamModule):
+    """Shared plumbing of the LSTM and GRU layers: time reversal, output choice."""
+
+    def __init__(self, params, *, return_sequences, reverse, recurrent_activation,
+                 cell_activation, dtype, device) -> None:
+        for name in (recurrent_activation, cell_activation):
+            activation(name)  # raises for an unknown name
+        super().__init__(params, dtype, device)
+        self.return_sequences = return_sequences
+        self.reverse = reverse
+        self.recurrent_activation = recurrent_activation
+        self.cell_activation = cell_activation
+        self.fused = recurrent_activation == "sigmoid" and cell_activation == "tanh"
+
+    def _run(self, x: Tensor) -> Tensor:  # (N, T, H): the sequence of hidden states
+        raise NotImplementedError
+
+    def _cell_params(self, x: Tensor) -> dict[str, Tensor]:
+        """The params dict, with zero biases where the layer has none (use_bias=False)."""
+        p = self.params()
+        bias_keys = ("b", "bh") if getattr(self, "reset_mode", "") == "recurrent-bias-after-multiplication" else ("b",)
+        for key in bias_keys:
+            if key not in p:
+                p[key] = torch.zeros(p["U"].shape[1], dtype=x.dtype, device=x.device)
+        return p
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (N, T, D) -> (N, T, H) if return_sequences else (N, H).
+
+        With ``reverse`` the sequence is read from the last step to the first
+        and the outputs are flipped back, so that step t of the output belongs
+        to step t of the input (Keras Bidirectional, MATLAB bilstmLayer).
+        """
+        out = self._run(x.flip(1) if self.reverse else x)  # (N, T, H)
+        if not self.return_sequences:
+            return out[:, -1]  # (N, H): the last step read
+        return out.flip(1) if self.reverse else out
+
+
+class LSTM(_Recurrent):
+    """An LSTM layer (any variant) over the torch backend.
+
+    Args:
+        params: NumPy dict W (D, GH), U (H, GH), b (GH,) [, p_i, p_f, p_o];
+            without ``b`` the layer has no bias (Keras use_bias=False).
+        variant: see ``lstm_ref.torch_backend.LSTM_VARIANTS``.
+        return_sequences: all steps (N, T, H) or the last (N, H).
+        reverse: read the sequence backwards (the backward half of a BiLSTM).
+        recurrent_activation, cell_activation: names in ``ACTIVATIONS`` for
+            the gates (sigma) and for g and tanh(c).
+    """
+
+    def __init__(self, params: Mapping[str, np.ndarray], *, variant: str = "standard",
+                 return_sequences: bool = False, reverse: bool = False,
+                 recurrent_activation: str = "sigmoid", cell_activation: str = "tanh",
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> None:
+        super().__init__(params, return_sequences=return_sequences, reverse=reverse,
+                         recurrent_activation=recurrent_activation,
+                         cell_activation=cell_activation, dtype=dtype, device=device)
+        self.variant = variant
+        self.fused = self.fused and variant == "standard"
+
+    def _run(self, x: Tensor) -> Tensor:
+        p = self._cell_params(x)
+        if self.fused:
+            return tb.lstm_forward_fast(x, p)[0]
+        return tb.lstm_forward(
+            x, p, variant=self.variant,
+            recurrent_activation=activation(self.recurrent_activation),
+            activation=activation(self.cell_activation),
+        )[0]
+
+
+class GRU(_Recurrent):
+    """A GRU layer (any reset-gate placement) over the torch backend.
+
+    Args:
+        params: NumPy dict W (D, 3H), U (H, 3H), b (3H,) [, bh (3H,) for
+            ``recurrent-bias-after-multiplication``]; without ``b`` no bias.
+        reset_mode: see ``lstm_ref.torch_backend.GRU_RESET_MODES``.
+        Other arguments as for ``LSTM``.
+    """
+
+    def __init__(self, params: Mapping[str, np.ndarray], *,
+                 reset_mode: str = "after-multiplication", return_sequences: bool = False,
+                 reverse: bool = False, recurrent_activation: str = "sigmoid",
+                 cell_activation: str = "tanh", dtype: torch.dtype = torch.float32,
+                 device: torch.device | str | None = None) -> None:
+        super().__init__(params, return_sequences=return_sequences, reverse=reverse,
+                         recurrent_activation=recurrent_activation,
+                         cell_activation=cell_activation, dtype=dtype, device=device)
+        self.reset_mode = reset_mode
+        self.fused = self.fused and reset_mode != "before-multiplication"
+
+    def _run(self, x: Tensor) -> Tensor:
+        p = self._cell_params(x)
+        if self.fused:
+            return tb.gru_forward_fast(x, p, reset_mode=self.reset_mode)[0]
+        return tb.gru_forward(
+            x, p, reset_mode=self.reset_mode,
+            recurrent_activation=activation(self.recurrent_activation),
+            activation=activation(self.cell_activation),
+        )[0]
+
+
+class Bidirectional(nn.Module):
+    """Concatenation of a forward and a backward (``reverse=True``) recurrent layer.
+
+    Output (N, T, 2H) or (N, 2H): forward features first, as in Keras
+    (merge_mode 'concat') and MATLAB's bilstmLayer.
+    """
+
+    def __init__(self, forward_layer: _Recurrent, backward_layer: _Recurrent) -> None:
+        super().__init__()
+        if forward_layer.reverse or not backward_layer.reverse:
+            raise ValueError("backward_layer must have reverse=True and forward_layer reverse=False")
+        self.forward_layer = forward_layer
+        self.backward_layer = backward_layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([self.forward_layer(x), self.backward_layer(x)], dim=-1)
+
+
+class Dense(_ParamModule):
+    """``y = act(x W + b)`` over the last axis; W (D, R), b (R,) (optional)."""
+
+    def __init__(self, params: Mapping[str, np.ndarray], *, activation_name: str = "linear",
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> None:
+        super().__init__(params, dtype, device)
+        self.activation_name = activation_name
+        self.act = activation(activation_name)
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = x @ self.W  # (..., R)
+        if "b" in self._parameters:
+            z = z + self.b
+        return self.act(z)
+
+
+class Embedding(_ParamModule):
+    """Token ids (N, T) -> vectors (N, T, D) by rows of E (V, D)."""
+
+    def __init__(self, params: Mapping[str, np.ndarray], *, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str | None = None) -> None:
+        super().__init__(params, dtype, device)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.is_floating_point():
+            raise TypeError("Embedding input must hold integer token ids, got floats")
+        return self.E[x]  # (N, T, D)
