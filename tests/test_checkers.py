@@ -1,0 +1,328 @@
+"""The answer checkers: a correct answer passes on every shape, seed and dtype;
+each usual mistake fails with the message that names it; calling the reference fails.
+
+The "student" functions below are written from the equations, independently of
+``lstm_ref``; keyword arguments switch in one mistake at a time.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import lstm_ref
+from lstm_ref import checkers
+
+SHAPES = [dict(N=3, D=4, H=5, seed=0, dtype=np.float64), dict(N=1, D=7, H=2, seed=11, dtype=np.float32)]
+
+
+def sigmoid(x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def lstm_step(x, h_prev, c_prev, params, *, order="ifgo", bias=1.0, acts="ssts", forget=True, h_of="tanh(c)",
+              stack="xh/WU", transpose_U=False, swap_return=False, shift_c=0.0):  # fmt: skip
+    """Student's LSTM step with one fused matmul; the keywords plant one mistake."""
+    W, U, b = params["W"], params["U"], params["b"]
+    H = h_prev.shape[1]
+    if transpose_U:
+        U = np.concatenate([U[:, k * H : (k + 1) * H].T for k in range(4)], axis=1)
+    xh = np.concatenate([x, h_prev] if stack.startswith("xh") else [h_prev, x], axis=1)  # (N, D+H)
+    WU = np.concatenate([W, U] if stack.endswith("WU") else [U, W], axis=0)  # (D+H, 4H)
+    z = xh @ WU + bias * b  # (N, 4H)
+    act = {"s": sigmoid, "t": np.tanh}
+    i, f, g, o = (act[a](z[:, k * H : (k + 1) * H]) for a, k in zip(acts, map("ifgo".index, order)))
+    c = (f if forget else 1.0) * c_prev + i * g + shift_c
+    h = o * {"tanh(c)": np.tanh(c), "c": c}[h_of]
+    return (c, h) if swap_return else (h, c)
+
+
+def lstm_forward(x, params, h0, c0, *, step=lstm_step, carry=True, before=False):
+    h, c = h0, c0
+    hs, cs = [], []
+    for t in range(x.shape[1]):
+        if before:
+            hs.append(h), cs.append(c)
+        h_next, c_next = step(x[:, t], h, c, params)
+        if carry:
+            h, c = h_next, c_next
+        if not before:
+            hs.append(h_next), cs.append(c_next)
+    return np.stack(hs, axis=1), np.stack(cs, axis=1)
+
+
+def gru_step(x, h_prev, params, *, mode="after-multiplication", order="rzn", flip_update=False):
+    H = h_prev.shape[1]
+    blocks = {name: slice(k * H, (k + 1) * H) for name, k in zip("rzn", map("rzn".index, order))}
+    W, U, b = params["W"], params["U"], params["b"]
+    bh = params.get("bh", np.zeros_like(b))
+    r = sigmoid(x @ W[:, blocks["r"]] + b[blocks["r"]] + h_prev @ U[:, blocks["r"]] + bh[blocks["r"]])
+    z = sigmoid(x @ W[:, blocks["z"]] + b[blocks["z"]] + h_prev @ U[:, blocks["z"]] + bh[blocks["z"]])
+    xn = x @ W[:, blocks["n"]] + b[blocks["n"]]
+    if mode == "before-multiplication":
+        n = np.tanh(xn + (r * h_prev) @ U[:, blocks["n"]])
+    else:
+        n = np.tanh(xn + r * (h_prev @ U[:, blocks["n"]] + bh[blocks["n"]]))
+    return z * n + (1 - z) * h_prev if flip_update else (1 - z) * n + z * h_prev
+
+
+def rnn_step_backward(dh, cache, *, deriv="1-h^2", sign=1.0, transpose_dU=False, sum_db=True, transpose_dW=False):
+    h = cache.h
+    da = dh * {"1-h^2": 1 - h**2, "none": 1.0, "1-tanh(h)^2": 1 - np.tanh(h) ** 2}[deriv]  # (N, H)
+    dU = cache.h_prev.T @ da
+    grads = {
+        "W": (da.T @ cache.x) if transpose_dW else cache.x.T @ da,
+        "U": dU.T if transpose_dU else dU,
+        "b": da.sum(axis=0) if sum_db else da,
+    }
+    return sign * da @ cache.params["W"].T, sign * da @ cache.params["U"].T, {k: sign * v for k, v in grads.items()}
+
+
+def lstm_step_backward(dh, dc, cache, *, use_dc=True, dh_to_c=True, tanh_deriv=True, f_in_dc_prev=True,
+                       grad_order="ifgo"):  # fmt: skip
+    i, f, g, o = np.split(cache.gates, 4, axis=1)
+    dc_t = (dc if use_dc else 0) + (dh * o * ((1 - cache.tanh_c**2) if tanh_deriv else 1) if dh_to_c else 0)
+    dz = {"i": dc_t * g * i * (1 - i), "f": dc_t * cache.c_prev * f * (1 - f),
+          "g": dc_t * i * (1 - g**2), "o": dh * cache.tanh_c * o * (1 - o)}  # fmt: skip
+    dz_all = np.concatenate([dz[k] for k in "ifgo"], axis=1)  # (N, 4H)
+    dz_grads = np.concatenate([dz[k] for k in grad_order], axis=1)
+    p = cache.params
+    grads = {"W": cache.x.T @ dz_grads, "U": cache.h_prev.T @ dz_grads, "b": dz_grads.sum(axis=0)}
+    return dz_all @ p["W"].T, dz_all @ p["U"].T, dc_t * f if f_in_dc_prev else dc_t, grads
+
+
+def lstm_bptt(dhs, caches, *, step_backward=lstm_step_backward, accumulate=True, carry_h=True, carry_c=True,
+              dout_shift=0):  # fmt: skip
+    N, T, H = dhs.shape
+    dh_next, dc_next = np.zeros((N, H), dhs.dtype), np.zeros((N, H), dhs.dtype)
+    dxs, grads = [None] * T, None
+    for t in reversed(range(T)):
+        s = t + dout_shift
+        dout = dhs[:, s] if 0 <= s < T else 0.0
+        dx, dh_prev, dc_prev, g = step_backward(dout + dh_next, dc_next, caches[t])
+        dxs[t] = dx
+        dh_next = dh_prev if carry_h else np.zeros_like(dh_prev)
+        dc_next = dc_prev if carry_c else np.zeros_like(dc_prev)
+        grads = g if grads is None or not accumulate else {k: grads[k] + g[k] for k in g}
+    return np.stack(dxs, axis=1), dh_next, dc_next, grads
+
+
+def _fails_with(check, fn, message, **kwargs):
+    with pytest.raises(AssertionError) as err:
+        check(fn, **kwargs)
+    assert message in str(err.value), str(err.value)
+
+
+# ---------------------------------------------------------------------------
+# correct answers pass on every shape, seed and dtype
+
+
+@pytest.mark.parametrize("kw", SHAPES)
+def test_correct_answers_pass(kw):
+    dtype, seed = kw["dtype"], kw["seed"]
+    checkers.check_sigmoid(sigmoid, seed=seed, dtype=dtype)
+    checkers.check_tanh(lambda x: 2 * sigmoid(2 * x) - 1, seed=seed, dtype=dtype)
+    checkers.check_lstm_step(lstm_step, **kw)
+    checkers.check_lstm_forward(lstm_forward, T=4, **kw)
+    checkers.check_rnn_step_backward(rnn_step_backward, **kw)
+    checkers.check_lstm_step_backward(lstm_step_backward, **kw)
+    checkers.check_lstm_bptt(lstm_bptt, T=4, **kw)
+    for mode in lstm_ref.GRU_RESET_MODES:
+        checkers.check_gru_step(functools.partial(gru_step, mode=mode), mode, **kw)
+
+
+def test_param_count():
+    checkers.check_lstm_param_count(lambda D, H: 4 * (D * H + H * H + H))
+    checkers.check_lstm_param_count(4 * (12 * 100 + 100 * 100 + 100), D=12, H=100)
+    _fails_with(checkers.check_lstm_param_count, lambda D, H: D * H + H * H + H, "vanilla RNN's count")
+    _fails_with(checkers.check_lstm_param_count, lambda D, H: 4 * (D * H + H * H), "biases are missing")
+    _fails_with(checkers.check_lstm_param_count, lambda D, H: 4 * (D * H + H * H + 2 * H), "one bias vector")
+    _fails_with(checkers.check_lstm_param_count, lambda D, H: 3 * (D * H + H * H + H), "GRU's count")
+    _fails_with(checkers.check_lstm_param_count, lambda D, H: 4.0 * (D * H + H * H + H), "must be an integer")
+
+
+# ---------------------------------------------------------------------------
+# each mistake is named
+
+
+def naive_sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+@pytest.mark.parametrize(
+    "check, fn, message",
+    [
+        (checkers.check_sigmoid, naive_sigmoid, "overflows for large |x|"),
+        (checkers.check_sigmoid, lambda x: sigmoid(-x), "sign inside exp is flipped"),
+        (checkers.check_sigmoid, np.tanh, "returns tanh(x), not the sigmoid"),
+        (checkers.check_sigmoid, lambda x: sigmoid(x).astype(np.float32), "dtype float32"),
+        (checkers.check_sigmoid, lambda x: None, "output is None"),
+        (checkers.check_tanh, sigmoid, "returns the sigmoid, not tanh"),
+        (checkers.check_tanh, lambda x: 2 * sigmoid(x) - 1, "the argument must be 2x"),
+        (checkers.check_tanh, lambda x: (np.exp(x) - np.exp(-x)) / (np.exp(x) + np.exp(-x)), "output (max abs error nan)"),
+    ],
+)
+def test_activation_mistakes(check, fn, message):
+    _fails_with(check, fn, message)
+
+
+LSTM_STEP_MISTAKES = [
+    (dict(order="figo"), "the i and f gate blocks look swapped"),
+    (dict(order="ifog"), "the g and o gate blocks look swapped"),
+    (dict(order="goif"), "the gate blocks look permuted: your code takes i from the g block"),
+    (dict(bias=0.0), "the bias b is missing"),
+    (dict(bias=2.0), "the bias b is added twice"),
+    (dict(acts="stts"), "gate f uses tanh; it must use sigmoid"),
+    (dict(acts="ssss"), "gate g uses sigmoid; it must use tanh"),
+    (dict(forget=False), "the forget gate is ignored"),
+    (dict(h_of="c"), "h = o * c misses the tanh"),
+    (dict(swap_return=True), "h and c are swapped in the return value"),
+    (dict(stack="hx/WU"), "the concatenation order is wrong: [h_prev, x] against the stacked [W; U]"),
+    (dict(stack="xh/UW"), "the concatenation order is wrong: [x, h_prev] against [U; W]"),
+    (dict(transpose_U=True), "the recurrent weight blocks look transposed"),
+    (dict(shift_c=0.1), "wrong h (max abs error"),
+]
+
+
+@pytest.mark.parametrize("mistake, message", LSTM_STEP_MISTAKES)
+def test_lstm_step_mistakes(mistake, message):
+    _fails_with(checkers.check_lstm_step, functools.partial(lstm_step, **mistake), message)
+
+
+def test_lstm_step_shape_dtype_and_return_value():
+    _fails_with(checkers.check_lstm_step, lambda *a: None, "lstm_step returned None; it must return (h, c)")
+    _fails_with(checkers.check_lstm_step, lambda *a: lstm_step(*a)[0], "returned 1 value(s)")
+    _fails_with(checkers.check_lstm_step, lambda *a: tuple(v.T for v in lstm_step(*a)), "h has shape (5, 3), expected (N, H) = (3, 5) (transposed?)")
+    _fails_with(checkers.check_lstm_step, lambda *a: tuple(v.astype(np.float64) for v in lstm_step(*a)),
+                "h has dtype float64; for float32 inputs it must be float32", dtype=np.float32)  # fmt: skip
+
+
+@pytest.mark.parametrize("mistake, message", LSTM_STEP_MISTAKES[:4])
+def test_lstm_forward_reports_step_mistakes(mistake, message):
+    step = functools.partial(lstm_step, **mistake)
+    _fails_with(checkers.check_lstm_forward, functools.partial(lstm_forward, step=step), f"in every step, {message}")
+
+
+@pytest.mark.parametrize(
+    "mistake, message",
+    [
+        (dict(carry=False), "the states are not carried from one step to the next"),
+        (dict(before=True), "off by one in time: hs[:, t] must hold h_t after step t"),
+    ],
+)
+def test_lstm_forward_mistakes(mistake, message):
+    _fails_with(checkers.check_lstm_forward, functools.partial(lstm_forward, **mistake), message)
+
+
+@pytest.mark.parametrize(
+    "mistake, message",
+    [
+        (dict(deriv="none"), "the tanh derivative (1 - h^2) is missing"),
+        (dict(deriv="1-tanh(h)^2"), "not 1 - tanh(h)^2"),
+        (dict(sign=-1.0), "every gradient has the wrong sign"),
+        (dict(transpose_dU=True), "grads['U'] looks transposed"),
+        (dict(transpose_dW=True), "grads['W'] has shape (5, 4), expected (D, GH) = (4, 5) (transposed?)"),
+        (dict(sum_db=False), "grads['b'] has shape (3, 5), expected (GH,) = (5,) (sum over the batch axis N)"),
+    ],
+)
+def test_rnn_step_backward_mistakes(mistake, message):
+    _fails_with(checkers.check_rnn_step_backward, functools.partial(rnn_step_backward, **mistake), message)
+
+
+@pytest.mark.parametrize(
+    "mistake, message",
+    [
+        (dict(use_dc=False), "the upstream gradient dc is ignored"),
+        (dict(dh_to_c=False), "dh does not reach the cell"),
+        (dict(tanh_deriv=False), "the tanh derivative on the cell is missing"),
+        (dict(f_in_dc_prev=False), "dc_prev misses the forget gate"),
+        (dict(grad_order="figo"), "in grads, the i and f gate blocks look swapped"),
+    ],
+)
+def test_lstm_step_backward_mistakes(mistake, message):
+    _fails_with(checkers.check_lstm_step_backward, functools.partial(lstm_step_backward, **mistake), message)
+
+
+@pytest.mark.parametrize(
+    "mistake, message",
+    [
+        (dict(accumulate=False), "not accumulated over time: grads holds only step 0's"),
+        (dict(carry_h=False), "dh_prev is not carried back"),
+        (dict(carry_c=False), "dc_prev is not carried back"),
+        (dict(carry_h=False, carry_c=False), "no state gradient is carried back in time"),
+        (dict(dout_shift=1), "not dhs[:, t+1]"),
+        (dict(dout_shift=-1), "not dhs[:, t-1]"),
+    ],
+)
+def test_lstm_bptt_mistakes(mistake, message):
+    _fails_with(checkers.check_lstm_bptt, functools.partial(lstm_bptt, **mistake), message)
+
+
+@pytest.mark.parametrize(
+    "mode, mistake, message",
+    [
+        ("after-multiplication", dict(order="zrn"), "the r and z gate blocks look swapped"),
+        ("after-multiplication", dict(flip_update=True), "the update is reversed"),
+        ("after-multiplication", dict(mode="before-multiplication"), "placed as in 'before-multiplication'"),
+        ("before-multiplication", dict(mode="after-multiplication"), "placed as in 'after-multiplication'"),
+    ],
+)
+def test_gru_step_mistakes(mode, mistake, message):
+    _fails_with(checkers.check_gru_step, functools.partial(gru_step, **{"mode": mode, **mistake}), message,
+                reset_mode=mode)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# calling the reference implementation earns nothing
+
+
+def _torch_lstm_cell(x, h_prev, c_prev, params):
+    cell = torch.nn.LSTMCell(x.shape[1], h_prev.shape[1]).double()
+    h, c = cell(torch.from_numpy(x), (torch.from_numpy(h_prev), torch.from_numpy(c_prev)))
+    return h.detach().numpy(), c.detach().numpy()
+
+
+def _torch_kernel(x, h_prev, c_prev, params):
+    w = [torch.from_numpy(params[k].T.copy()) for k in ("W", "U")]
+    h, c = torch.lstm_cell(torch.from_numpy(x), (torch.from_numpy(h_prev), torch.from_numpy(c_prev)), *w,
+                           torch.from_numpy(params["b"]))  # fmt: skip
+    return h.numpy(), c.numpy()
+
+
+@pytest.mark.parametrize(
+    "check, fn, name",
+    [
+        (checkers.check_lstm_step, lambda x, h, c, p: lstm_ref.lstm_step_forward(x, h, c, p)[:2],
+         "lstm_ref.lstm_step_forward"),
+        (checkers.check_lstm_step, _torch_lstm_cell, "torch.nn.LSTMCell"),
+        (checkers.check_lstm_step, _torch_kernel, "torch.lstm_cell"),
+        (checkers.check_lstm_forward,
+         lambda x, p, h0, c0: lstm_forward(x, p, h0, c0, step=lambda *a: lstm_ref.lstm_step_forward(*a)[:2]),
+         "lstm_ref.lstm_step_forward"),
+        (checkers.check_rnn_step_backward, lstm_ref.rnn_step_backward, "lstm_ref.rnn_step_backward"),
+        (checkers.check_lstm_step_backward, lstm_ref.lstm_step_backward, "lstm_ref.lstm_step_backward"),
+        (checkers.check_lstm_bptt, functools.partial(lstm_bptt, step_backward=lstm_ref.lstm_step_backward),
+         "lstm_ref.lstm_step_backward"),
+        (checkers.check_gru_step, lambda x, h, p: lstm_ref.gru_step_forward(x, h, p, "after-multiplication")[0],
+         "lstm_ref.gru_step_forward"),
+    ],
+)  # fmt: skip
+def test_calling_the_reference_is_refused(check, fn, name):
+    _fails_with(check, fn, f"calls the reference implementation {name}; implement it from the equations")
+
+
+def test_profiler_is_restored_after_a_check():
+    def previous(frame, event, arg):
+        return None
+
+    sys.setprofile(previous)
+    try:
+        checkers.check_lstm_step(lstm_step)
+        assert sys.getprofile() is previous
+    finally:
+        sys.setprofile(None)
