@@ -1,0 +1,87 @@
+"""Shared test set-up: Keras on PyTorch, and one uniform view of the three cells.
+
+The NumPy backend's cells differ in their state (LSTM: (h, c); GRU, RNN: h)
+and options (LSTM ``variant``, GRU ``reset_mode``). The adapters below give
+every cell the same call shape, states as tuples, so that one parametrised
+suite covers every cell, variant and reset mode (``CASES``).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before any keras import
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import lstm_ref  # noqa: E402
+from lstm_ref import init  # noqa: E402
+
+# (cell, options) for every cell, LSTM variant and GRU reset mode.
+CASES = (
+    [("lstm", {"variant": v}) for v in lstm_ref.LSTM_VARIANTS]
+    + [("gru", {"reset_mode": m}) for m in lstm_ref.GRU_RESET_MODES]
+    + [("rnn", {})]
+)
+CASE_IDS = [f"{cell}-{next(iter(o.values()))}" if o else cell for cell, o in CASES]
+
+
+def n_states(cell: str) -> int:
+    """How many (N, H) states ``cell`` carries: 2 for the LSTM (h, c), else 1."""
+    return 2 if cell == "lstm" else 1
+
+
+def random_params(cell: str, D: int, H: int, options: dict, seed) -> dict[str, np.ndarray]:
+    """Every parameter non-zero (biases and peepholes included): PyTorch's uniform init."""
+    if cell == "lstm":
+        return init.init_lstm_params(D, H, scheme="pytorch", seed=seed, **options)
+    if cell == "gru":
+        return init.init_gru_params(D, H, scheme="pytorch", seed=seed, **options)
+    return init.init_rnn_params(D, H, scheme="pytorch", seed=seed)
+
+
+def step_forward(cell, x, states, params, options):
+    """One step of ``cell``: (new states tuple, cache)."""
+    if cell == "lstm":
+        h, c, cache = lstm_ref.lstm_step_forward(x, *states, params, **options)
+        return (h, c), cache
+    run = lstm_ref.gru_step_forward if cell == "gru" else lstm_ref.rnn_step_forward
+    h, cache = run(x, *states, params, **options)
+    return (h,), cache
+
+
+def step_backward(cell, dstates, cache):
+    """Backward of ``step_forward``: (dx, previous-state gradients tuple, grads)."""
+    if cell == "lstm":
+        dx, dh, dc, grads = lstm_ref.lstm_step_backward(*dstates, cache)
+        return dx, (dh, dc), grads
+    run = lstm_ref.gru_step_backward if cell == "gru" else lstm_ref.rnn_step_backward
+    dx, dh, grads = run(*dstates, cache)
+    return dx, (dh,), grads
+
+
+def sequence_forward(cell, x, params, states0, options, return_sequences=True):
+    """A sequence of ``cell``: (out, final states tuple, cache)."""
+    if cell == "lstm":
+        out, (h, c), cache = lstm_ref.lstm_forward(x, params, *states0, return_sequences=return_sequences, **options)
+        return out, (h, c), cache
+    run = lstm_ref.gru_forward if cell == "gru" else lstm_ref.rnn_forward
+    out, h, cache = run(x, params, *states0, return_sequences=return_sequences, **options)
+    return out, (h,), cache
+
+
+def sequence_backward(cell, dout, cache, dfinal):
+    """Backward of ``sequence_forward``: (dx, initial-state gradients tuple, grads)."""
+    if cell == "lstm":
+        dx, dh0, dc0, grads = lstm_ref.lstm_backward(dout, cache, *dfinal)
+        return dx, (dh0, dc0), grads
+    run = lstm_ref.gru_backward if cell == "gru" else lstm_ref.rnn_backward
+    dx, dh0, grads = run(dout, cache, *dfinal)
+    return dx, (dh0,), grads
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A fresh, fixed-seed generator per test."""
+    return np.random.default_rng(20240521)
