@@ -33,6 +33,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from lstm_ref import interop
 from lstm_ref import layers as L
 from lstm_ref import training
 from lstm_ref.presets import preset
@@ -219,13 +220,6 @@ class Dropout(Layer):
         return input_shape
 
 
-# Keras GRU blocks are [z | r | h], lstm_ref's [r | z | n]: swapping the first
-# two blocks converts either way.
-def _swap_rz(a: np.ndarray) -> np.ndarray:
-    r, z, n = np.split(np.asarray(a), 3, axis=-1)
-    return np.concatenate([z, r, n], axis=-1)
-
-
 class _RNN(Layer):
     """What LSTM and GRU share: units, activations, initialisers, output choice."""
 
@@ -252,6 +246,29 @@ class _RNN(Layer):
 
     def _output_shape(self, input_shape):
         return (input_shape[0], self.units) if self.return_sequences else (self.units,)
+
+    cell = "lstm"
+    reset_mode: str | None = None
+    bias_keys: tuple[str, ...] = ("b",)
+
+    def _keras_weights(self) -> list[np.ndarray]:
+        """[kernel, recurrent_kernel, bias] by ``lstm_ref.interop.to_keras`` (zero bias without use_bias)."""
+        p = {k: _np(v) for k, v in self.module.params().items()}
+        for key in self.bias_keys:
+            p.setdefault(key, np.zeros(p["U"].shape[1], dtype=p["U"].dtype))
+        return interop.to_keras(p, self.cell, reset_mode=self.reset_mode)
+
+    def get_weights(self):
+        weights = self._keras_weights()
+        return weights if self.use_bias else weights[:2]
+
+    def set_weights(self, weights):
+        self._check_count(weights, 3 if self.use_bias else 2)
+        if not self.use_bias:
+            weights = [*weights, np.zeros_like(self._keras_weights()[2])]
+        params = interop.from_keras(list(weights), self.cell, reset_mode=self.reset_mode)
+        for key in self.module.params():
+            self._assign(key, params[key])
 
 
 class LSTM(_RNN):
@@ -280,15 +297,6 @@ class LSTM(_RNN):
         self.module = L.LSTM(params, **self._options())
         return self._output_shape(input_shape)
 
-    def get_weights(self):
-        return [_np(p) for p in self.module.parameters()]
-
-    def set_weights(self, weights):
-        keys = list(self.module.params())
-        self._check_count(weights, len(keys))
-        for key, value in zip(keys, weights):
-            self._assign(key, value)
-
 
 class GRU(_RNN):
     """keras.layers.GRU(units, reset_after=True, ...).
@@ -296,14 +304,17 @@ class GRU(_RNN):
     reset_after=True is lstm_ref's ``recurrent-bias-after-multiplication``
     (bias (2, 3H): row 0 = b, row 1 = bh); reset_after=False is
     ``before-multiplication`` (bias (3H,)). Keras orders the blocks z, r, h;
-    get_weights/set_weights reorder them.
+    get_weights/set_weights reorder them (``lstm_ref.interop``).
     """
 
     keras_name = "gru"
+    cell = "gru"
 
     def __init__(self, units: int, reset_after: bool = True, **kwargs) -> None:
         super().__init__(units, **kwargs)
         self.reset_after = reset_after
+        self.reset_mode = "recurrent-bias-after-multiplication" if reset_after else "before-multiplication"
+        self.bias_keys = ("b", "bh") if reset_after else ("b",)
 
     def build(self, input_shape):
         _check_sequence_shape(self, input_shape)
@@ -311,30 +322,8 @@ class GRU(_RNN):
         if self.use_bias:
             bias = _init(self.initializers[2], (2, 3 * self.units) if self.reset_after else (3 * self.units,))
             params.update({"b": bias[0], "bh": bias[1]} if self.reset_after else {"b": bias})
-        mode = "recurrent-bias-after-multiplication" if self.reset_after else "before-multiplication"
-        self.module = L.GRU(params, reset_mode=mode, **self._options())
+        self.module = L.GRU(params, reset_mode=self.reset_mode, **self._options())
         return self._output_shape(input_shape)
-
-    def get_weights(self):
-        p = {k: _np(v) for k, v in self.module.params().items()}
-        weights = [_swap_rz(p["W"]), _swap_rz(p["U"])]
-        if "bh" in p:
-            weights.append(_swap_rz(np.stack([p["b"], p["bh"]])))  # (2, 3H)
-        elif "b" in p:
-            weights.append(_swap_rz(p["b"]))
-        return weights
-
-    def set_weights(self, weights):
-        self._check_count(weights, 3 if self.use_bias else 2)
-        self._assign("W", _swap_rz(weights[0]))
-        self._assign("U", _swap_rz(weights[1]))
-        if self.use_bias:
-            bias = _swap_rz(weights[2])
-            if self.reset_after:
-                self._assign("b", bias[0])
-                self._assign("bh", bias[1])
-            else:
-                self._assign("b", bias)
 
 
 class Bidirectional(Layer):

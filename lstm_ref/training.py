@@ -442,6 +442,7 @@ def evaluate(
     return _evaluate(model, data, get_loss(loss), metrics or {}, batch_size)
 
 
+@torch.no_grad()
 def _evaluate(model: torch.nn.Module, data: _Data, loss_fn: LossFn,
               metrics: Mapping[str, MetricFn], batch_size: int) -> dict[str, float]:
     model.eval()
@@ -556,7 +557,8 @@ def fit(
                 clip_gradients(grads, config.gradient_threshold, config.gradient_threshold_method)
                 opt.step(params, grads)
                 iteration += 1
-                batch_losses.append(batch_loss.detach())
+                batch_loss = batch_loss.detach()
+                batch_losses.append(batch_loss)
                 sizes.append(len(idx))
                 with torch.no_grad():
                     for name, metric in metrics.items():

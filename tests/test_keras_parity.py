@@ -1,0 +1,128 @@
+"""lstm_ref.keras against real Keras 3 (PyTorch backend): same weights, same numbers.
+
+Each model is built in both, real Keras' initial weights are copied into
+lstm_ref.keras with get_weights/set_weights, then predict() must agree and
+the per-epoch loss history of fit(shuffle=False) must agree: Adam's epsilon
+placement, the loss reduction, the kept partial batch and the batch-size
+weighted epoch mean all show in these numbers.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from lstm_ref import keras as lk  # noqa: E402
+from lstm_ref.data import embedding_classification, sum_of_sequence  # noqa: E402
+
+# Keras 3.15's torch backend converts a tensor wrapper with np.asarray(copy=False)
+# inside predict(); NumPy 2 warns about that wrapper, not about anything here.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
+
+PREDICT_ATOL = 1e-5
+HISTORY_RTOL = 1e-4
+EPOCHS = 3
+
+
+def _regression_data(seed=0, n=50, T=6, D=2):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, T, D)).astype(np.float32)
+    return X, X.sum(axis=(1, 2))[:, None].astype(np.float32)  # (N, 1)
+
+
+def _tokens(n=50):
+    X, y = embedding_classification(n_samples=n, n_steps=8, vocab_size=12, seed=1)
+    return X, y.astype(np.float32)
+
+
+# name -> (build(ns) for ns in (keras.layers, lstm_ref.keras), loss, metrics, data)
+CASES = {
+    "lstm": (lambda ns: [ns.LSTM(8, input_shape=(None, 2)), ns.Dense(1)], "mse", [], _regression_data),
+    "lstm_hard_sigmoid_sequences": (
+        lambda ns: [ns.LSTM(5, recurrent_activation="hard_sigmoid", return_sequences=True,
+                            input_shape=(None, 2)), ns.LSTM(4), ns.Dense(1)],
+        "mae", ["mse"], _regression_data),
+    "gru_reset_after": (lambda ns: [ns.GRU(8, input_shape=(None, 2)), ns.Dense(1)], "mse", [], _regression_data),
+    "gru_reset_before": (
+        lambda ns: [ns.GRU(8, reset_after=False, input_shape=(None, 2)), ns.Dense(1)], "mse", ["mae"],
+        _regression_data),
+    "bidirectional_lstm": (
+        lambda ns: [ns.Bidirectional(ns.LSTM(6), input_shape=(None, 2)), ns.Dense(3, activation="relu"),
+                    ns.Dense(1)], "mse", [], _regression_data),
+    "embedding_lstm_binary": (
+        lambda ns: [ns.Embedding(12, 4), ns.LSTM(6), ns.Dense(1, activation="sigmoid")],
+        "binary_crossentropy", ["accuracy"], _tokens),
+}
+
+
+def _keras_layers(build):
+    import warnings
+
+    with warnings.catch_warnings():  # Keras warns about input_shape on a layer; the seed passes it
+        warnings.simplefilter("ignore", UserWarning)
+        return build(keras.layers)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_predict_and_history_match_real_keras(case):
+    build, loss, metrics, data = CASES[case]
+    X, y = data()
+    keras.utils.set_random_seed(0)
+    real = keras.Sequential(_keras_layers(build))
+    real.compile(optimizer="adam", loss=loss, metrics=metrics)
+    ours = lk.Sequential(build(lk))
+    ours.compile(optimizer="adam", loss=loss, metrics=metrics)
+    real.predict(X[:2], verbose=0)  # builds the Keras model
+    ours.predict(X[:2])
+    assert [w.shape for w in ours.get_weights()] == [w.shape for w in real.get_weights()]
+    assert ours.count_params() == real.count_params()
+    ours.set_weights(real.get_weights())
+
+    np.testing.assert_allclose(ours.predict(X), real.predict(X, verbose=0), atol=PREDICT_ATOL,
+                               err_msg=f"{case}: predict() after copying Keras' weights")
+
+    h_real = real.fit(X, y, epochs=EPOCHS, batch_size=16, shuffle=False, verbose=0).history
+    h_ours = ours.fit(X, y, epochs=EPOCHS, batch_size=16, shuffle=False, verbose=0).history
+    assert set(h_ours) == set(h_real)
+    for key in h_real:
+        np.testing.assert_allclose(h_ours[key], h_real[key], rtol=HISTORY_RTOL,
+                                   err_msg=f"{case}: per-epoch {key} of fit(shuffle=False)")
+    for w_ours, w_real in zip(ours.get_weights(), real.get_weights()):
+        np.testing.assert_allclose(w_ours, w_real, atol=1e-4, err_msg=f"{case}: weights after fit")
+
+
+def test_validation_split_takes_the_last_fraction_like_keras():
+    X, y = _regression_data(n=40)
+    keras.utils.set_random_seed(0)
+    real = keras.Sequential(_keras_layers(CASES["lstm"][0]))
+    real.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss="mse")
+    ours = lk.Sequential(CASES["lstm"][0](lk))
+    ours.compile(optimizer=lk.optimizers.Adam(learning_rate=0.01), loss="mse")
+    real.predict(X[:1], verbose=0)
+    ours.set_weights(real.get_weights())
+    h_real = real.fit(X, y, epochs=2, batch_size=8, shuffle=False, validation_split=0.25, verbose=0).history
+    h_ours = ours.fit(X, y, epochs=2, batch_size=8, shuffle=False, validation_split=0.25, verbose=0).history
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(h_ours[key], h_real[key], rtol=HISTORY_RTOL, err_msg=key)
+
+
+def _seed_final_loss(Sequential, layers_ns, set_random_seed, seed):
+    """The Keras seed example (PARITY.md top) trained by one implementation."""
+    X, y = sum_of_sequence(n_samples=1000, n_steps=10, seed=seed)
+    set_random_seed(seed)
+    model = Sequential(_keras_layers(lambda ns: [ns.LSTM(64, input_shape=(None, 1)), ns.Dense(1)])
+                       if layers_ns is keras.layers else [lk.LSTM(64, input_shape=(None, 1)), lk.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    return model.fit(X, y, epochs=10, batch_size=32, verbose=0).history["loss"][-1]
+
+
+def test_seed_example_final_loss_within_20_percent_of_keras():
+    real = np.median([_seed_final_loss(keras.Sequential, keras.layers, keras.utils.set_random_seed, s)
+                      for s in range(3)])
+    ours = np.median([_seed_final_loss(lk.Sequential, lk, lk.set_random_seed, s) for s in range(3)])
+    assert abs(ours - real) <= 0.2 * real, f"median final loss {ours:.4f} vs real Keras {real:.4f}"
