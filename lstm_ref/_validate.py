@@ -38,12 +38,15 @@ def check_dtype(name: str, a: object) -> np.dtype:
     return dtype
 
 
+def _tuple_text(items: Sequence[str]) -> str:
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+
+
 def _describe(dims: Sequence[Dim]) -> str:
-    labels = ", ".join(label for label, _ in dims)
+    labels = _tuple_text([label for label, _ in dims])
     if all(value is None for _, value in dims):
-        return f"({labels})"
-    values = ", ".join("?" if value is None else str(value) for _, value in dims)
-    return f"({labels}) = ({values})"
+        return labels
+    return f"{labels} = {_tuple_text(['?' if value is None else str(value) for _, value in dims])}"
 
 
 def check_array(name: str, a: object, dims: Sequence[Dim], dtype: np.dtype | None = None) -> np.ndarray:
