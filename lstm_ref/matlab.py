@@ -1,0 +1,1120 @@
+"""MATLAB-style front end: Deep Learning Toolbox's sequence API over lstm_ref's training engine.
+
+A MATLAB script moves over by changing syntax only::
+
+    % MATLAB                                             # Python, lstm_ref.matlab
+    layers = [sequenceInputLayer(1)                      layers = [sequenceInputLayer(1),
+              lstmLayer(64, 'OutputMode', 'last')                  lstmLayer(64, 'OutputMode', 'last'),
+              fullyConnectedLayer(1)                               fullyConnectedLayer(1),
+              regressionLayer];                                    regressionLayer()]
+    options = trainingOptions('adam', ...                options = trainingOptions('adam',
+        'MaxEpochs', 10, 'MiniBatchSize', 32);               'MaxEpochs', 10, 'MiniBatchSize', 32)
+    XTrain = num2cell(X, 2);                             XTrain = num2cell(X, 2)
+    [net, info] = trainNetwork(XTrain, y, ...            net, info = trainNetwork(XTrain, y, layers, options)
+                               layers, options);
+    YPred = predict(net, XTrain);                        YPred = predict(net, XTrain)
+
+Functions take MATLAB's forms: positional arguments, then name-value pairs as
+strings with case-insensitive names (Python keywords work too:
+``lstmLayer(64, OutputMode='last')``); an unknown name is rejected with the
+list of valid ones. Defaults are MATLAB's (PARITY.md): Glorot input weights,
+orthogonal recurrent weights, unit-forget-gate bias, OutputMode 'sequence';
+GRU ResetGateMode 'after-multiplication'; Adam with learning rate 1e-3 and
+epsilon 1e-8; L2Regularization 1e-4 with biases exempt (BiasL2Factor 0);
+GradientThreshold Inf ('l2norm'); MaxEpochs 30; MiniBatchSize 128; Shuffle
+'once'; the last partial mini-batch discarded; half-MSE regression loss;
+SequenceLength 'longest' with right zero-padding, the network running over
+the padding as MATLAB's does. Training runs in ``lstm_ref.training.fit`` with
+``lstm_ref.presets.preset("matlab", ...)``; the layers are ``lstm_ref.layers``.
+
+Data layouts (MATLAB's, not lstm_ref's batch-first arrays):
+
+- predictors: a list of N arrays, each C-by-S (channels by time steps), stands
+  for MATLAB's N-by-1 cell array of sequences; one C-by-S numeric array is one
+  sequence (MATLAB reads a 1000x10 matrix as ONE sequence of 1000 channels).
+- responses, regression: an N-by-R numeric array for OutputMode 'last'; for
+  OutputMode 'sequence' a list of R-by-S arrays (or one R-by-S array for one
+  sequence), every sequence of the same length.
+- responses, classification: N labels (any 1-D array: ints, strings), which
+  stand for a categorical array; the classes are its sorted unique values.
+
+Not MATLAB: ``trainNetwork(..., seed=0)`` seeds initialisation, shuffling and
+dropout in place of MATLAB's global ``rng``; the network runs in float32
+(MATLAB's single) unless ``dtype=torch.float64``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from lstm_ref import init, interop, layers as tl, training
+from lstm_ref.presets import preset
+
+# ------------------------------------------------------------- argument parsing
+
+
+def _choice(*choices: str) -> Callable[[str, object], str]:
+    def check(name: str, value: object) -> str:
+        if not isinstance(value, str) or value.lower() not in choices:
+            raise ValueError(f"'{name}' must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+        return value.lower()
+
+    return check
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"'{name}' must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _nonnegative(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value >= 0:
+        raise ValueError(f"'{name}' must be a nonnegative number, got {value!r}")
+    return float(value)
+
+
+def _positive(name: str, value: object) -> float:
+    """A positive number, Inf allowed (MATLAB's GradientThreshold)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value > 0:
+        raise ValueError(f"'{name}' must be a positive number (Inf allowed), got {value!r}")
+    return float(value)
+
+
+def _fraction(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 <= value < 1:
+        raise ValueError(f"'{name}' must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def _logical(name: str, value: object) -> bool:
+    if isinstance(value, (bool, np.bool_)) or value in (0, 1):
+        return bool(value)
+    raise ValueError(f"'{name}' must be true or false (1 or 0), got {value!r}")
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"'{name}' must be a character vector (str), got {value!r}")
+    return value
+
+
+def _matrix(name: str, value: object) -> np.ndarray | None:
+    """A MATLAB matrix option (initial weights); [] (None or empty) means unset."""
+    if value is None:
+        return None
+    a = np.array(value, dtype=np.float64)  # a copy: MATLAB values are never shared
+    if a.size == 0:
+        return None
+    if a.ndim != 2 or not np.all(np.isfinite(a)):
+        raise ValueError(f"'{name}' must be a finite 2-D numeric matrix, got shape {a.shape}")
+    return a
+
+
+def _anything(name: str, value: object) -> object:
+    return value
+
+
+def _zero(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or value != 0:
+        raise ValueError(f"'{name}' must be 0 (padding with other values is not supported), got {value!r}")
+    return 0.0
+
+
+Spec = dict[str, tuple[object, Callable[[str, object], object]]]
+
+
+def _parse(func: str, args: Sequence[object], kwargs: dict[str, object], spec: Spec) -> dict[str, object]:
+    """MATLAB name-value pairs (and Python keywords) against ``spec``: name -> (default, check).
+
+    Names match case-insensitively; a later pair wins, as in MATLAB.
+    """
+    if len(args) % 2:
+        raise ValueError(
+            f"{func}: name-value arguments must come in pairs ('Name', value); "
+            f"got an odd number ({len(args)}) after the positional arguments"
+        )
+    canonical = {name.lower(): name for name in spec}
+    values = {name: default for name, (default, _) in spec.items()}
+    pairs = [(args[k], args[k + 1]) for k in range(0, len(args), 2)] + list(kwargs.items())
+    for name, value in pairs:
+        if not isinstance(name, str):
+            raise TypeError(f"{func}: expected an option name (str) in a name-value pair, got {name!r}")
+        key = canonical.get(name.lower())
+        if key is None:
+            raise ValueError(
+                f"{func}: '{name}' is not a recognized parameter. Valid names are: {', '.join(spec)}."
+            )
+        try:
+            values[key] = spec[key][1](key, value)
+        except ValueError as err:
+            raise ValueError(f"{func}: {err}") from None
+    return values
+
+
+# ----------------------------------------------------------------------- layers
+GRU_RESET_GATE_MODES = ("after-multiplication", "before-multiplication", "recurrent-bias-after-multiplication")
+_WEIGHT_INITS = ("glorot", "orthogonal", "narrow-normal", "zeros")
+
+
+@dataclass
+class Layer:
+    """A layer of a MATLAB layer array. Fields carry MATLAB's property names."""
+
+    Name: str
+
+    kind = "Layer"
+
+    def description(self) -> str:
+        return self.kind
+
+
+@dataclass
+class SequenceInputLayer(Layer):
+    InputSize: int
+    MinLength: int = 1
+    Normalization: str = "none"
+
+    kind = "Sequence Input"
+
+    def description(self) -> str:
+        return f"Sequence input with {self.InputSize} dimensions"
+
+
+@dataclass
+class _RecurrentLayer(Layer):
+    """What lstmLayer, bilstmLayer and gruLayer share; learnables in MATLAB's layout."""
+
+    NumHiddenUnits: int
+    OutputMode: str
+    InputWeightsInitializer: str
+    RecurrentWeightsInitializer: str
+    BiasInitializer: str
+    InputWeightsL2Factor: float
+    RecurrentWeightsL2Factor: float
+    BiasL2Factor: float
+    InputWeights: np.ndarray | None = None  # (G*H, C) after training, [] before
+    RecurrentWeights: np.ndarray | None = None  # (G*H, H)
+    Bias: np.ndarray | None = None  # (G*H, 1)
+    InputSize: int | str = "auto"
+
+    cell = "lstm"
+    gates = 4
+    directions = 1
+
+    def description(self) -> str:
+        return f"{self.kind} with {self.NumHiddenUnits} hidden units"
+
+
+@dataclass
+class LSTMLayer(_RecurrentLayer):
+    kind = "LSTM"
+    function = "lstmLayer"
+
+
+@dataclass
+class BiLSTMLayer(_RecurrentLayer):
+    """Learnables stack the forward then the backward direction: InputWeights (8H, C) etc."""
+
+    kind = "BiLSTM"
+    function = "bilstmLayer"
+    directions = 2
+
+
+@dataclass
+class GRULayer(_RecurrentLayer):
+    ResetGateMode: str = "after-multiplication"
+
+    kind = "GRU"
+    function = "gruLayer"
+    cell = "gru"
+    gates = 3
+
+
+@dataclass
+class FullyConnectedLayer(Layer):
+    OutputSize: int
+    WeightsInitializer: str = "glorot"
+    BiasInitializer: str = "zeros"
+    WeightL2Factor: float = 1.0
+    BiasL2Factor: float = 0.0
+    Weights: np.ndarray | None = None  # (OutputSize, InputSize)
+    Bias: np.ndarray | None = None  # (OutputSize, 1)
+    InputSize: int | str = "auto"
+
+    kind = "Fully Connected"
+
+    def description(self) -> str:
+        return f"{self.OutputSize} fully connected layer"
+
+
+@dataclass
+class DropoutLayer(Layer):
+    Probability: float = 0.5
+
+    kind = "Dropout"
+
+    def description(self) -> str:
+        return f"{100 * self.Probability:g}% dropout"
+
+
+@dataclass
+class SoftmaxLayer(Layer):
+    kind = "Softmax"
+
+
+@dataclass
+class RegressionOutputLayer(Layer):
+    ResponseNames: tuple = ()
+    LossFunction: str = "mse"
+
+    kind = "Regression Output"
+
+    def description(self) -> str:
+        return "mean-squared-error (half-MSE)"
+
+
+@dataclass
+class ClassificationOutputLayer(Layer):
+    Classes: str | np.ndarray = "auto"
+    LossFunction: str = "crossentropyex"
+
+    kind = "Classification Output"
+
+    def description(self) -> str:
+        return "crossentropyex"
+
+
+def sequenceInputLayer(inputSize: int, *args: object, **kwargs: object) -> SequenceInputLayer:
+    """A sequence input layer of ``inputSize`` channels (C).
+
+    Options: 'Name', 'MinLength' (1), 'Normalization' ('none' only).
+    """
+    size = _positive_int("inputSize", inputSize)
+    o = _parse("sequenceInputLayer", args, kwargs, {
+        "Name": ("", _text), "MinLength": (1, _positive_int), "Normalization": ("none", _choice("none")),
+    })
+    return SequenceInputLayer(InputSize=size, **o)
+
+
+def _recurrent(func: str, cls: type, numHiddenUnits: int, args, kwargs, bias_inits, extra: Spec | None = None):
+    size = _positive_int("numHiddenUnits", numHiddenUnits)
+    spec: Spec = {
+        "Name": ("", _text),
+        "OutputMode": ("sequence", _choice("sequence", "last")),
+        "InputWeightsInitializer": ("glorot", _choice(*_WEIGHT_INITS)),
+        "RecurrentWeightsInitializer": ("orthogonal", _choice(*_WEIGHT_INITS)),
+        "BiasInitializer": (bias_inits[0], _choice(*bias_inits)),
+        "InputWeightsL2Factor": (1.0, _nonnegative),
+        "RecurrentWeightsL2Factor": (1.0, _nonnegative),
+        "BiasL2Factor": (0.0, _nonnegative),
+        "InputWeights": (None, _matrix),
+        "RecurrentWeights": (None, _matrix),
+        "Bias": (None, _matrix),
+        **(extra or {}),
+    }
+    layer = cls(NumHiddenUnits=size, **_parse(func, args, kwargs, spec))
+    _check_initial_values(func, layer)
+    return layer
+
+
+def lstmLayer(numHiddenUnits: int, *args: object, **kwargs: object) -> LSTMLayer:
+    """An LSTM layer of H = ``numHiddenUnits``.
+
+    Equations (gate rows i, f, g, o of InputWeights W (4H, C), RecurrentWeights
+    R (4H, H), Bias b (4H, 1))::
+
+        [i; f; g; o] = [s(W_i x + R_i h + b_i); s(W_f x + ...); tanh(W_g x + ...); s(W_o x + ...)]
+        c = f .* c_prev + i .* g,    h = o .* tanh(c)
+
+    Options: 'OutputMode' ('sequence' | 'last'), 'Name',
+    'InputWeightsInitializer' ('glorot'), 'RecurrentWeightsInitializer'
+    ('orthogonal'), 'BiasInitializer' ('unit-forget-gate' | 'zeros' |
+    'narrow-normal' | 'ones'), 'InputWeightsL2Factor' (1),
+    'RecurrentWeightsL2Factor' (1), 'BiasL2Factor' (0), and initial values
+    'InputWeights', 'RecurrentWeights', 'Bias' in MATLAB's layout.
+    """
+    return _recurrent("lstmLayer", LSTMLayer, numHiddenUnits, args, kwargs,
+                      ("unit-forget-gate", "zeros", "narrow-normal", "ones"))
+
+
+def bilstmLayer(numHiddenUnits: int, *args: object, **kwargs: object) -> BiLSTMLayer:
+    """A bidirectional LSTM: H units per direction, output [forward; backward] (2H channels).
+
+    Options as for :func:`lstmLayer`; the learnables stack the forward then
+    the backward direction (InputWeights 8H-by-C, RecurrentWeights 8H-by-H,
+    Bias 8H-by-1), as MATLAB's bilstmLayer.
+
+    'OutputMode','last' returns the last time step of the concatenated output
+    sequence: the forward direction's final state and the backward
+    direction's state after reading only the last step (MATLAB's documented
+    meaning of 'last', taking the last time step of the output; not verified
+    against MATLAB itself). It differs from Keras' Bidirectional and PyTorch's
+    h_n, whose backward half has read the whole sequence.
+    """
+    return _recurrent("bilstmLayer", BiLSTMLayer, numHiddenUnits, args, kwargs,
+                      ("unit-forget-gate", "zeros", "narrow-normal", "ones"))
+
+
+def gruLayer(numHiddenUnits: int, *args: object, **kwargs: object) -> GRULayer:
+    """A GRU layer of H = ``numHiddenUnits``, gate rows r, z, h~ (MATLAB's order)::
+
+        r = s(W_r x + R_r h + b_r),   z = s(W_z x + R_z h + b_z)
+        'after-multiplication' (default):  h~ = tanh(W_h x + b_h + r .* (R_h h))   Bias 3H-by-1
+        'before-multiplication':            h~ = tanh(W_h x + R_h (r .* h) + b_h)   Bias 3H-by-1
+        'recurrent-bias-after-multiplication': a recurrent bias in every block,
+            h~ = tanh(W_h x + b_h + r .* (R_h h + bh_h)) (as nn.GRU)           Bias 6H-by-1
+        h = (1 - z) .* h~ + z .* h_prev
+
+    Options as for :func:`lstmLayer` plus 'ResetGateMode'; 'BiasInitializer'
+    is 'zeros' by default ('narrow-normal', 'ones').
+    """
+    return _recurrent("gruLayer", GRULayer, numHiddenUnits, args, kwargs, ("zeros", "narrow-normal", "ones"),
+                      {"ResetGateMode": ("after-multiplication", _choice(*GRU_RESET_GATE_MODES))})
+
+
+def fullyConnectedLayer(outputSize: int, *args: object, **kwargs: object) -> FullyConnectedLayer:
+    """``y = W x + b`` per time step: Weights W (outputSize, C), Bias b (outputSize, 1).
+
+    Options: 'Name', 'WeightsInitializer' ('glorot' | 'narrow-normal' | 'zeros'),
+    'BiasInitializer' ('zeros' | 'narrow-normal' | 'ones'), 'WeightL2Factor' (1),
+    'BiasL2Factor' (0), initial 'Weights' and 'Bias'.
+    """
+    size = _positive_int("outputSize", outputSize)
+    layer = FullyConnectedLayer(OutputSize=size, **_parse("fullyConnectedLayer", args, kwargs, {
+        "Name": ("", _text),
+        "WeightsInitializer": ("glorot", _choice("glorot", "narrow-normal", "zeros")),
+        "BiasInitializer": ("zeros", _choice("zeros", "narrow-normal", "ones")),
+        "WeightL2Factor": (1.0, _nonnegative),
+        "BiasL2Factor": (0.0, _nonnegative),
+        "Weights": (None, _matrix),
+        "Bias": (None, _matrix),
+    }))
+    _check_initial_values("fullyConnectedLayer", layer)
+    return layer
+
+
+def dropoutLayer(probability: float = 0.5, *args: object, **kwargs: object) -> DropoutLayer:
+    """Zero each input with ``probability`` during training (inputs scaled by 1/(1-p)); identity at prediction."""
+    return DropoutLayer(Probability=_fraction("probability", probability),
+                        **_parse("dropoutLayer", args, kwargs, {"Name": ("", _text)}))
+
+
+def softmaxLayer(*args: object, **kwargs: object) -> SoftmaxLayer:
+    """Softmax over the channels."""
+    return SoftmaxLayer(**_parse("softmaxLayer", args, kwargs, {"Name": ("", _text)}))
+
+
+def regressionLayer(*args: object, **kwargs: object) -> RegressionOutputLayer:
+    """Half mean squared error: per observation 0.5 * sum_i (t_i - y_i)^2, mean over the mini-batch.
+
+    For sequence outputs the sum also runs over the S steps and is divided by S.
+    """
+    return RegressionOutputLayer(**_parse("regressionLayer", args, kwargs, {
+        "Name": ("", _text), "ResponseNames": ((), _anything),
+    }))
+
+
+def classificationLayer(*args: object, **kwargs: object) -> ClassificationOutputLayer:
+    """Cross-entropy of the softmax probabilities against one class per observation, mean over the mini-batch."""
+    return ClassificationOutputLayer(**_parse("classificationLayer", args, kwargs, {
+        "Name": ("", _text), "Classes": ("auto", _anything),
+    }))
+
+
+def _check_initial_values(func: str, layer: Layer) -> None:
+    """Initial learnables given as options must have MATLAB's shapes (C still unknown)."""
+    if isinstance(layer, FullyConnectedLayer):
+        shapes = {"Weights": (layer.OutputSize, None), "Bias": (layer.OutputSize, 1)}
+    else:
+        rows = layer.directions * layer.gates * layer.NumHiddenUnits
+        if isinstance(layer, GRULayer) and layer.ResetGateMode == "recurrent-bias-after-multiplication":
+            bias_rows = 2 * rows
+        else:
+            bias_rows = rows
+        shapes = {"InputWeights": (rows, None), "RecurrentWeights": (rows, layer.NumHiddenUnits),
+                  "Bias": (bias_rows, 1)}
+    for name, shape in shapes.items():
+        value = getattr(layer, name)
+        if value is not None and (value.shape[0] != shape[0] or shape[1] not in (None, value.shape[1])):
+            expected = f"{shape[0]}-by-{'C' if shape[1] is None else shape[1]}"
+            raise ValueError(f"{func}: '{name}' must be {expected}, got {value.shape[0]}-by-{value.shape[1]}")
+
+
+# ------------------------------------------------------------- training options
+_COMMON_OPTIONS: Spec = {
+    "InitialLearnRate": (None, _positive),
+    "MaxEpochs": (30, _positive_int),
+    "MiniBatchSize": (128, _positive_int),
+    "Shuffle": ("once", _choice("once", "never", "every-epoch")),
+    "L2Regularization": (1e-4, _nonnegative),
+    "GradientThreshold": (math.inf, _positive),
+    "GradientThresholdMethod": ("l2norm", _choice("l2norm", "global-l2norm", "absolute-value")),
+    "LearnRateSchedule": ("none", _choice("none", "piecewise")),
+    "LearnRateDropFactor": (0.1, _nonnegative),
+    "LearnRateDropPeriod": (10, _positive_int),
+    "SequenceLength": ("longest", _choice("longest")),
+    "SequencePaddingDirection": ("right", _choice("right")),
+    "SequencePaddingValue": (0, _zero),
+    "Verbose": (True, _logical),
+    "VerboseFrequency": (50, _positive_int),
+    "ValidationData": (None, _anything),
+    "ValidationFrequency": (50, _positive_int),
+    "Plots": ("none", _choice("none", "training-progress")),
+    "ExecutionEnvironment": ("auto", _choice("auto", "cpu", "gpu")),
+}
+# Options that exist for one solver only, with MATLAB's defaults.
+_SOLVER_OPTIONS: dict[str, Spec] = {
+    "sgdm": {"Momentum": (0.9, _fraction)},
+    "adam": {
+        "GradientDecayFactor": (0.9, _fraction),
+        "SquaredGradientDecayFactor": (0.999, _fraction),
+        "Epsilon": (1e-8, _positive),
+    },
+}
+_DEFAULT_LEARN_RATE = {"sgdm": 0.01, "adam": 1e-3}
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """What trainingOptions returns; fields carry MATLAB's names (None: not an option of this solver)."""
+
+    SolverName: str
+    InitialLearnRate: float
+    MaxEpochs: int
+    MiniBatchSize: int
+    Shuffle: str
+    L2Regularization: float
+    GradientThreshold: float
+    GradientThresholdMethod: str
+    LearnRateSchedule: str
+    LearnRateDropFactor: float
+    LearnRateDropPeriod: int
+    SequenceLength: str
+    SequencePaddingDirection: str
+    SequencePaddingValue: float
+    Verbose: bool
+    VerboseFrequency: int
+    ValidationData: object
+    ValidationFrequency: int
+    Plots: str
+    ExecutionEnvironment: str
+    Momentum: float | None = None
+    GradientDecayFactor: float | None = None
+    SquaredGradientDecayFactor: float | None = None
+    Epsilon: float | None = None
+
+
+def trainingOptions(solverName: str, *args: object, **kwargs: object) -> TrainingOptions:
+    """Training options for ``solverName`` 'adam' or 'sgdm', with MATLAB's defaults.
+
+    Common options (defaults): 'InitialLearnRate' (1e-3 adam, 0.01 sgdm),
+    'MaxEpochs' (30), 'MiniBatchSize' (128), 'Shuffle' ('once' | 'never' |
+    'every-epoch'), 'L2Regularization' (1e-4), 'GradientThreshold' (Inf),
+    'GradientThresholdMethod' ('l2norm' | 'global-l2norm' | 'absolute-value'),
+    'LearnRateSchedule' ('none' | 'piecewise': the rate times
+    'LearnRateDropFactor' (0.1) every 'LearnRateDropPeriod' (10) epochs),
+    'SequenceLength' ('longest'), 'SequencePaddingDirection' ('right'),
+    'SequencePaddingValue' (0), 'Verbose' (true), 'VerboseFrequency' (50),
+    'ValidationData' ({XVal, YVal} as a tuple), 'ValidationFrequency' (50),
+    'Plots' ('none' | 'training-progress': a matplotlib figure after training),
+    'ExecutionEnvironment' ('auto' | 'cpu' | 'gpu').
+    sgdm: 'Momentum' (0.9). adam: 'GradientDecayFactor' (0.9),
+    'SquaredGradientDecayFactor' (0.999), 'Epsilon' (1e-8).
+    """
+    if not isinstance(solverName, str):
+        raise TypeError(f"trainingOptions: solverName must be 'adam' or 'sgdm', got {solverName!r}")
+    solver = solverName.lower()
+    if solver == "rmsprop":
+        raise ValueError("trainingOptions: solver 'rmsprop' is not supported by lstm_ref's training engine; "
+                         "use 'adam' or 'sgdm'")
+    if solver not in _SOLVER_OPTIONS:
+        raise ValueError(f"trainingOptions: solverName must be 'adam' or 'sgdm', got {solverName!r}")
+    o = _parse("trainingOptions", args, kwargs, {**_COMMON_OPTIONS, **_SOLVER_OPTIONS[solver]})
+    if o["InitialLearnRate"] is None:
+        o["InitialLearnRate"] = _DEFAULT_LEARN_RATE[solver]
+    if o["ValidationData"] is not None and not (isinstance(o["ValidationData"], (tuple, list))
+                                                and len(o["ValidationData"]) == 2):
+        raise ValueError("trainingOptions: 'ValidationData' must be a pair (XValidation, YValidation), "
+                         "MATLAB's {XValidation, YValidation}")
+    return TrainingOptions(SolverName=solver, **o)
+
+
+# ----------------------------------------------------------------- data layouts
+def num2cell(A: np.ndarray, dim: int) -> list[np.ndarray]:
+    """MATLAB's ``num2cell(A, dim)`` for a 2-D A: a list of its rows (dim=2, each 1-by-S) or columns (dim=1, each R-by-1).
+
+    ``num2cell(X, 2)`` turns an N-by-S matrix into N one-channel sequences (1-by-S, C-by-S).
+    """
+    a = np.asarray(A)
+    if a.ndim != 2:
+        raise ValueError(f"num2cell: A must be a 2-D matrix, got shape {a.shape}")
+    if dim == 2:
+        return [a[k : k + 1, :].copy() for k in range(a.shape[0])]
+    if dim == 1:
+        return [a[:, k : k + 1].copy() for k in range(a.shape[1])]
+    raise ValueError(f"num2cell: dim must be 1 or 2, got {dim!r}")
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    return "x".join(str(s) for s in shape)
+
+
+def _seed_form_error(X: np.ndarray, arch: _Architecture) -> ValueError:
+    n, s = X.shape
+    C = arch.C
+    return ValueError(
+        f"Invalid training data. A numeric {n}x{s} array is ONE sequence with {n} channels and {s} time "
+        f"steps, but sequenceInputLayer({C}) expects {C} channel(s). For {n} sequences of {s} steps "
+        f"(C-by-S = {C}-by-{s} each) pass a {n}x1 cell array: XTrain = num2cell(X, 2) "
+        f"(lstm_ref.matlab.num2cell, or [x[None, :] for x in X]). With one response per sequence "
+        f"(a {n}-by-R matrix), the recurrent layer must output only its last time step: "
+        f"{arch.advice}."
+    )
+
+
+def _cell(X: object, what: str, C: int) -> tuple[list[np.ndarray], bool]:
+    """MATLAB predictors -> (N sequences as (S_n, C) arrays, whether X was one numeric C-by-S sequence)."""
+    if isinstance(X, np.ndarray) and X.dtype != object:
+        if X.ndim != 2:
+            raise ValueError(f"Invalid {what}. A numeric sequence must be a C-by-S matrix, got size {_size(X.shape)}; "
+                             f"for several sequences pass a list of C-by-S matrices (MATLAB's N-by-1 cell array)")
+        if X.shape[0] != C:
+            raise ValueError(f"Invalid {what}. The sequence is {_size(X.shape)} (C-by-S) but the input size "
+                             f"of sequenceInputLayer is {C}")
+        X = [X]
+        single = True
+    elif isinstance(X, (list, tuple)) or (isinstance(X, np.ndarray) and X.dtype == object):
+        single = False
+        X = list(np.asarray(X, dtype=object).reshape(-1)) if isinstance(X, np.ndarray) else list(X)
+    else:
+        raise TypeError(f"Invalid {what}. Predictors must be a list of C-by-S numeric matrices "
+                        f"(MATLAB's N-by-1 cell array), got {type(X).__name__}")
+    if not X:
+        raise ValueError(f"Invalid {what}. The cell array of sequences is empty")
+    sequences = []
+    for n, x in enumerate(X):
+        a = np.asarray(x)
+        if a.dtype == object or not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
+            raise TypeError(f"Invalid {what}. Sequence {n} must be a real numeric C-by-S matrix, got dtype {a.dtype}")
+        if a.ndim != 2:
+            hint = " (a vector: use x[None, :] for one channel)" if a.ndim == 1 else ""
+            raise ValueError(f"Invalid {what}. Sequence {n} must be a C-by-S matrix, got shape {a.shape}{hint}")
+        if a.shape[0] != C:
+            raise ValueError(f"Invalid {what}. Sequences must have {C} channel(s) (the InputSize of "
+                             f"sequenceInputLayer), sequence {n} is {_size(a.shape)} (C-by-S)")
+        if a.shape[1] == 0:
+            raise ValueError(f"Invalid {what}. Sequence {n} is empty (0 time steps)")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"Invalid {what}. Sequence {n} contains NaN or Inf")
+        sequences.append(a.T.astype(np.float64))  # (S_n, C)
+    return sequences, single
+
+
+@dataclass(frozen=True)
+class _Architecture:
+    """What the layer array says about the data: channels in, outputs, output mode, task."""
+
+    C: int
+    R: int
+    mode: str  # "sequence" or "last"
+    task: str  # "regression" or "classification"
+    advice: str  # the first recurrent layer's call with 'OutputMode','last', for error messages
+
+
+def _regression_targets(Y: object, arch: _Architecture, sequences: list[np.ndarray], single: bool,
+                        what: str) -> np.ndarray:
+    """MATLAB regression responses -> (N, R) for 'last' or (N, S, R) for 'sequence'."""
+    n = len(sequences)
+    if arch.mode == "last":
+        if isinstance(Y, (list, tuple)):
+            raise ValueError(f"Invalid {what}. The network outputs one time step per sequence "
+                             f"('OutputMode','last'): responses must be an N-by-R numeric matrix, not a cell array")
+        y = np.asarray(Y, dtype=np.float64)
+        y = y[:, None] if y.ndim == 1 else y
+        if y.shape != (n, arch.R):
+            raise ValueError(f"Invalid {what}. Responses must be {n}-by-{arch.R} (N-by-R: one row per sequence, "
+                             f"R = the OutputSize of the last fullyConnectedLayer), got {_size(y.shape)}")
+        return y
+    responses = [np.asarray(Y, dtype=np.float64)] if single else Y
+    if not single and not isinstance(Y, (list, tuple)):
+        shape = _size(np.shape(Y))
+        raise ValueError(
+            f"Invalid {what}. The network outputs a sequence (OutputMode 'sequence', the default), so responses "
+            f"must be a cell array of R-by-S sequences, got a {shape} numeric array. For one response per "
+            f"sequence use the last time step only: {arch.advice}")
+    if len(responses) != n:
+        raise ValueError(f"Invalid {what}. There are {n} sequences but {len(responses)} responses")
+    out = []
+    for k, (x, r) in enumerate(zip(sequences, responses)):
+        r = np.asarray(r, dtype=np.float64)
+        if r.shape != (arch.R, x.shape[0]):
+            raise ValueError(f"Invalid {what}. Response {k} must be {arch.R}-by-{x.shape[0]} (R-by-S, as its "
+                             f"sequence), got {_size(r.shape)}")
+        out.append(r.T)  # (S, R)
+    if len({len(r) for r in out}) != 1:
+        raise ValueError(f"Invalid {what}. Sequence-to-sequence training needs sequences of one length here "
+                         f"(padded responses are not masked); got lengths {sorted({len(r) for r in out})}")
+    return np.stack(out)  # (N, S, R)
+
+
+def _labels(Y: object, n: int, what: str) -> np.ndarray:
+    y = np.asarray(Y)
+    if y.ndim == 2 and 1 in y.shape:
+        y = y.reshape(-1)
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(f"Invalid {what}. Responses must be {n} categorical labels (an N-by-1 vector), "
+                         f"got size {_size(y.shape)}")
+    if np.issubdtype(y.dtype, np.floating) and not np.all(y == np.round(y)):
+        raise ValueError(f"Invalid {what}. Classification responses must be categorical labels "
+                         f"(ints or strings), got non-integer numbers; use regressionLayer for numeric targets")
+    return y
+
+
+# --------------------------------------------------------------- the network
+class _LastStep(nn.Module):
+    """(N, T, F) -> (N, F): the last time step of the (padded) sequence, MATLAB's 'last'."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, -1]
+
+
+class _Softmax(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(x, dim=-1)
+
+
+def _draw_weights(initializer: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """An lstm_ref-layout weight (fan_in, fan_out) drawn by a MATLAB initializer name."""
+    if initializer == "glorot":
+        return init.glorot_uniform(shape, rng)
+    if initializer == "orthogonal":
+        return init.orthogonal(shape, rng)
+    if initializer == "narrow-normal":
+        return 0.01 * rng.standard_normal(shape)
+    return np.zeros(shape)
+
+
+def _draw_bias(initializer: str, H: int, gates: int, rng: np.random.Generator) -> np.ndarray:
+    if initializer == "unit-forget-gate":
+        return init.unit_forget_bias(H)
+    if initializer == "narrow-normal":
+        return 0.01 * rng.standard_normal(gates * H)
+    return np.full(gates * H, 1.0 if initializer == "ones" else 0.0)
+
+
+def _recurrent_params(layer: _RecurrentLayer, C: int, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
+    """One lstm_ref params dict per direction: the layer's initial values, or drawn by its initializers."""
+    H, G = layer.NumHiddenUnits, layer.gates
+    mode = getattr(layer, "ResetGateMode", None)
+    if layer.InputWeights is not None and layer.InputWeights.shape[1] != C:
+        raise ValueError(f"{layer.kind} layer '{layer.Name}': 'InputWeights' must be "
+                         f"{layer.InputWeights.shape[0]}-by-{C} for {C} input channels, "
+                         f"got {_size(layer.InputWeights.shape)}")
+    directions = []
+    for d in range(layer.directions):
+        given = {name: getattr(layer, name) for name in ("InputWeights", "RecurrentWeights", "Bias")}
+        if all(v is not None for v in given.values()):
+            block = {k: np.split(v, layer.directions)[d] for k, v in given.items()}  # this direction's rows
+            directions.append(interop.from_matlab(block, layer.cell, reset_mode=mode))
+            continue
+        if any(v is not None for v in given.values()):
+            raise ValueError(f"{layer.kind} layer '{layer.Name}': give all of 'InputWeights', "
+                             f"'RecurrentWeights' and 'Bias' as initial values, or none")
+        p = {"W": _draw_weights(layer.InputWeightsInitializer, (C, G * H), rng),
+             "U": _draw_weights(layer.RecurrentWeightsInitializer, (H, G * H), rng),
+             "b": _draw_bias(layer.BiasInitializer, H, G, rng)}
+        if mode == "recurrent-bias-after-multiplication":
+            p["bh"] = _draw_bias(layer.BiasInitializer, H, G, rng)
+        directions.append(p)
+    return directions
+
+
+def _recurrent_module(layer: _RecurrentLayer, C: int, rng: np.random.Generator, dtype: torch.dtype) -> nn.Module:
+    params = _recurrent_params(layer, C, rng)
+
+    def one(p: dict[str, np.ndarray], reverse: bool) -> nn.Module:
+        if layer.cell == "gru":
+            return tl.GRU(p, reset_mode=layer.ResetGateMode, return_sequences=True, reverse=reverse, dtype=dtype)
+        return tl.LSTM(p, return_sequences=True, reverse=reverse, dtype=dtype)
+
+    if layer.directions == 2:
+        return tl.Bidirectional(one(params[0], False), one(params[1], True))
+    return one(params[0], False)
+
+
+def _dense_module(layer: FullyConnectedLayer, C: int, rng: np.random.Generator, dtype: torch.dtype) -> nn.Module:
+    R = layer.OutputSize
+    if layer.Weights is not None and layer.Weights.shape[1] != C:
+        raise ValueError(f"Fully Connected layer '{layer.Name}': 'Weights' must be {R}-by-{C} for {C} "
+                         f"inputs, got {_size(layer.Weights.shape)}")
+    W = layer.Weights.T.copy() if layer.Weights is not None else _draw_weights(layer.WeightsInitializer, (C, R), rng)
+    b = layer.Bias[:, 0].copy() if layer.Bias is not None else _draw_bias(layer.BiasInitializer, R, 1, rng)
+    return tl.Dense({"W": W, "b": b}, dtype=dtype)
+
+
+def _l2_factors(layer: Layer, prefix: str, module: nn.Module) -> dict[str, float]:
+    """The layer's L2 factors by parameter name of ``module`` (named ``prefix`` in the network)."""
+    if isinstance(layer, FullyConnectedLayer):
+        by_key = {"W": layer.WeightL2Factor, "b": layer.BiasL2Factor}
+    else:
+        by_key = {"W": layer.InputWeightsL2Factor, "U": layer.RecurrentWeightsL2Factor,
+                  "b": layer.BiasL2Factor, "bh": layer.BiasL2Factor}
+    return {f"{prefix}.{name}": by_key[name.rsplit(".", 1)[-1]] for name, _ in module.named_parameters()}
+
+
+def _build(layers: Sequence[Layer], rng: np.random.Generator,
+           dtype: torch.dtype) -> tuple[nn.Sequential, list[nn.Module | None], dict[str, float], _Architecture]:
+    """The torch network of a MATLAB layer array, one slot per layer (None where a layer has no module)."""
+    if not isinstance(layers, (list, tuple)) or not layers or not all(isinstance(la, Layer) for la in layers):
+        raise TypeError("layers must be a non-empty list of layers, e.g. [sequenceInputLayer(1), lstmLayer(64, "
+                        "'OutputMode', 'last'), fullyConnectedLayer(1), regressionLayer()]")
+    if not isinstance(layers[0], SequenceInputLayer):
+        raise ValueError(f"The first layer must be sequenceInputLayer(C), got a {layers[0].kind} layer")
+    output = layers[-1]
+    if not isinstance(output, (RegressionOutputLayer, ClassificationOutputLayer)):
+        raise ValueError(f"The last layer must be regressionLayer or classificationLayer, got a {output.kind} layer")
+    if isinstance(output, ClassificationOutputLayer) and not (len(layers) > 2 and isinstance(layers[-2], SoftmaxLayer)):
+        raise ValueError("Missing softmax layer: classificationLayer must follow softmaxLayer")
+    C = F = layers[0].InputSize
+    mode = "sequence"
+    modules, slots, factors = [], [], {}
+    for k, layer in enumerate(layers[1:-1], start=1):
+        if isinstance(layer, (SequenceInputLayer, RegressionOutputLayer, ClassificationOutputLayer)):
+            raise ValueError(f"Layer {k + 1} ({layer.kind}) may only come first (input) or last (output)")
+        module: nn.Module
+        if isinstance(layer, _RecurrentLayer):
+            if mode == "last":
+                raise ValueError(f"Layer {k + 1} ({layer.kind}) needs sequence input, but an earlier recurrent "
+                                 f"layer outputs only its last time step ('OutputMode','last'); give that layer "
+                                 f"'OutputMode','sequence'")
+            module = _recurrent_module(layer, F, rng, dtype)
+            F = layer.directions * layer.NumHiddenUnits
+        elif isinstance(layer, FullyConnectedLayer):
+            module = _dense_module(layer, F, rng, dtype)
+            F = layer.OutputSize
+        elif isinstance(layer, DropoutLayer):
+            module = nn.Dropout(layer.Probability)
+        elif isinstance(layer, SoftmaxLayer):
+            module = _Softmax()
+        else:
+            raise TypeError(f"Layer {k + 1}: unsupported layer type {type(layer).__name__}")
+        if isinstance(layer, (_RecurrentLayer, FullyConnectedLayer)):
+            factors.update(_l2_factors(layer, str(len(modules)), module))
+        slots.append(module)
+        modules.append(module)
+        if isinstance(layer, _RecurrentLayer) and layer.OutputMode == "last":
+            modules.append(_LastStep())
+            mode = "last"
+    task = "classification" if isinstance(output, ClassificationOutputLayer) else "regression"
+    recurrent = [la for la in layers if isinstance(la, _RecurrentLayer)]
+    first = (recurrent[0].function, recurrent[0].NumHiddenUnits) if recurrent else ("lstmLayer", "numHiddenUnits")
+    advice = f"{first[0]}({first[1]}, 'OutputMode', 'last')"
+    return nn.Sequential(*modules), [None, *slots, None], factors, _Architecture(C, F, mode, task, advice)
+
+
+def _learnables(layer: Layer, module: nn.Module | None) -> dict[str, np.ndarray]:
+    """A layer's learnables in MATLAB's layout, read from its module."""
+    def numpy(m: nn.Module) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().double().numpy() for k, v in m.named_parameters(recurse=False)}
+
+    if isinstance(layer, FullyConnectedLayer):
+        p = numpy(module)
+        return {"Weights": p["W"].T.copy(), "Bias": p["b"][:, None].copy()}
+    if isinstance(layer, _RecurrentLayer):
+        parts = [module.forward_layer, module.backward_layer] if layer.directions == 2 else [module]
+        mode = getattr(layer, "ResetGateMode", None)
+        weights = [interop.to_matlab(numpy(m), layer.cell, reset_mode=mode) for m in parts]
+        return {k: np.concatenate([w[k] for w in weights]) for k in weights[0]}
+    return {}
+
+
+class SeriesNetwork:
+    """A trained network: ``Layers`` (MATLAB's layer array with learned values), ``Classes``.
+
+    ``net.Layers[1].InputWeights`` is MATLAB's ``net.Layers(2).InputWeights``
+    (Python counts from 0). The torch module is ``net.module``.
+    """
+
+    def __init__(self, layers: Sequence[Layer], module: nn.Sequential, slots: list[nn.Module | None],
+                 arch: _Architecture, classes: np.ndarray | None) -> None:
+        self._layers = [copy.deepcopy(layer) for layer in layers]
+        self.module = module
+        self._slots = slots
+        self._arch = arch
+        self.Classes = classes
+
+    @property
+    def Layers(self) -> tuple[Layer, ...]:
+        """The layer array with InputWeights/RecurrentWeights/Bias (Weights/Bias) as now learned."""
+        out = []
+        for layer, module in zip(self._layers, self._slots):
+            values = _learnables(layer, module)
+            if isinstance(layer, (_RecurrentLayer, FullyConnectedLayer)):
+                values["InputSize"] = values["InputWeights" if "InputWeights" in values else "Weights"].shape[1]
+            if isinstance(layer, ClassificationOutputLayer):
+                values["Classes"] = self.Classes
+            out.append(dataclasses.replace(layer, **values))
+        return tuple(out)
+
+    def __repr__(self) -> str:
+        rows = [f"  SeriesNetwork with {len(self._layers)} layers:"]
+        for k, layer in enumerate(self._layers, start=1):
+            rows.append(f"    {k:>2}   {layer.Name!r:<8} {layer.kind:<22} {layer.description()}")
+        return "\n".join(rows)
+
+
+# ------------------------------------------------------------------- training
+def _device(environment: str) -> torch.device:
+    if environment == "gpu" and not torch.cuda.is_available():
+        raise ValueError("'ExecutionEnvironment' is 'gpu' but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device("cuda" if environment != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def _prepare(X: object, Y: object, arch: _Architecture, what: str,
+             classes: np.ndarray | None) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None]:
+    """MATLAB predictors and responses -> engine inputs: (S_n, C) sequences, targets, classes."""
+    if (isinstance(X, np.ndarray) and X.dtype != object and X.ndim == 2 and X.shape[0] != arch.C
+            and np.ndim(Y) >= 1 and len(Y) == X.shape[0] > 1):
+        raise _seed_form_error(X, arch)
+    sequences, single = _cell(X, what, arch.C)
+    if arch.task == "regression":
+        return sequences, _regression_targets(Y, arch, sequences, single, what), None
+    if arch.mode == "sequence":
+        raise ValueError(f"Invalid {what}. Sequence-to-sequence classification is not supported; "
+                         f"classify whole sequences with {arch.advice}")
+    labels = _labels(Y, len(sequences), what)
+    if classes is None:
+        classes = np.unique(labels)
+    if len(classes) != arch.R:
+        raise ValueError(f"Invalid {what}. The responses have {len(classes)} classes but the last "
+                         f"fullyConnectedLayer has OutputSize {arch.R}")
+    index = np.searchsorted(classes, labels)
+    unknown = (index >= len(classes)) | (classes[np.minimum(index, len(classes) - 1)] != labels)
+    if np.any(unknown):
+        raise ValueError(f"Invalid {what}. Labels {sorted(set(labels[unknown].tolist()))} are not among the "
+                         f"training classes {classes.tolist()}")
+    return sequences, index.astype(np.int64), classes
+
+
+class _Progress:
+    """Builds MATLAB's ``info`` per iteration and prints the verbose table."""
+
+    def __init__(self, opts: TrainingOptions, task: str, total: int, validate: Callable[[], dict] | None,
+                 model: nn.Module) -> None:
+        self.opts, self.task, self.total, self.validate, self.model = opts, task, total, validate, model
+        self.metric = "RMSE" if task == "regression" else "Accuracy"
+        self.rows: dict[str, list[float]] = {k: [] for k in ("TrainingLoss", f"Training{self.metric}",
+                                                               "BaseLearnRate")}
+        if validate is not None:
+            self.rows.update({"ValidationLoss": [], f"Validation{self.metric}": []})
+        columns = ["Epoch", "Iteration", "Time Elapsed", f"Mini-batch {self.metric}"]
+        columns += [f"Validation {self.metric}"] if validate else []
+        columns += ["Mini-batch Loss"] + (["Validation Loss"] if validate else []) + ["Base Learning Rate"]
+        self.widths = [9, 13, 16] + [14] * (len(columns) - 4) + [17]
+        self.columns = columns
+
+    def metric_value(self, y_pred: torch.Tensor, y: torch.Tensor) -> float:
+        if self.task == "regression":
+            return float(torch.sqrt(((y_pred - y.reshape(y_pred.shape)) ** 2).mean()))
+        return 100.0 * float((y_pred.argmax(-1) == y.long()).double().mean())
+
+    def header(self) -> str:
+        rule = "|" + "=" * (sum(self.widths) + len(self.widths) - 1) + "|"
+        units = {"Time Elapsed": "(hh:mm:ss)"}
+        top, bottom = [], []
+        for name, width in zip(self.columns, self.widths):
+            first, _, rest = name.partition(" ") if name not in ("Time Elapsed",) else (name, "", "")
+            if name == "Base Learning Rate":
+                first, rest = "Base Learning", "Rate"
+            top.append(first.center(width))
+            bottom.append((rest or units.get(name, "")).center(width))
+        return "\n".join([rule, "|" + "|".join(top) + "|", "|" + "|".join(bottom) + "|", rule])
+
+    def __call__(self, it: training.IterationInfo) -> None:
+        metric = self.metric_value(it.y_pred, it.y)
+        self.rows["TrainingLoss"].append(it.loss)
+        self.rows[f"Training{self.metric}"].append(metric)
+        self.rows["BaseLearnRate"].append(it.learning_rate)
+        report = it.iteration == 1 or it.iteration == self.total
+        scores = None
+        if self.validate is not None:
+            if report or it.iteration % self.opts.ValidationFrequency == 0:
+                scores = self.validate()
+                self.model.train()
+            self.rows["ValidationLoss"].append(scores["loss"] if scores else math.nan)
+            self.rows[f"Validation{self.metric}"].append(scores["metric"] if scores else math.nan)
+        if self.opts.Verbose and (report or it.iteration % self.opts.VerboseFrequency == 0):
+            if it.iteration == 1:
+                print("Training on single CPU." if self.model_device() == "cpu" else "Training on single GPU.")
+                print(self.header())
+            self.print_row(it, metric, scores)
+            if it.iteration == self.total:
+                print("|" + "=" * (sum(self.widths) + len(self.widths) - 1) + "|")
+                print("Training finished: Max epochs completed.")
+        sys.stdout.flush()
+
+    def model_device(self) -> str:
+        return next(self.model.parameters()).device.type
+
+    def print_row(self, it: training.IterationInfo, metric: float, scores: dict | None) -> None:
+        seconds = int(it.elapsed)
+        fmt = "{:.2f}%" if self.task == "classification" else "{:.2f}"
+        cells = [str(it.epoch), str(it.iteration),
+                 f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}", fmt.format(metric)]
+        if self.validate is not None:
+            cells.append(fmt.format(scores["metric"]) if scores else "")
+        cells.append(f"{it.loss:.4f}")
+        if self.validate is not None:
+            cells.append(f"{scores['loss']:.4f}" if scores else "")
+        cells.append(f"{it.learning_rate:.4f}")
+        print("|" + "|".join(f" {c:>{w - 2}} " for c, w in zip(cells, self.widths)) + "|")
+
+    def info(self) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v) for k, v in self.rows.items()}
+
+
+@dataclass
+class TrainingInfo:
+    """MATLAB's ``info`` struct: one value per iteration (NaN where validation did not run).
+
+    Regression: TrainingLoss, TrainingRMSE (sqrt of the mean squared error over
+    the mini-batch's responses). Classification: TrainingLoss,
+    TrainingAccuracy (percent). Both: BaseLearnRate, and ValidationLoss,
+    ValidationRMSE/ValidationAccuracy when 'ValidationData' was given.
+    """
+
+    TrainingLoss: np.ndarray
+    BaseLearnRate: np.ndarray
+    TrainingRMSE: np.ndarray | None = None
+    TrainingAccuracy: np.ndarray | None = None
+    ValidationLoss: np.ndarray | None = None
+    ValidationRMSE: np.ndarray | None = None
+    ValidationAccuracy: np.ndarray | None = None
+
+
+def trainNetwork(X: object, Y: object, layers: Sequence[Layer], options: TrainingOptions, *,
+                 seed: int | np.random.Generator = 0,
+                 dtype: torch.dtype = torch.float32) -> tuple[SeriesNetwork, TrainingInfo]:
+    """Train a layer array on MATLAB-layout data as MATLAB's trainNetwork does.
+
+    Args:
+        X: a list of N C-by-S sequences (MATLAB's N-by-1 cell array), or one C-by-S matrix.
+        Y: regression: N-by-R numeric (OutputMode 'last') or a list of R-by-S
+            sequences (OutputMode 'sequence'); classification: N labels.
+        layers: [sequenceInputLayer(C), ..., regressionLayer()] or [..., softmaxLayer(), classificationLayer()].
+        options: from :func:`trainingOptions`.
+        seed: seeds initialisation, shuffling and dropout (MATLAB uses its global rng).
+        dtype: torch.float32 (MATLAB's single precision) or torch.float64.
+    Returns:
+        (net, info): a :class:`SeriesNetwork` and a :class:`TrainingInfo`.
+    """
+    if not isinstance(options, TrainingOptions):
+        raise TypeError(f"options must come from trainingOptions(...), got {type(options).__name__}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    device = _device(options.ExecutionEnvironment)
+    model, slots, factors, arch = _build(layers, rng, dtype)
+    model.to(device)
+    sequences, y, classes = _prepare(X, Y, arch, "training data", None)
+    n, batch = len(sequences), options.MiniBatchSize
+    if batch > n:
+        raise ValueError(f"'MiniBatchSize' ({batch}) exceeds the {n} training sequences; the last partial "
+                         f"mini-batch is discarded, so no iteration would run. Use at most {n}")
+    validate = None
+    loss = "half_mse" if arch.task == "regression" else "crossentropy"
+    if options.ValidationData is not None:
+        val_x, val_y, _ = _prepare(*options.ValidationData, arch, "validation data", classes)
+        def validate() -> dict[str, float]:
+            y_pred = training.predict(model, val_x, batch_size=batch)
+            y_pred_t = torch.as_tensor(np.asarray(y_pred))
+            y_t = torch.as_tensor(val_y, dtype=y_pred_t.dtype)
+            return {"loss": float(training.get_loss(loss)(y_pred_t, y_t)),
+                    "metric": progress.metric_value(y_pred_t, y_t)}
+
+    total = options.MaxEpochs * (n // batch)
+    progress = _Progress(options, arch.task, total, validate, model)
+    config = preset(
+        "matlab", loss=loss, epochs=options.MaxEpochs, batch_size=batch, shuffle=options.Shuffle,
+        l2=options.L2Regularization, gradient_threshold=options.GradientThreshold,
+        gradient_threshold_method=options.GradientThresholdMethod, learning_rate=options.InitialLearnRate,
+        momentum=options.Momentum if options.Momentum is not None else 0.9,
+        beta_1=options.GradientDecayFactor or 0.9, beta_2=options.SquaredGradientDecayFactor or 0.999,
+        adam_epsilon=options.Epsilon or 1e-8, dtype="float64" if dtype == torch.float64 else "float32",
+    )
+    schedule = None
+    if options.LearnRateSchedule == "piecewise":
+        def schedule(epoch: int) -> float:
+            return options.LearnRateDropFactor ** (epoch // options.LearnRateDropPeriod)
+
+    training.fit(model, sequences, y, config=config, optimizer=options.SolverName, l2_factors=factors,
+                 learning_rate_schedule=schedule, seed=rng, verbose=0, callback=progress)
+    info = TrainingInfo(**progress.info())
+    if options.Plots == "training-progress":
+        _plot_progress(info, progress.metric)
+    return SeriesNetwork(layers, model, slots, arch, classes), info
+
+
+def _plot_progress(info: TrainingInfo, metric: str) -> None:
+    """MATLAB's training-progress plot, drawn once after training."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 1, sharex=True, figsize=(8, 5))
+    for ax, name in zip(axes, (metric, "Loss")):
+        train, val = getattr(info, f"Training{name}"), getattr(info, f"Validation{name}")
+        ax.plot(np.arange(1, len(train) + 1), train, label="training")
+        if val is not None:
+            done = ~np.isnan(val)
+            ax.plot(np.flatnonzero(done) + 1, val[done], "k--o", markersize=3, label="validation")
+        ax.set_ylabel(name + (" (%)" if name == "Accuracy" else ""))
+        ax.legend()
+    axes[-1].set_xlabel("Iteration")
+    fig.suptitle("Training progress")
+
+
+# ----------------------------------------------------------------- prediction
+_PREDICT_OPTIONS: Spec = {
+    "MiniBatchSize": (128, _positive_int),
+    "SequenceLength": ("longest", _choice("longest")),
+    "SequencePaddingDirection": ("right", _choice("right")),
+    "SequencePaddingValue": (0, _zero),
+    "ExecutionEnvironment": ("auto", _choice("auto", "cpu", "gpu")),
+}
+
+
+def predict(net: SeriesNetwork, X: object, *args: object, **kwargs: object) -> np.ndarray | list[np.ndarray]:
+    """The network's responses (regression) or class scores (classification) for MATLAB-layout X.
+
+    Options: 'MiniBatchSize' (128; sequences are padded right to the longest of
+    each mini-batch, which changes 'last' outputs as in MATLAB), 'SequenceLength'
+    ('longest'), 'ExecutionEnvironment'.
+    Returns an N-by-R (or N-by-K scores) array for OutputMode 'last'; for
+    OutputMode 'sequence' a list of R-by-S arrays, or one R-by-S array when X
+    is one numeric sequence.
+    """
+    if not isinstance(net, SeriesNetwork):
+        raise TypeError(f"net must be a network from trainNetwork, got {type(net).__name__}")
+    o = _parse("predict", args, kwargs, _PREDICT_OPTIONS)
+    net.module.to(_device(o["ExecutionEnvironment"]))
+    sequences, single = _cell(X, "data", net._arch.C)
+    out = training.predict(net.module, sequences, batch_size=o["MiniBatchSize"])
+    if net._arch.mode == "last":
+        return np.asarray(out, dtype=np.float64)
+    responses = [np.asarray(r, dtype=np.float64).T for r in out]  # each (R, S)
+    return responses[0] if single else responses
+
+
+def classify(net: SeriesNetwork, X: object, *args: object, **kwargs: object) -> np.ndarray:
+    """Predicted labels (the training labels' values), N-by-1 as a 1-D array; options as :func:`predict`."""
+    if not isinstance(net, SeriesNetwork) or net.Classes is None:
+        raise TypeError("classify needs a classification network (one trained with classificationLayer)")
+    scores = predict(net, X, *args, **kwargs)
+    return net.Classes[np.argmax(scores, axis=-1)]

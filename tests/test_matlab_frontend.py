@@ -1,0 +1,407 @@
+"""lstm_ref.matlab: every MATLAB row of PARITY.md through the front end, argument parsing, layouts.
+
+Networks here are tiny and trained for one or two epochs in float64, so that
+the quantities compared (losses, weight updates, outputs) are exact to 1e-9.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import lstm_ref
+from lstm_ref import interop
+from lstm_ref import matlab as m
+
+RTOL, ATOL = 1e-9, 1e-12
+F64 = torch.float64
+
+
+def _cell(N, C, S, seed):
+    """N random C-by-S sequences (MATLAB's N-by-1 cell array)."""
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((C, S)) for _ in range(N)]
+
+
+def _lstm_weights(H, C, seed, gates=4):
+    """Random learnables in MATLAB's layout, non-zero biases included."""
+    rng = np.random.default_rng(seed)
+    return {"InputWeights": 0.5 * rng.standard_normal((gates * H, C)),
+            "RecurrentWeights": 0.5 * rng.standard_normal((gates * H, H)),
+            "Bias": 0.5 * rng.standard_normal((gates * H, 1))}
+
+
+def _quiet(*args):
+    return m.trainingOptions(*args, "Verbose", False)
+
+
+def _train(X, Y, layers, *args, **kwargs):
+    return m.trainNetwork(X, Y, layers, _quiet(*args), dtype=F64, **kwargs)
+
+
+def _np_lstm_fc(X, lstm, fc, cell="lstm", **options):
+    """Independent forward: lstm_ref's NumPy cell, last step, then y = Weights x + Bias."""
+    x = np.stack([s.T for s in X])  # (N, S, C)
+    params = interop.from_matlab(lstm, cell, **options)
+    forward = lstm_ref.lstm_forward if cell == "lstm" else lstm_ref.gru_forward
+    kwargs = {"reset_mode": options["reset_mode"]} if cell == "gru" else {}
+    out = forward(x, params, **kwargs)[0]  # (N, S, H)
+    return out[:, -1] @ fc["Weights"].T + fc["Bias"][:, 0]  # (N, R)
+
+
+# ----------------------------------------------------------------- defaults
+def test_training_options_defaults_are_matlabs():
+    o = m.trainingOptions("adam")
+    assert (o.InitialLearnRate, o.GradientDecayFactor, o.SquaredGradientDecayFactor, o.Epsilon) == (
+        1e-3, 0.9, 0.999, 1e-8)
+    assert (o.MaxEpochs, o.MiniBatchSize, o.Shuffle, o.L2Regularization) == (30, 128, "once", 1e-4)
+    assert o.GradientThreshold == math.inf and o.GradientThresholdMethod == "l2norm"
+    assert (o.SequenceLength, o.SequencePaddingDirection, o.VerboseFrequency) == ("longest", "right", 50)
+    assert (o.Plots, o.Verbose, o.Momentum) == ("none", True, None)
+    s = m.trainingOptions("sgdm")
+    assert (s.InitialLearnRate, s.Momentum, s.Epsilon) == (0.01, 0.9, None)
+
+
+def test_layer_defaults_are_matlabs():
+    lstm = m.lstmLayer(8)
+    assert lstm.OutputMode == "sequence"
+    assert (lstm.InputWeightsInitializer, lstm.RecurrentWeightsInitializer, lstm.BiasInitializer) == (
+        "glorot", "orthogonal", "unit-forget-gate")
+    assert (lstm.BiasL2Factor, lstm.InputWeightsL2Factor) == (0.0, 1.0)
+    gru = m.gruLayer(8)
+    assert gru.ResetGateMode == "after-multiplication" and gru.BiasInitializer == "zeros"
+    assert m.fullyConnectedLayer(3).BiasL2Factor == 0.0
+
+
+# ------------------------------------------------------------ argument forms
+def test_name_value_pairs_are_case_insensitive_and_keywords_work():
+    assert m.lstmLayer(64, "outputmode", "LAST").OutputMode == "last"
+    assert m.lstmLayer(64, OutputMode="last").OutputMode == "last"
+    o = m.trainingOptions("Adam", "maxepochs", 10, "MINIBATCHSIZE", 32, "Shuffle", "every-epoch")
+    assert (o.SolverName, o.MaxEpochs, o.MiniBatchSize, o.Shuffle) == ("adam", 10, 32, "every-epoch")
+    assert m.trainingOptions("adam", "MaxEpochs", 5, "MaxEpochs", 7).MaxEpochs == 7  # the last pair wins
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: m.lstmLayer(64, "OutputMod", "last"), ValueError,
+         r"'OutputMod' is not a recognized parameter\. Valid names are: Name, OutputMode, "),
+        (lambda: m.trainingOptions("adam", "Momentum", 0.9), ValueError,
+         r"'Momentum' is not a recognized parameter.*Epsilon"),
+        (lambda: m.trainingOptions("adam", "MaxEpochs"), ValueError, "must come in pairs"),
+        (lambda: m.trainingOptions("adam", 10, "MaxEpochs"), TypeError, "option name"),
+        (lambda: m.trainingOptions("adam", "MaxEpochs", 0), ValueError, "'MaxEpochs' must be a positive integer"),
+        (lambda: m.trainingOptions("adam", "Shuffle", "always"), ValueError, "'Shuffle' must be one of"),
+        (lambda: m.trainingOptions("rmsprop"), ValueError, "'rmsprop' is not supported.*'adam' or 'sgdm'"),
+        (lambda: m.trainingOptions("lbfgs"), ValueError, "solverName must be 'adam' or 'sgdm'"),
+        (lambda: m.trainingOptions("adam", "SequenceLength", "shortest"), ValueError, "'SequenceLength'"),
+        (lambda: m.trainingOptions("adam", "ValidationData", 3), ValueError, "ValidationData"),
+        (lambda: m.lstmLayer(0), ValueError, "numHiddenUnits"),
+        (lambda: m.lstmLayer(4, "Bias", np.zeros((15, 1))), ValueError, "'Bias' must be 16-by-1"),
+        (lambda: m.gruLayer(4, "ResetGateMode", "after"), ValueError, "'ResetGateMode' must be one of"),
+        (lambda: m.gruLayer(4, "ResetGateMode", "recurrent-bias-after-multiplication", "Bias", np.zeros((12, 1))),
+         ValueError, "'Bias' must be 24-by-1"),
+        (lambda: m.dropoutLayer(1.0), ValueError, "probability"),
+        (lambda: m.sequenceInputLayer(1, "Normalization", "zscore"), ValueError, "'Normalization'"),
+    ],
+)
+def test_bad_arguments_get_matlab_like_errors(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+# ------------------------------------------------------------ data layouts
+def test_the_seed_call_as_written_is_rejected_with_the_exact_advice():
+    X = np.random.default_rng(0).standard_normal((1000, 10))
+    y = X.sum(axis=1, keepdims=True)
+    layers = [m.sequenceInputLayer(1), m.lstmLayer(64), m.fullyConnectedLayer(1), m.regressionLayer()]
+    options = m.trainingOptions("adam", "MaxEpochs", 10, "MiniBatchSize", 32)
+    with pytest.raises(ValueError) as err:
+        m.trainNetwork(X, y, layers, options)
+    text = str(err.value)
+    assert "ONE sequence with 1000 channels and 10 time steps" in text
+    assert "XTrain = num2cell(X, 2)" in text and "a 1000x1 cell array" in text and "1-by-10" in text
+    assert "lstmLayer(64, 'OutputMode', 'last')" in text
+
+
+def test_cell_input_with_default_sequence_output_asks_for_output_mode_last():
+    X = _cell(40, 1, 5, 0)
+    layers = [m.sequenceInputLayer(1), m.gruLayer(7), m.fullyConnectedLayer(1), m.regressionLayer()]
+    with pytest.raises(ValueError, match=r"cell array of R-by-S.*gruLayer\(7, 'OutputMode', 'last'\)"):
+        _train(X, np.zeros((40, 1)), layers, "adam", "MaxEpochs", 1, "MiniBatchSize", 8)
+
+
+@pytest.mark.parametrize(
+    ("X", "Y", "message"),
+    [
+        ([np.zeros((2, 5))] * 8, np.zeros((8, 1)), r"must have 1 channel\(s\).*sequence 0 is 2x5"),
+        ([np.zeros(5)] * 8, np.zeros((8, 1)), r"x\[None, :\] for one channel"),
+        ([np.zeros((1, 0))] * 8, np.zeros((8, 1)), "0 time steps"),
+        ([np.full((1, 5), np.nan)] * 8, np.zeros((8, 1)), "NaN"),
+        ([np.zeros((1, 5))] * 8, np.zeros((8, 2)), r"Responses must be 8-by-1"),
+        ([np.zeros((1, 5))] * 8, [np.zeros((1, 5))] * 8, "N-by-R numeric matrix, not a cell array"),
+        (np.zeros((2, 3, 4)), np.zeros((1, 1)), "C-by-S matrix, got size 2x3x4"),
+        ("abc", np.zeros((1, 1)), "list of C-by-S"),
+    ],
+)
+def test_wrong_layouts_get_clear_errors(X, Y, message):
+    layers = [m.sequenceInputLayer(1), m.lstmLayer(3, "OutputMode", "last"), m.fullyConnectedLayer(1),
+              m.regressionLayer()]
+    with pytest.raises((ValueError, TypeError), match=message):
+        _train(X, Y, layers, "adam", "MaxEpochs", 1, "MiniBatchSize", 4)
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        ([m.lstmLayer(3), m.regressionLayer()], "first layer must be sequenceInputLayer"),
+        ([m.sequenceInputLayer(1), m.lstmLayer(3)], "last layer must be regressionLayer or classificationLayer"),
+        ([m.sequenceInputLayer(1), m.lstmLayer(3, "OutputMode", "last"), m.fullyConnectedLayer(2),
+          m.classificationLayer()], "Missing softmax layer"),
+        ([m.sequenceInputLayer(1), m.lstmLayer(3, "OutputMode", "last"), m.lstmLayer(3),
+          m.regressionLayer()], "needs sequence input"),
+    ],
+)
+def test_bad_layer_arrays_are_rejected(layers, message):
+    with pytest.raises(ValueError, match=message):
+        _train(_cell(8, 1, 4, 0), np.zeros((8, 1)), layers, "adam", "MaxEpochs", 1, "MiniBatchSize", 4)
+
+
+def test_num2cell_rows_and_columns():
+    A = np.arange(6.0).reshape(2, 3)
+    rows, cols = m.num2cell(A, 2), m.num2cell(A, 1)
+    assert [r.shape for r in rows] == [(1, 3)] * 2 and [c.shape for c in cols] == [(2, 1)] * 3
+    np.testing.assert_array_equal(rows[1], A[1:2])
+    with pytest.raises(ValueError, match="dim must be 1 or 2"):
+        m.num2cell(A, 3)
+
+
+# ------------------------------------------------------- the loss and the steps
+def test_regression_loss_is_half_mse_summed_over_responses():
+    """One iteration over the whole batch: info.TrainingLoss[0] = mean_n 0.5 * sum_r (t - y)^2 at the initial weights."""
+    X, H, R = _cell(12, 2, 6, 1), 5, 2
+    lstm = _lstm_weights(H, 2, 2)
+    fc = {"Weights": np.random.default_rng(3).standard_normal((R, H)), "Bias": np.array([[0.3], [-0.2]])}
+    Y = np.random.default_rng(4).standard_normal((12, R))
+    layers = [m.sequenceInputLayer(2), m.lstmLayer(H, "OutputMode", "last", **lstm),
+              m.fullyConnectedLayer(R, **fc), m.regressionLayer()]
+    _, info = _train(X, Y, layers, "adam", "MaxEpochs", 1, "MiniBatchSize", 12)
+    y0 = _np_lstm_fc(X, lstm, fc)
+    expected = 0.5 * ((Y - y0) ** 2).sum(axis=1).mean()
+    np.testing.assert_allclose(info.TrainingLoss[0], expected, rtol=RTOL, err_msg="half-MSE loss")
+    np.testing.assert_allclose(info.TrainingRMSE[0], np.sqrt(((Y - y0) ** 2).mean()), rtol=RTOL,
+                               err_msg="mini-batch RMSE")
+
+
+def test_l2_regularisation_exempts_biases():
+    """sgdm without momentum, one step: the L2 term moves every weight by -lr * lambda * w and no bias."""
+    X, Y, H = _cell(10, 1, 4, 5), np.random.default_rng(6).standard_normal((10, 1)), 3
+    lstm, fc = _lstm_weights(H, 1, 7), {"Weights": np.ones((1, H)), "Bias": np.array([[0.5]])}
+    nets = {}
+    for lam in (0.0, 0.1):
+        layers = [m.sequenceInputLayer(1), m.lstmLayer(H, "OutputMode", "last", **lstm),
+                  m.fullyConnectedLayer(1, **fc), m.regressionLayer()]
+        nets[lam], _ = _train(X, Y, layers, "sgdm", "Momentum", 0, "InitialLearnRate", 0.5,
+                              "L2Regularization", lam, "MaxEpochs", 1, "MiniBatchSize", 10)
+    with_l2, without = nets[0.1].Layers, nets[0.0].Layers
+    for k, name, initial in [(1, "InputWeights", lstm["InputWeights"]), (1, "RecurrentWeights",
+                             lstm["RecurrentWeights"]), (2, "Weights", fc["Weights"])]:
+        np.testing.assert_allclose(getattr(with_l2[k], name) - getattr(without[k], name), -0.5 * 0.1 * initial,
+                                   rtol=1e-7, atol=ATOL, err_msg=f"L2 step of {name}")
+    for k in (1, 2):
+        np.testing.assert_allclose(with_l2[k].Bias, without[k].Bias, rtol=0, atol=ATOL,
+                                   err_msg="biases must be exempt (BiasL2Factor 0)")
+
+
+def test_1000_samples_at_32_give_31_iterations_per_epoch():
+    X, Y = m.num2cell(np.zeros((1000, 3)), 2), np.zeros((1000, 1))
+    layers = [m.sequenceInputLayer(1), m.lstmLayer(2, "OutputMode", "last"), m.fullyConnectedLayer(1),
+              m.regressionLayer()]
+    _, info = _train(X, Y, layers, "adam", "MaxEpochs", 2, "MiniBatchSize", 32)
+    assert info.TrainingLoss.shape == (62,) and info.TrainingRMSE.shape == (62,)
+
+
+def _per_batch_losses(shuffle):
+    """Iteration losses over 2 epochs with a negligible learning rate: they identify each mini-batch's samples."""
+    X, Y = _cell(40, 1, 3, 8), np.random.default_rng(9).standard_normal((40, 1))
+    layers = [m.sequenceInputLayer(1), m.lstmLayer(4, "OutputMode", "last"), m.fullyConnectedLayer(1),
+              m.regressionLayer()]
+    _, info = _train(X, Y, layers, "sgdm", "InitialLearnRate", 1e-300, "MaxEpochs", 2, "MiniBatchSize", 12,
+                     "Shuffle", shuffle)
+    return info.TrainingLoss.reshape(2, 3)  # (epochs, iterations per epoch): 40 // 12 = 3, 4 samples discarded
+
+
+def test_shuffle_once_reuses_one_permutation():
+    once, never, every = (_per_batch_losses(s) for s in ("once", "never", "every-epoch"))
+    np.testing.assert_array_equal(once[0], once[1], err_msg="'once': epoch 2 must see the same mini-batches")
+    np.testing.assert_array_equal(never[0], never[1])
+    assert not np.allclose(once[0], never[0]), "'once' must permute (it gave the unshuffled batches)"
+    assert not np.allclose(every[0], every[1]), "'every-epoch' must draw a new permutation"
+
+
+def test_gradient_threshold_l2norm_clips_each_parameter_alone():
+    """sgdm, no momentum, no L2, threshold 1e-3: every parameter moves by exactly lr * threshold in norm."""
+    X, Y, H = _cell(8, 1, 4, 10), 100 * np.ones((8, 1)), 3
+    lstm = _lstm_weights(H, 1, 11)
+    fc = {"Weights": np.ones((1, H)), "Bias": np.zeros((1, 1))}
+    layers = [m.sequenceInputLayer(1), m.lstmLayer(H, "OutputMode", "last", **lstm), m.fullyConnectedLayer(1, **fc),
+              m.regressionLayer()]
+    net, _ = _train(X, Y, layers, "sgdm", "Momentum", 0, "InitialLearnRate", 0.1, "L2Regularization", 0,
+                    "GradientThreshold", 1e-3, "MaxEpochs", 1, "MiniBatchSize", 8)
+    moved = [net.Layers[1].InputWeights - lstm["InputWeights"], net.Layers[1].RecurrentWeights
+             - lstm["RecurrentWeights"], net.Layers[1].Bias - lstm["Bias"], net.Layers[2].Weights - fc["Weights"]]
+    np.testing.assert_allclose([np.linalg.norm(d) for d in moved], 0.1 * 1e-3, rtol=1e-6,
+                               err_msg="per-parameter clipping ('l2norm')")
+
+
+def test_piecewise_learn_rate_schedule():
+    X, Y = _cell(8, 1, 3, 12), np.zeros((8, 1))
+    layers = [m.sequenceInputLayer(1), m.lstmLayer(2, "OutputMode", "last"), m.fullyConnectedLayer(1),
+              m.regressionLayer()]
+    _, info = _train(X, Y, layers, "adam", "InitialLearnRate", 0.01, "LearnRateSchedule", "piecewise",
+                     "LearnRateDropFactor", 0.5, "LearnRateDropPeriod", 2, "MaxEpochs", 5, "MiniBatchSize", 4)
+    np.testing.assert_allclose(info.BaseLearnRate, np.repeat([0.01, 0.01, 0.005, 0.005, 0.0025], 2), rtol=1e-12)
+
+
+# ------------------------------------------------------------- initialisers
+def test_lstm_initial_weights_glorot_orthogonal_unit_forget_gate():
+    C, H = 3, 6
+    layers = [m.sequenceInputLayer(C), m.lstmLayer(H, "OutputMode", "last"), m.fullyConnectedLayer(1),
+              m.regressionLayer()]
+    net, _ = _train(_cell(4, C, 2, 13), np.zeros((4, 1)), layers, "sgdm", "InitialLearnRate", 1e-300,
+                    "MaxEpochs", 1, "MiniBatchSize", 4)
+    lstm = net.Layers[1]
+    assert lstm.InputWeights.shape == (4 * H, C) and lstm.RecurrentWeights.shape == (4 * H, H)
+    assert lstm.Bias.shape == (4 * H, 1) and lstm.InputSize == C
+    np.testing.assert_allclose(lstm.Bias[:, 0], np.repeat([0.0, 1.0, 0.0, 0.0], H), rtol=0, atol=1e-200,
+                               err_msg="unit-forget-gate bias: rows i, f, g, o = 0, 1, 0, 0")
+    assert np.abs(lstm.InputWeights).max() <= math.sqrt(6 / (C + 4 * H)), "Glorot bound sqrt(6/(C+4H))"
+    np.testing.assert_allclose(lstm.RecurrentWeights.T @ lstm.RecurrentWeights, np.eye(H), atol=1e-12,
+                               err_msg="orthogonal RecurrentWeights (4H-by-H, orthonormal columns)")
+
+
+@pytest.mark.parametrize(("mode", "bias_rows"), [("after-multiplication", 3), ("before-multiplication", 3),
+                                                 ("recurrent-bias-after-multiplication", 6)])
+def test_gru_reset_placements_and_bias_sizes(mode, bias_rows):
+    """Bias 3H (6H with a recurrent bias), and predict equals lstm_ref's NumPy GRU of the same placement."""
+    C, H = 2, 4
+    rng = np.random.default_rng(14)
+    gru = {"InputWeights": rng.standard_normal((3 * H, C)), "RecurrentWeights": rng.standard_normal((3 * H, H)),
+           "Bias": rng.standard_normal((bias_rows * H, 1))}
+    fc = {"Weights": rng.standard_normal((1, H)), "Bias": np.array([[0.1]])}
+    X = _cell(6, C, 5, 15)
+    layers = [m.sequenceInputLayer(C), m.gruLayer(H, "OutputMode", "last", "ResetGateMode", mode, **gru),
+              m.fullyConnectedLayer(1, **fc), m.regressionLayer()]
+    net, _ = _train(X, np.zeros((6, 1)), layers, "sgdm", "InitialLearnRate", 1e-300, "MaxEpochs", 1,
+                    "MiniBatchSize", 6)
+    learned = net.Layers[1]
+    assert learned.Bias.shape == (bias_rows * H, 1) and learned.InputWeights.shape == (3 * H, C)
+    weights = {k: getattr(learned, k) for k in gru}
+    expected = _np_lstm_fc(X, weights, fc, cell="gru", reset_mode=mode)
+    np.testing.assert_allclose(m.predict(net, X), expected, rtol=1e-9, atol=ATOL, err_msg=f"GRU {mode}")
+
+
+def test_gru_placements_differ():
+    rng = np.random.default_rng(16)
+    gru = {"InputWeights": rng.standard_normal((12, 1)), "RecurrentWeights": rng.standard_normal((12, 4)),
+           "Bias": rng.standard_normal((12, 1))}
+    X = _cell(3, 1, 5, 17)
+    outs = [_np_lstm_fc(X, gru, {"Weights": np.ones((1, 4)), "Bias": np.zeros((1, 1))}, cell="gru", reset_mode=mode)
+            for mode in ("after-multiplication", "before-multiplication")]
+    assert not np.allclose(*outs), "the two placements must give different outputs on the same weights"
+
+
+# ------------------------------------------------------- learnables and outputs
+def test_layers_expose_weights_in_matlab_layout_equal_to_interop():
+    C, H = 2, 3
+    layers = [m.sequenceInputLayer(C), m.lstmLayer(H, "OutputMode", "last"), m.fullyConnectedLayer(2),
+              m.regressionLayer()]
+    net, _ = _train(_cell(8, C, 4, 18), np.ones((8, 2)), layers, "adam", "MaxEpochs", 2, "MiniBatchSize", 4)
+    module = net.module[0]
+    params = {k: v.detach().numpy() for k, v in module.named_parameters()}
+    lstm = net.Layers[1]
+    np.testing.assert_array_equal(lstm.InputWeights, params["W"].T)  # (4H, C), rows i, f, g, o
+    np.testing.assert_array_equal(lstm.RecurrentWeights, params["U"].T)
+    np.testing.assert_array_equal(lstm.Bias, params["b"][:, None])
+    for name, value in interop.to_matlab(params, "lstm").items():
+        np.testing.assert_array_equal(getattr(lstm, name), value, err_msg=f"{name} vs interop.to_matlab")
+    fc = net.Layers[2]
+    assert fc.Weights.shape == (2, H) and fc.Bias.shape == (2, 1) and fc.InputSize == H
+    x = np.stack([s.T for s in _cell(5, C, 4, 19)])
+    h = lstm_ref.lstm_forward(x, interop.from_matlab({"InputWeights": lstm.InputWeights, "RecurrentWeights":
+                              lstm.RecurrentWeights, "Bias": lstm.Bias}))[0][:, -1]
+    np.testing.assert_allclose(m.predict(net, [s.T for s in x]), h @ fc.Weights.T + fc.Bias[:, 0], rtol=1e-9)
+
+
+def test_bilstm_last_is_the_last_step_of_the_concatenated_sequence():
+    """Forward half: state after the whole sequence; backward half: after reading only the last step."""
+    C, H = 2, 3
+    layers = [m.sequenceInputLayer(C), m.bilstmLayer(H, "OutputMode", "last"), m.fullyConnectedLayer(1),
+              m.regressionLayer()]
+    X = _cell(6, C, 5, 20)
+    net, _ = _train(X, np.ones((6, 1)), layers, "adam", "MaxEpochs", 1, "MiniBatchSize", 3)
+    bi = net.Layers[1]
+    assert bi.InputWeights.shape == (8 * H, C) and bi.RecurrentWeights.shape == (8 * H, H)
+    assert bi.Bias.shape == (8 * H, 1)
+    halves = [interop.from_matlab({k: np.split(getattr(bi, k), 2)[d] for k in ("InputWeights", "RecurrentWeights",
+                                   "Bias")}) for d in (0, 1)]
+    x = np.stack([s.T for s in X])  # (N, S, C)
+    out = lstm_ref.bidirectional_forward("lstm", x, *halves)[0]  # (N, S, 2H)
+    fc = net.Layers[2]
+    np.testing.assert_allclose(m.predict(net, X), out[:, -1] @ fc.Weights.T + fc.Bias[:, 0], rtol=1e-9)
+    backward_one_step = lstm_ref.lstm_forward(x[:, -1:], halves[1])[0][:, 0]
+    np.testing.assert_allclose(out[:, -1, H:], backward_one_step, rtol=1e-12)
+
+
+def test_sequence_to_sequence_regression_and_single_sequence_layout():
+    """One C-by-S numeric sequence with R-by-S responses (MATLAB's forecasting layout)."""
+    series = np.sin(np.linspace(0, 6, 41))[None, :]  # 1-by-41
+    layers = [m.sequenceInputLayer(1), m.lstmLayer(4), m.fullyConnectedLayer(1), m.regressionLayer()]
+    net, info = _train(series[:, :-1], series[:, 1:], layers, "adam", "MaxEpochs", 3, "MiniBatchSize", 1)
+    assert info.TrainingLoss.shape == (3,)
+    out = m.predict(net, series[:, :-1])
+    assert out.shape == (1, 40)
+    outs = m.predict(net, [series[:, :-1], series[:, :10]])
+    assert [o.shape for o in outs] == [(1, 40), (1, 10)]
+    np.testing.assert_allclose(outs[1], out[:, :10], rtol=1e-9, err_msg="a causal network's prefix outputs")
+
+
+def test_classification_info_classify_and_validation():
+    rng = np.random.default_rng(21)
+    labels = np.array(["high", "low"])[rng.integers(0, 2, 30)]
+    X = [rng.standard_normal((1, 4)) + (2 if lab == "high" else -2) for lab in labels]
+    layers = [m.sequenceInputLayer(1), m.lstmLayer(4, "OutputMode", "last"), m.fullyConnectedLayer(2),
+              m.softmaxLayer(), m.classificationLayer()]
+    net, info = _train(X, labels, layers, "adam", "InitialLearnRate", 0.05, "MaxEpochs", 6, "MiniBatchSize", 10,
+                       "ValidationData", (X[:12], labels[:12]), "ValidationFrequency", 4)
+    assert net.Classes.tolist() == ["high", "low"] and net.Layers[-1].Classes.tolist() == ["high", "low"]
+    assert info.TrainingAccuracy.shape == (18,) and info.TrainingRMSE is None
+    assert np.all((info.TrainingAccuracy >= 0) & (info.TrainingAccuracy <= 100))
+    validated = np.flatnonzero(~np.isnan(info.ValidationLoss)) + 1
+    np.testing.assert_array_equal(validated, [1, 4, 8, 12, 16, 18])
+    scores = m.predict(net, X)
+    assert scores.shape == (30, 2)
+    np.testing.assert_allclose(scores.sum(axis=1), 1, rtol=1e-12)
+    predicted = m.classify(net, X, "MiniBatchSize", 7)
+    np.testing.assert_array_equal(predicted, net.Classes[scores.argmax(axis=1)])
+    assert (predicted == labels).mean() > 0.9
+    with pytest.raises(ValueError, match=r"Labels \['medium'\] are not among the training classes"):
+        _train(X, labels, layers, "adam", "MaxEpochs", 1, "MiniBatchSize", 10,
+               "ValidationData", (X[:2], np.array(["medium", "low"])))
+
+
+def test_verbose_table_has_matlabs_columns_and_rows(capsys):
+    X, Y = _cell(40, 1, 3, 22), np.zeros((40, 1))
+    layers = [m.sequenceInputLayer(1), m.lstmLayer(2, "OutputMode", "last"), m.fullyConnectedLayer(1),
+              m.regressionLayer()]
+    m.trainNetwork(X, Y, layers, m.trainingOptions("adam", "MaxEpochs", 12, "MiniBatchSize", 8,
+                                                   "VerboseFrequency", 25), dtype=F64)
+    out = capsys.readouterr().out
+    for column in ("Epoch", "Iteration", "Time Elapsed", "(hh:mm:ss)", "Mini-batch", "RMSE", "Loss",
+                   "Base Learning"):
+        assert column in out, f"verbose table lacks {column!r}"
+    rows = [line.split("|")[1:3] for line in out.splitlines() if line.startswith("|") and line[2:9].strip().isdigit()]
+    assert [int(it) for _, it in rows] == [1, 25, 50, 60], "rows at iteration 1, every 25, and the last"
+    assert "Training finished: Max epochs completed." in out
