@@ -49,9 +49,11 @@ class Preset:
             ``w -= lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)``
             (keras/src/optimizers/adam.py); "pytorch" adds it after the bias
             correction: ``w -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)``
-            (torch.optim.Adam; MATLAB's documented adamupdate formula has the
-            same placement).
-        momentum: SGD momentum (MATLAB sgdm 0.9; Keras and torch SGD 0).
+            (torch.optim.Adam). MATLAB uses "pytorch" here: its documented
+            update divides the bias-corrected moments, eps added after; PARITY.md
+            records only MATLAB's epsilon, so this placement is *unverified*.
+        momentum: SGD momentum (MATLAB sgdm's Momentum 0.9; Keras and torch
+            SGD 0). Not in PARITY.md: MATLAB's value is *unverified* here.
         l2: L2 regularisation factor lambda, added to the gradient as
             ``lambda * factor * w``. MATLAB's L2Regularization is 1e-4 by
             default; that it enters the gradient exactly as lambda*w is the

@@ -49,7 +49,7 @@ PROBABILITY_EPSILON = 1e-7
 def _align_target(y_pred: Tensor, y: Tensor) -> Tensor:
     """Give y the rank of y_pred where they differ by a trailing 1 (Keras rule)."""
     if y.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
-        return y.unsqueeze(-1)
+        y = y.unsqueeze(-1)
     if y.shape != y_pred.shape:
         raise ValueError(
             f"targets of shape {tuple(y.shape)} do not match predictions of "
@@ -265,7 +265,7 @@ def clip_gradients(grads: list[Tensor], threshold: float, method: str) -> None:
     * ``l2norm`` (MATLAB's default): each g with ||g||_2 > threshold becomes
       g * threshold / ||g||_2, parameter by parameter;
     * ``global-l2norm``: all together by the norm of their concatenation
-      (torch.nn.utils.clip_grad_norm_);
+      (torch.nn.utils.clip_grad_norm_, which also adds 1e-6 to the norm);
     * ``absolute-value``: every element clamped to [-threshold, threshold].
     """
     if math.isinf(threshold):

@@ -1,0 +1,313 @@
+"""Every training semantic of lstm_ref.training, checked against a hand computation or torch itself."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lstm_ref import training
+from lstm_ref.presets import preset
+
+RTOL = 1e-12
+
+
+class IndexTarget(torch.nn.Module):
+    """A linear model of x[:, -1]; used with y = sample index to see the batch order."""
+
+    def __init__(self, D: int = 1) -> None:
+        super().__init__()
+        self.W = torch.nn.Parameter(torch.zeros(D, 1, dtype=torch.float64))
+        self.b = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+
+    def forward(self, x):
+        return x[:, -1] @ self.W + self.b  # (N, 1)
+
+
+def _batches_seen(config, n=10, epochs=3, batch_size=4, seed=0):
+    """The sample indices of every mini-batch, in training order, per epoch."""
+    seen: list[list[np.ndarray]] = [[] for _ in range(epochs)]
+    x = np.zeros((n, 2, 1))
+    y = np.arange(n, dtype=float)[:, None]
+    training.fit(IndexTarget(), x, y, config=config, epochs=epochs, batch_size=batch_size, seed=seed,
+                 verbose=0, optimizer=training.SGD(0.0),
+                 callback=lambda info: seen[info.epoch - 1].append(info.y[:, 0].numpy().astype(int)))
+    return seen
+
+
+# ----------------------------------------------------------------- losses
+def test_half_mse_is_half_the_sum_over_responses_mean_over_observations():
+    y_pred = torch.tensor([[1.0, 2.0], [0.0, -1.0], [3.0, 3.0]], dtype=torch.float64)
+    y = torch.tensor([[0.0, 0.0], [1.0, 1.0], [3.0, 1.0]], dtype=torch.float64)
+    # per observation: 0.5*(1+4) = 2.5, 0.5*(1+4) = 2.5, 0.5*(0+4) = 2; mean 7/3
+    assert training.half_mse(y_pred, y).item() == pytest.approx(7 / 3, rel=RTOL)
+    # Keras mse: mean of all 6 squared errors = 14/6
+    assert training.mse(y_pred, y).item() == pytest.approx(14 / 6, rel=RTOL)
+
+
+def test_half_mse_of_sequences_is_also_divided_by_the_steps():
+    rng = np.random.default_rng(0)
+    y_pred, y = torch.from_numpy(rng.standard_normal((4, 5, 2))), torch.from_numpy(rng.standard_normal((4, 5, 2)))
+    expected = 0.5 * ((y_pred - y) ** 2).sum().item() / (4 * 5)
+    assert training.half_mse(y_pred, y).item() == pytest.approx(expected, rel=RTOL)
+
+
+def test_targets_of_shape_n_align_with_predictions_of_shape_n_by_1():
+    y_pred = torch.tensor([[1.0], [2.0]])
+    assert training.mse(y_pred, torch.tensor([0.0, 0.0])).item() == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="do not match predictions"):
+        training.mse(y_pred, torch.zeros(3))
+
+
+def test_crossentropy_sparse_one_hot_logits_and_probabilities_agree():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 2])
+    expected = -torch.log_softmax(logits, -1)[[0, 1], [0, 2]].mean()
+    probs = torch.softmax(logits, -1)
+    one_hot = torch.nn.functional.one_hot(labels, 3).double()
+    for value in (training.crossentropy(logits, labels, from_logits=True),
+                  training.crossentropy(probs, labels),
+                  training.crossentropy(probs, labels[:, None].double()),
+                  training.crossentropy(probs, one_hot)):
+        assert value.item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_binary_crossentropy_clips_probabilities_like_keras():
+    y = torch.tensor([[1.0], [0.0]], dtype=torch.float64)
+    p = torch.tensor([[1.0], [0.25]], dtype=torch.float64)  # log(1) clipped to log(1 - 1e-7)
+    expected = -(math.log(1 - 1e-7) + math.log(0.75)) / 2
+    assert training.binary_crossentropy(p, y).item() == pytest.approx(expected, rel=1e-12)
+    logits = torch.logit(torch.tensor([[0.9], [0.25]], dtype=torch.float64))
+    expected = -(math.log(0.9) + math.log(0.75)) / 2
+    assert training.binary_crossentropy(logits, y, from_logits=True).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_unknown_loss_names_the_choices():
+    with pytest.raises(ValueError, match="loss must be a callable or one of"):
+        training.get_loss("hinge")
+
+
+# ------------------------------------------------------------- optimisers
+def _adam_by_hand(g_seq, w0, lr, b1, b2, eps, placement):
+    w, m, v = w0.copy(), np.zeros_like(w0), np.zeros_like(w0)
+    for t, g in enumerate(g_seq, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g**2
+        if placement == "keras":
+            w = w - lr * math.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + eps)
+        else:
+            w = w - lr / (1 - b1**t) * m / (np.sqrt(v) / math.sqrt(1 - b2**t) + eps)
+    return w
+
+
+@pytest.mark.parametrize("placement", ["keras", "pytorch"])
+def test_adam_matches_a_hand_computation_for_each_epsilon_placement(placement):
+    rng = np.random.default_rng(1)
+    w0 = rng.standard_normal(5)
+    # tiny gradients make epsilon matter, so the two placements differ visibly
+    g_seq = [rng.standard_normal(5) * 1e-6 for _ in range(4)]
+    eps = 1e-7
+    expected = _adam_by_hand(g_seq, w0, 0.01, 0.9, 0.999, eps, placement)
+    other = _adam_by_hand(g_seq, w0, 0.01, 0.9, 0.999, eps, "pytorch" if placement == "keras" else "keras")
+    w = torch.from_numpy(w0.copy())
+    opt = training.Adam(0.01, epsilon=eps, eps_placement=placement)
+    for g in g_seq:
+        opt.step([w], [torch.from_numpy(g)])
+    np.testing.assert_allclose(w.numpy(), expected, rtol=1e-12, err_msg=f"Adam ({placement} epsilon)")
+    assert np.abs(expected - other).max() > 1e-4, "the two placements should differ for tiny gradients"
+
+
+def test_adam_pytorch_placement_equals_torch_optim_adam():
+    rng = np.random.default_rng(2)
+    w_ours = torch.from_numpy(rng.standard_normal((3, 4)))
+    w_torch = torch.nn.Parameter(w_ours.clone())
+    ours = training.Adam(0.01, epsilon=1e-8, eps_placement="pytorch")
+    ref = torch.optim.Adam([w_torch], lr=0.01, eps=1e-8)
+    for _ in range(5):
+        g = torch.from_numpy(rng.standard_normal((3, 4)))
+        ours.step([w_ours], [g])
+        w_torch.grad = g.clone()
+        ref.step()
+    torch.testing.assert_close(w_ours, w_torch.detach(), rtol=1e-12, atol=1e-14)
+
+
+def test_sgd_momentum_equals_torch_optim_sgd_at_constant_learning_rate():
+    rng = np.random.default_rng(3)
+    w_ours = torch.from_numpy(rng.standard_normal(6))
+    w_torch = torch.nn.Parameter(w_ours.clone())
+    ours = training.SGD(0.05, momentum=0.9)
+    ref = torch.optim.SGD([w_torch], lr=0.05, momentum=0.9)
+    for _ in range(5):
+        g = torch.from_numpy(rng.standard_normal(6))
+        ours.step([w_ours], [g])
+        w_torch.grad = g.clone()
+        ref.step()
+    torch.testing.assert_close(w_ours, w_torch.detach(), rtol=1e-12, atol=1e-14)
+
+
+# ------------------------------------------------- regularisation, clipping
+def test_l2_is_added_to_weight_gradients_and_biases_are_exempt():
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((8, 3, 2)), rng.standard_normal((8, 1))
+    model = IndexTarget(D=2)
+    with torch.no_grad():
+        model.W.copy_(torch.from_numpy(rng.standard_normal((2, 1))))
+        model.b.fill_(0.5)
+    W0, b0 = model.W.detach().clone(), model.b.detach().clone()
+    loss = training.mse(model(torch.from_numpy(x)), torch.from_numpy(y))
+    gW, gb = torch.autograd.grad(loss, [model.W, model.b])
+    lr, l2 = 0.1, 0.3
+    config = preset("keras", l2=l2, bias_l2_factor=0.0, loss="mse", shuffle="never")
+    training.fit(model, x, y, config=config, epochs=1, batch_size=8, optimizer=training.SGD(lr), verbose=0)
+    torch.testing.assert_close(model.W.detach(), W0 - lr * (gW + l2 * W0), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(model.b.detach(), b0 - lr * gb, rtol=1e-12, atol=1e-14)
+
+
+def test_l2_factors_per_parameter_override_the_bias_rule():
+    model = IndexTarget(D=2)
+    params, factors = training._param_factors(model, preset("matlab"), {"b": 2.0})
+    assert factors == [1.0, 2.0]
+    assert training.is_bias("lstm.bias_ih_l0") and training.is_bias("0.bh") and not training.is_bias("0.W")
+    with pytest.raises(ValueError, match="unknown parameters \\['c'\\]"):
+        training._param_factors(model, preset("matlab"), {"c": 1.0})
+
+
+def test_clipping_per_parameter_and_global():
+    g1, g2 = torch.tensor([3.0, 4.0], dtype=torch.float64), torch.tensor([0.6, 0.8], dtype=torch.float64)
+    per = [g1.clone(), g2.clone()]
+    training.clip_gradients(per, 2.0, "l2norm")  # norms 5 and 1: only the first is rescaled
+    torch.testing.assert_close(per[0], g1 * 2 / 5)
+    torch.testing.assert_close(per[1], g2)
+    glob = [g1.clone(), g2.clone()]
+    training.clip_gradients(glob, 2.0, "global-l2norm")  # global norm sqrt(26)
+    for ours, g in zip(glob, (g1, g2)):
+        torch.testing.assert_close(ours, g * 2 / math.sqrt(26), rtol=1e-12, atol=0)
+    absolute = [g1.clone()]
+    training.clip_gradients(absolute, 3.5, "absolute-value")
+    torch.testing.assert_close(absolute[0], torch.tensor([3.0, 3.5], dtype=torch.float64))
+    untouched = [g1.clone()]
+    training.clip_gradients(untouched, math.inf, "l2norm")
+    torch.testing.assert_close(untouched[0], g1)
+
+
+# ---------------------------------------------------------- mini-batches
+@pytest.mark.parametrize("name, iterations", [("matlab", 31), ("keras", 32), ("pytorch", 32)])
+def test_partial_batch_discarded_or_kept(name, iterations):
+    x, y = np.zeros((1000, 2, 1)), np.zeros((1000, 1))
+    history = training.fit(IndexTarget(), x, y, config=name, epochs=2, batch_size=32, verbose=0)
+    assert len(history.iteration_loss) == 2 * iterations
+    assert len(history.loss) == 2
+
+
+def test_shuffle_every_epoch_once_and_never():
+    every = _batches_seen(preset("keras", shuffle="every-epoch"))
+    orders = [np.concatenate(epoch) for epoch in every]
+    assert sorted(orders[0]) == list(range(10)) and len(orders[0]) == 10  # partial batch kept
+    assert not np.array_equal(orders[0], orders[1]) or not np.array_equal(orders[1], orders[2])
+    once = [np.concatenate(epoch) for epoch in _batches_seen(preset("matlab", shuffle="once"))]
+    assert len(once[0]) == 8  # 10 at 4: the partial batch of 2 dropped
+    assert all(np.array_equal(once[0], order) for order in once)
+    assert not np.array_equal(once[0], np.arange(8))
+    never = [np.concatenate(epoch) for epoch in _batches_seen(preset("keras", shuffle="never"))]
+    assert all(np.array_equal(order, np.arange(10)) for order in never)
+
+
+def test_shuffling_is_seeded():
+    config = preset("keras")
+    a, b, c = (_batches_seen(config, seed=s) for s in (1, 1, 2))
+    assert all(np.array_equal(p, q) for e, f in zip(a, b) for p, q in zip(e, f))
+    assert any(not np.array_equal(np.concatenate(e), np.concatenate(f)) for e, f in zip(a, c))
+
+
+def test_epoch_loss_is_the_batch_size_weighted_mean():
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((10, 2, 1)), rng.standard_normal((10, 1))
+    history = training.fit(IndexTarget(), x, y, config="keras", epochs=2, batch_size=4, verbose=0)
+    for epoch in range(2):
+        losses = np.array(history.iteration_loss[3 * epoch : 3 * epoch + 3])
+        assert history.loss[epoch] == pytest.approx(losses @ [4, 4, 2] / 10, rel=1e-12)
+
+
+def test_variable_length_sequences_are_padded_right_to_the_longest_in_each_batch():
+    x, lengths = training.pad_sequences([np.ones((2, 1)), np.ones((4, 1)), np.ones(3)])
+    assert x.shape == (3, 4, 1) and lengths.tolist() == [2, 4, 3]
+    np.testing.assert_array_equal(x[0, :, 0], [1, 1, 0, 0])
+    shapes = []
+
+    class Recorder(IndexTarget):
+        def forward(self, x):
+            shapes.append(tuple(x.shape))
+            return super().forward(x)
+
+    sequences = [np.ones((t, 1)) for t in (2, 5, 3, 3)]
+    training.fit(Recorder(), sequences, np.zeros((4, 1)), config=preset("matlab", shuffle="never"),
+                 epochs=1, batch_size=2, verbose=0)
+    assert shapes == [(2, 5, 1), (2, 3, 1)]
+    with pytest.raises(ValueError, match="same D features"):
+        training.pad_sequences([np.ones((2, 1)), np.ones((2, 2))])
+
+
+def test_fit_is_reproducible_with_dropout_and_shuffling():
+    def run(seed):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.5), torch.nn.Linear(6, 1))
+        x = np.random.default_rng(0).standard_normal((20, 3, 2))
+        return training.fit(model, x, x.sum(axis=(1, 2))[:, None], config="keras", epochs=3,
+                            batch_size=8, seed=seed, verbose=0).iteration_loss
+
+    assert run(3) == run(3)
+    assert run(3) != run(4)
+
+
+def test_learning_rate_schedule_and_callback_report_each_iteration():
+    infos = []
+    x, y = np.zeros((8, 2, 1)), np.ones((8, 1))
+    training.fit(IndexTarget(), x, y, config="keras", epochs=3, batch_size=4, verbose=0,
+                 optimizer=training.SGD(0.1), learning_rate_schedule=lambda e: 0.5**e, callback=infos.append)
+    assert [i.iteration for i in infos] == list(range(1, 7))
+    assert [i.learning_rate for i in infos] == [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]
+    assert [i.end_of_epoch for i in infos] == [False, True] * 3
+
+
+def test_validation_and_metrics_are_reported_per_epoch():
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((12, 2, 1)), rng.standard_normal((12, 1))
+    abs_err = {"mae": lambda p, t: (p - t).abs().mean(dim=1)}
+    history = training.fit(IndexTarget(), x, y, config="keras", epochs=2, batch_size=12, verbose=0,
+                           metrics=abs_err, validation_data=(x, y), optimizer=training.SGD(0.0))
+    expected = np.abs(y).mean()  # the model predicts 0 and never moves at lr 0
+    assert history.metrics["mae"] == pytest.approx([expected] * 2)
+    assert history.metrics["val_mae"] == pytest.approx([expected] * 2)
+    assert history.val_loss == pytest.approx(history.loss)
+
+
+def test_progress_bar_unless_verbose_0(capsys):
+    x, y = np.zeros((8, 2, 1)), np.ones((8, 1))
+    training.fit(IndexTarget(), x, y, epochs=2, batch_size=4, verbose=0)
+    assert capsys.readouterr().err == ""
+    training.fit(IndexTarget(), x, y, epochs=2, batch_size=4, verbose=1)
+    assert "4/4" in capsys.readouterr().err
+
+
+def test_float32_by_default_and_float64_allowed():
+    x, y = np.zeros((8, 2, 1)), np.ones((8, 1))
+    model32 = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 1))
+    training.fit(model32, x, y, epochs=1, verbose=0)
+    assert training.predict(model32, x).dtype == np.float32
+    assert training.predict(IndexTarget(), x).dtype == np.float64
+
+
+def test_bad_arguments_are_named():
+    x, y = np.zeros((8, 2, 1)), np.ones((8, 1))
+    with pytest.raises(ValueError, match="epochs must be a positive int"):
+        training.fit(IndexTarget(), x, y, epochs=0)
+    with pytest.raises(ValueError, match="same number of samples"):
+        training.fit(IndexTarget(), x, y[:4], verbose=0)
+    with pytest.raises(ValueError, match="x contains NaN"):
+        training.fit(IndexTarget(), np.full((8, 2, 1), np.nan), y, verbose=0)
+    with pytest.raises(ValueError, match="no iteration would run"):
+        training.fit(IndexTarget(), x, y, config="matlab", verbose=0)  # 8 samples, batches of 128 dropped
+    with pytest.raises(ValueError, match="optimizer must be"):
+        training.fit(IndexTarget(), x, y, optimizer="rmsprop", verbose=0)
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        training.fit(lambda v: v, x, y)
