@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import expit as sigmoid
 
-from ._sequence import batch_first, flat, input_projection, state_or_zeros, time_major, upstream_outputs
+from ._sequence import backward_upstream, batch_first, flat, input_grad, input_projection, state_or_zeros, time_major
 from ._validate import Dim, check_array, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
 
 GRU_RESET_MODES = ("after-multiplication", "before-multiplication", "recurrent-bias-after-multiplication")
@@ -253,16 +253,11 @@ def gru_backward(
         (dx (N, T, D), dh0 (N, H), grads), weight gradients summed over time
         and batch, keyed like the parameters.
     """
-    T, N, D = cache.x.shape
-    H = cache.h.shape[2]
-    dtype = cache.h.dtype
-    dout_tm = upstream_outputs(dout, N, T, H, cache.return_sequences, dtype)  # (T, N, H)
-    dh = state_or_zeros("dh_T", dh_T, N, H, dtype)
+    dout_tm, (dh,) = backward_upstream(dout, cache, dh_T=dh_T)  # (T, N, H), (N, H)
     dax, dah = np.empty_like(cache.gates), np.empty_like(cache.gates)  # (T, N, 3H)
-    for t in reversed(range(T)):
+    for t in reversed(range(len(dax))):
         dh = _core_backward(
             dh + dout_tm[t], cache.gates[t], cache.h[t], cache.hn[t], cache.params, cache.reset_mode, dax[t], dah[t]
         )
     grads = _param_grads(flat(cache.x), flat(cache.h[:-1]), flat(cache.hn), flat(dax), flat(dah), cache.reset_mode)
-    dx = (flat(dax) @ cache.params["W"].T).reshape(T, N, D)
-    return batch_first(dx), dh, grads
+    return input_grad(dax, cache.params["W"]), dh, grads

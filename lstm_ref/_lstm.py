@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import expit as sigmoid
 
-from ._sequence import batch_first, flat, input_projection, state_or_zeros, time_major, upstream_outputs
+from ._sequence import backward_upstream, batch_first, flat, input_grad, input_projection, state_or_zeros, time_major
 from ._validate import Dim, check_array, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
 
 # Gate blocks of W, U and b per variant, in column order.
@@ -300,21 +300,12 @@ def lstm_backward(
         (dx (N, T, D), dh0 (N, H), dc0 (N, H), grads), weight gradients
         summed over time and batch, keyed like the parameters.
     """
-    T, N, D = cache.x.shape
-    H = cache.h.shape[2]
-    dtype = cache.h.dtype
-    dout_tm = upstream_outputs(dout, N, T, H, cache.return_sequences, dtype)  # (T, N, H)
-    dh = state_or_zeros("dh_T", dh_T, N, H, dtype)
-    dc = state_or_zeros("dc_T", dc_T, N, H, dtype)
+    dout_tm, (dh, dc) = backward_upstream(dout, cache, dh_T=dh_T, dc_T=dc_T)  # (T, N, H), (N, H)
     dz = np.empty_like(cache.gates)  # (T, N, G*H)
-    for t in reversed(range(T)):
+    for t in reversed(range(len(dz))):
         dh, dc = _core_backward(
             dh + dout_tm[t], dc, cache.gates[t], cache.c[t], cache.c[t + 1], cache.tanh_c[t],
             cache.params, cache.variant, dz[t],
         )
-    dz_flat = flat(dz)  # (T*N, G*H)
-    grads = _param_grads(
-        flat(cache.x), flat(cache.h[:-1]), flat(cache.c[:-1]), flat(cache.c[1:]), dz_flat, cache.variant
-    )
-    dx = (dz_flat @ cache.params["W"].T).reshape(T, N, D)
-    return batch_first(dx), dh, dc, grads
+    grads = _param_grads(flat(cache.x), flat(cache.h[:-1]), flat(cache.c[:-1]), flat(cache.c[1:]), flat(dz), cache.variant)
+    return input_grad(dz, cache.params["W"]), dh, dc, grads

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._sequence import batch_first, flat, input_projection, state_or_zeros, time_major, upstream_outputs
+from ._sequence import backward_upstream, batch_first, flat, input_grad, input_projection, state_or_zeros, time_major
 from ._validate import Dim, check_array, check_dtype, check_params, check_sequence, infer_hidden_size
 
 
@@ -137,14 +137,9 @@ def rnn_backward(
     Returns:
         (dx (N, T, D), dh0 (N, H), grads), weight gradients summed over time and batch.
     """
-    T, N, D = cache.x.shape
-    H = cache.h.shape[2]
-    dtype = cache.h.dtype
-    dout_tm = upstream_outputs(dout, N, T, H, cache.return_sequences, dtype)  # (T, N, H)
-    dh = state_or_zeros("dh_T", dh_T, N, H, dtype)
-    da = np.empty((T, N, H), dtype)
-    for t in reversed(range(T)):
+    dout_tm, (dh,) = backward_upstream(dout, cache, dh_T=dh_T)  # (T, N, H), (N, H)
+    da = np.empty_like(dout_tm)  # (T, N, H)
+    for t in reversed(range(len(da))):
         dh = _core_backward(dh + dout_tm[t], cache.h[t + 1], cache.params, da[t])
     grads = _param_grads(flat(cache.x), flat(cache.h[:-1]), flat(da))
-    dx = (flat(da) @ cache.params["W"].T).reshape(T, N, D)
-    return batch_first(dx), dh, grads
+    return input_grad(da, cache.params["W"]), dh, grads

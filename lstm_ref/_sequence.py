@@ -58,3 +58,24 @@ def upstream_outputs(dout: np.ndarray, N: int, T: int, H: int, return_sequences:
     d_tm = np.zeros((T, N, H), dtype)
     d_tm[-1] = d
     return d_tm
+
+
+def backward_upstream(
+    dout: np.ndarray, cache, **final_state_grads: np.ndarray | None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Checked upstream gradients of a sequence backward pass.
+
+    ``cache`` is a sequence cache with ``x`` (T, N, D), ``h`` (T+1, N, H) and
+    ``return_sequences``. Returns dout as time-major (T, N, H) and each named
+    final-state gradient as (N, H), zeros where None.
+    """
+    T, N, _ = cache.x.shape
+    H, dtype = cache.h.shape[2], cache.h.dtype
+    dout_tm = upstream_outputs(dout, N, T, H, cache.return_sequences, dtype)  # (T, N, H)
+    return dout_tm, [state_or_zeros(name, g, N, H, dtype) for name, g in final_state_grads.items()]
+
+
+def input_grad(dz: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """dx = dz W^T for every step at once: (T, N, G*H) -> batch-first (N, T, D), one matmul."""
+    T, N, _ = dz.shape
+    return batch_first((flat(dz) @ W.T).reshape(T, N, W.shape[0]))
