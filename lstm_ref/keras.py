@@ -125,19 +125,20 @@ class Layer:
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         """Load weights given in Keras' layout and order."""
-        self._check_count(weights, 0)
+        self._check_weights(weights)
 
-    def _check_count(self, weights: Sequence[np.ndarray], count: int) -> None:
-        if len(weights) != count:
-            raise ValueError(f"layer {self.name!r} takes {count} weight arrays, got {len(weights)}")
+    def _check_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """The given list must match ``get_weights()`` in count and shapes."""
+        shapes = [w.shape for w in self.get_weights()]
+        if len(weights) != len(shapes):
+            raise ValueError(f"layer {self.name!r} takes {len(shapes)} weight arrays, got {len(weights)}")
+        for k, (w, shape) in enumerate(zip(weights, shapes)):
+            if np.shape(w) != shape:
+                raise ValueError(f"layer {self.name!r}: weight {k} must have shape {shape}, got {np.shape(w)}")
 
     def _assign(self, key: str, value: np.ndarray) -> None:
+        """Copy a (shape-checked) array into the module's parameter ``key``."""
         param = getattr(self.module, key)
-        value = np.asarray(value)
-        if value.shape != tuple(param.shape):
-            raise ValueError(
-                f"layer {self.name!r}: weight {key} must have shape {tuple(param.shape)}, got {value.shape}"
-            )
         with torch.no_grad():
             param.copy_(torch.as_tensor(value, dtype=param.dtype))
 
@@ -172,9 +173,8 @@ class Dense(Layer):
         return [_np(p) for p in self.module.parameters()]
 
     def set_weights(self, weights):
-        keys = list(self.module.params())
-        self._check_count(weights, len(keys))
-        for key, value in zip(keys, weights):
+        self._check_weights(weights)
+        for key, value in zip(self.module.params(), weights):
             self._assign(key, value)
 
 
@@ -200,7 +200,7 @@ class Embedding(Layer):
         return [_np(self.module.E)]
 
     def set_weights(self, weights):
-        self._check_count(weights, 1)
+        self._check_weights(weights)
         self._assign("E", weights[0])
 
 
@@ -263,7 +263,7 @@ class _RNN(Layer):
         return weights if self.use_bias else weights[:2]
 
     def set_weights(self, weights):
-        self._check_count(weights, 3 if self.use_bias else 2)
+        self._check_weights(weights)
         if not self.use_bias:
             weights = [*weights, np.zeros_like(self._keras_weights()[2])]
         params = interop.from_keras(list(weights), self.cell, reset_mode=self.reset_mode)
@@ -354,8 +354,8 @@ class Bidirectional(Layer):
         return self.forward_layer.get_weights() + self.backward_layer.get_weights()
 
     def set_weights(self, weights):
-        half = len(self.forward_layer.get_weights())
-        self._check_count(weights, 2 * half)
+        self._check_weights(weights)
+        half = len(weights) // 2
         self.forward_layer.set_weights(weights[:half])
         self.backward_layer.set_weights(weights[half:])
 

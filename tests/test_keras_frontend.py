@@ -1,0 +1,160 @@
+"""lstm_ref.keras on its own: Keras' API forms, defaults, weight layout and errors.
+
+(The numbers against real Keras 3 are in test_keras_parity.py.)
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from lstm_ref import keras as lk
+from lstm_ref.data import sum_of_sequence
+from lstm_ref.keras import GRU, LSTM, Bidirectional, Dense, Dropout, Embedding, Input, Sequential
+
+
+def test_the_seed_lines_run_with_only_the_import_changed():
+    lk.set_random_seed(0)
+    # PARITY.md, the Keras seed, verbatim apart from the import and the data seed.
+    X = np.random.default_rng(0).standard_normal((1000, 10, 1))
+    y = X.sum(axis=1)
+    model = Sequential([LSTM(64, input_shape=(None, 1)), Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    history = model.fit(X, y, epochs=2, batch_size=32, verbose=0)
+    assert len(history.history["loss"]) == 2 and history.history["loss"][1] < history.history["loss"][0]
+    assert history.params["steps"] == 32  # 1000 at 32: the partial batch is kept
+    assert model.predict(X[:5]).shape == (5, 1)
+
+
+def test_weights_have_keras_shapes_and_order():
+    D, H = 3, 4
+    cases = {
+        LSTM(H): [(D, 4 * H), (H, 4 * H), (4 * H,)],
+        LSTM(H, use_bias=False): [(D, 4 * H), (H, 4 * H)],
+        GRU(H): [(D, 3 * H), (H, 3 * H), (2, 3 * H)],
+        GRU(H, reset_after=False): [(D, 3 * H), (H, 3 * H), (3 * H,)],
+        Bidirectional(LSTM(H)): [(D, 4 * H), (H, 4 * H), (4 * H,)] * 2,
+    }
+    for layer, shapes in cases.items():
+        model = Sequential([Input((None, D)), layer])
+        assert [w.shape for w in model.get_weights()] == shapes, type(layer).__name__
+        assert model.count_params() == sum(np.prod(s) for s in shapes)
+    model = Sequential([Input((None,)), Embedding(10, 5), LSTM(2), Dense(3, activation="softmax")])
+    assert [w.shape for w in model.get_weights()] == [(10, 5), (5, 8), (2, 8), (8,), (2, 3), (3,)]
+
+
+def test_default_initialisers_are_keras_defaults():
+    H, D = 8, 3
+    model = Sequential([LSTM(H, input_shape=(None, D))])
+    kernel, recurrent, bias = model.get_weights()
+    limit = np.sqrt(6 / (D + 4 * H))
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.8 * limit  # glorot_uniform
+    np.testing.assert_allclose(recurrent @ recurrent.T, np.eye(H), atol=1e-5)  # orthogonal rows
+    np.testing.assert_array_equal(bias, np.r_[np.zeros(H), np.ones(H), np.zeros(2 * H)])  # unit forget bias
+    no_unit = Sequential([LSTM(H, unit_forget_bias=False, input_shape=(None, D))])
+    np.testing.assert_array_equal(no_unit.get_weights()[2], np.zeros(4 * H))
+    emb = Sequential([Input((None,)), Embedding(100, 10)]).get_weights()[0]
+    assert np.abs(emb).max() <= 0.05
+
+
+def test_gru_weights_are_reordered_to_keras_z_r_h():
+    H = 3
+    model = Sequential([GRU(H, input_shape=(None, 2))])
+    module = model.layers[0].module  # lstm_ref layout: blocks r, z, n
+    kernel, _, bias = model.get_weights()
+    np.testing.assert_array_equal(kernel[:, :H], module.W.detach().numpy()[:, H : 2 * H])  # z
+    np.testing.assert_array_equal(kernel[:, H : 2 * H], module.W.detach().numpy()[:, :H])  # r
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal(w.shape).astype(np.float32) for w in model.get_weights()]
+    model.set_weights(weights)
+    for ours, given in zip(model.get_weights(), weights):
+        np.testing.assert_array_equal(ours, given)
+    np.testing.assert_array_equal(module.bh.detach().numpy()[H : 2 * H], weights[2][1, :H])  # recurrent z bias
+
+
+def test_set_weights_rejects_wrong_counts_and_shapes():
+    model = Sequential([LSTM(4, input_shape=(None, 2)), Dense(1)])
+    weights = model.get_weights()
+    with pytest.raises(ValueError, match="takes 5 weight arrays, got 4"):
+        model.set_weights(weights[:4])
+    with pytest.raises(ValueError, match="layer 'lstm': weight 0 must have shape \\(2, 16\\), got \\(16, 2\\)"):
+        model.set_weights([weights[0].T, *weights[1:]])
+
+
+def test_summary_prints_the_keras_table(capsys):
+    Sequential([LSTM(64, input_shape=(None, 1)), Dense(1)]).summary()
+    out = capsys.readouterr().out
+    assert "│ lstm (LSTM)                     │ (None, 64)             │        16,896 │" in out
+    assert "│ dense (Dense)                   │ (None, 1)              │            65 │" in out
+    assert " Total params: 16,961 (66.25 KB)" in out
+
+
+def test_model_builds_on_first_use_without_an_input_shape():
+    model = Sequential([GRU(3), Dense(2)])
+    with pytest.raises(RuntimeError, match="not built yet"):
+        model.get_weights()
+    assert model(np.zeros((4, 5, 2), dtype=np.float32)).shape == (4, 2)
+    assert model.count_params() == 3 * (2 * 3 + 3 * 3 + 2 * 3) + 8
+
+
+def test_classification_with_metrics_validation_and_evaluate():
+    lk.set_random_seed(1)
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((120, 5, 2)).astype(np.float32)
+    y = (X[:, :, 0].sum(axis=1) > 0).astype(np.int64) + (X[:, :, 1].sum(axis=1) > 0)  # 3 classes
+    model = Sequential([LSTM(8, input_shape=(None, 2)), Dropout(0.1), Dense(3, activation="softmax")])
+    model.compile(optimizer=lk.optimizers.Adam(learning_rate=0.02), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    history = model.fit(X, y, epochs=8, batch_size=16, validation_split=0.25, verbose=0).history
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert history["loss"][-1] < history["loss"][0] and history["accuracy"][-1] > 0.5
+    loss, accuracy = model.evaluate(X[90:], y[90:])
+    assert loss == pytest.approx(history["val_loss"][-1], rel=1e-5)
+    assert accuracy == pytest.approx(history["val_accuracy"][-1], rel=1e-6)
+    probs = model.predict(X)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(model.predict(X), probs)  # dropout is off at inference
+
+
+def test_same_seed_same_model_and_history():
+    def run(seed):
+        lk.set_random_seed(seed)
+        X, y = sum_of_sequence(n_samples=64, n_steps=4, seed=0)
+        model = Sequential([LSTM(4, input_shape=(None, 1)), Dropout(0.2), Dense(1)])
+        model.compile(optimizer="adam", loss="mse")
+        return model.fit(X, y, epochs=2, verbose=0).history["loss"]
+
+    assert run(5) == run(5)
+    assert run(5) != run(6)
+
+
+def test_hard_sigmoid_uses_keras_3_definition():
+    layer = LSTM(2, recurrent_activation="hard_sigmoid", input_shape=(None, 1))
+    Sequential([layer])
+    assert layer.module.recurrent_activation == "hard_sigmoid_keras" and not layer.module.fused
+
+
+def test_optimizer_objects_keep_keras_epsilon_placement():
+    adam = lk.optimizers.Adam(learning_rate=0.01, epsilon=1e-8)
+    assert (adam.learning_rate, adam.epsilon, adam.eps_placement) == (0.01, 1e-8, "keras")
+    sgd = lk.optimizers.SGD(momentum=0.9)
+    assert (sgd.learning_rate, sgd.momentum) == (0.01, 0.9)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="units must be a positive int"):
+        LSTM(0)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        Dense(1, activation="swish")
+    with pytest.raises(ValueError, match="input_shape=\\(timesteps, features\\)"):
+        Sequential([LSTM(2, input_shape=(3,))])
+    with pytest.raises(ValueError, match="mask_zero=True is not supported"):
+        Embedding(5, 2, mask_zero=True)
+    model = Sequential([LSTM(2, input_shape=(None, 1)), Dense(1)])
+    with pytest.raises(RuntimeError, match="call compile"):
+        model.fit(np.zeros((4, 3, 1)), np.zeros(4))
+    with pytest.raises(ValueError, match="loss must be one of"):
+        model.compile(optimizer="adam", loss="huber")
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        model.compile(optimizer="adagrad", loss="mse")
+    with pytest.raises(TypeError, match="Embedding input must hold integer token ids"):
+        Sequential([Input((None,)), Embedding(5, 2)]).module(torch.zeros(2, 3))
