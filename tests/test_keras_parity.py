@@ -126,3 +126,16 @@ def test_seed_example_final_loss_within_20_percent_of_keras():
                       for s in range(3)])
     ours = np.median([_seed_final_loss(lk.Sequential, lk, lk.set_random_seed, s) for s in range(3)])
     assert abs(ours - real) <= 0.2 * real, f"median final loss {ours:.4f} vs real Keras {real:.4f}"
+
+
+def test_summary_table_equals_real_keras(capsys):
+    def build(ns):
+        return [ns.Embedding(50, 8), ns.Bidirectional(ns.LSTM(4, return_sequences=True)),
+                ns.GRU(3, reset_after=False), ns.Dropout(0.1), ns.Dense(1, activation="sigmoid")]
+
+    keras.backend.clear_session()  # Keras numbers its layer names per session
+    real = keras.Sequential([keras.Input((None,)), *build(keras.layers)])
+    real.summary()
+    expected = capsys.readouterr().out
+    lk.Sequential([lk.Input((None,)), *build(lk)]).summary()
+    assert capsys.readouterr().out.strip() == expected.strip()

@@ -117,29 +117,20 @@ def test_adam_matches_a_hand_computation_for_each_epsilon_placement(placement):
     assert np.abs(expected - other).max() > 1e-4, "the two placements should differ for tiny gradients"
 
 
-def test_adam_pytorch_placement_equals_torch_optim_adam():
+@pytest.mark.parametrize("ours, make_ref", [
+    (lambda: training.Adam(0.01, epsilon=1e-8, eps_placement="pytorch"),
+     lambda w: torch.optim.Adam([w], lr=0.01, eps=1e-8)),
+    (lambda: training.SGD(0.05, momentum=0.9),  # equal while the learning rate is constant
+     lambda w: torch.optim.SGD([w], lr=0.05, momentum=0.9)),
+], ids=["adam-pytorch-placement", "sgd-momentum"])
+def test_optimiser_equals_torch_optim(ours, make_ref):
     rng = np.random.default_rng(2)
     w_ours = torch.from_numpy(rng.standard_normal((3, 4)))
     w_torch = torch.nn.Parameter(w_ours.clone())
-    ours = training.Adam(0.01, epsilon=1e-8, eps_placement="pytorch")
-    ref = torch.optim.Adam([w_torch], lr=0.01, eps=1e-8)
+    opt, ref = ours(), make_ref(w_torch)
     for _ in range(5):
         g = torch.from_numpy(rng.standard_normal((3, 4)))
-        ours.step([w_ours], [g])
-        w_torch.grad = g.clone()
-        ref.step()
-    torch.testing.assert_close(w_ours, w_torch.detach(), rtol=1e-12, atol=1e-14)
-
-
-def test_sgd_momentum_equals_torch_optim_sgd_at_constant_learning_rate():
-    rng = np.random.default_rng(3)
-    w_ours = torch.from_numpy(rng.standard_normal(6))
-    w_torch = torch.nn.Parameter(w_ours.clone())
-    ours = training.SGD(0.05, momentum=0.9)
-    ref = torch.optim.SGD([w_torch], lr=0.05, momentum=0.9)
-    for _ in range(5):
-        g = torch.from_numpy(rng.standard_normal(6))
-        ours.step([w_ours], [g])
+        opt.step([w_ours], [g])
         w_torch.grad = g.clone()
         ref.step()
     torch.testing.assert_close(w_ours, w_torch.detach(), rtol=1e-12, atol=1e-14)
