@@ -1,0 +1,385 @@
+"""Run a notebook so that the student's code cannot change its grade.
+
+nbgrader's own ``Execute`` runs every cell, tests included, in the student's
+kernel, where the student's code can redefine the checkers, swallow exceptions
+with IPython hooks, or print a fake success. :class:`TrustedExecute` replaces
+it in ``Autograde.autograde_preprocessors``:
+
+- the student's cells (and the read-only setup cells) run in a sandboxed kernel
+  (:mod:`grader.sandbox`) with per-cell and per-notebook time limits;
+- the test cells never enter that kernel: they run in the grader's own process,
+  in a namespace of their own where the setup cells ran too. A name the tests
+  need and the setup did not define is looked up in the student's kernel and
+  comes back as plain data (:mod:`grader._harness`); a student's function comes
+  back as a :class:`Remote` whose calls run in the kernel and return data. The
+  checkers, ``assert`` and NumPy the tests use are the grader's own;
+- a hidden test's source and traceback never reach the notebook's outputs;
+- a dead or killed kernel fails every later test (no reply, no points).
+
+Warnings in a test cell are shown as ordinary output: nbgrader takes any stderr
+in a test cell as a failure, and a NumPy or matplotlib warning is not one.
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import contextlib
+import importlib
+import io
+import itertools
+import json
+import linecache
+import os
+import shutil
+import sys
+import time
+import traceback
+import warnings
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbgrader import utils
+from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Float, Integer, List, Unicode
+
+from . import _harness
+from .sandbox import Limits, SandboxKernelManager, new_sandbox_dir
+
+HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+HIDDEN_FAILED = "A hidden test failed"
+_HARNESS_SOURCE = open(_harness.__file__, encoding="utf-8").read()
+
+
+class KernelStopped(RuntimeError):
+    """The student's kernel died or was stopped; nothing more runs in it."""
+
+
+class CappedClient(NotebookClient):
+    """A notebook client that keeps at most ``output_bytes`` of outputs per notebook."""
+
+    output_bytes = Integer(2_000_000)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._kept_bytes = 0
+        self._dropped = set()
+
+    def output(self, outs, msg, display_id, cell_index):
+        size = len(json.dumps(msg.get("content", {}), default=str))
+        if self._kept_bytes + size > self.output_bytes:
+            if cell_index not in self._dropped:
+                self._dropped.add(cell_index)
+                outs.append(nbformat.v4.new_output(
+                    "stream", name="stdout",
+                    text=f"[grader: output beyond {self.output_bytes} bytes per notebook dropped]\n"))
+            return None
+        self._kept_bytes += size
+        return super().output(outs, msg, display_id, cell_index)
+
+
+class Remote:
+    """A student's object that stays in the student's kernel (usually a function)."""
+
+    def __init__(self, sandbox: "Sandbox", handle: dict) -> None:
+        self._sandbox, self._handle = sandbox, handle
+
+    def __call__(self, *args, **kwargs):
+        return self._sandbox.call(self, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<student's {self._handle['type']} (runs in the student's kernel)>"
+
+
+class Sandbox:
+    """A student's kernel: cells run with time limits, and the grader's calls into it."""
+
+    def __init__(self, nb: nbformat.NotebookNode, limits: Limits, hidden_paths: list) -> None:
+        self.limits = limits
+        self.dir = new_sandbox_dir()
+        kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
+        self.km = SandboxKernelManager(kernel_name=kernel, sandbox_dir=self.dir, hidden_paths=hidden_paths,
+                                       limits=limits)
+        self.client = CappedClient(nb, km=self.km, timeout=int(limits.cell_timeout), allow_errors=True,
+                                   interrupt_on_timeout=False, output_bytes=int(limits.output_bytes),
+                                   resources={"metadata": {"path": self.dir}})
+        self.deadline = time.monotonic() + limits.notebook_timeout
+        self.stopped = ""
+        self._calls = itertools.count()
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> "Sandbox":
+        self._stack.enter_context(self.client.setup_kernel())
+        harness = ("exec(compile({src!r}, '<grader>', 'exec'), __grader__ := {{}})\n"
+                   "_grader_rpc = __grader__['kernel_side'](get_ipython().user_ns)\n"
+                   "del __grader__").format(src=_HARNESS_SOURCE)
+        self._run(nbformat.v4.new_code_cell(harness), -1, store_history=False)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._stack.close()
+        finally:
+            self.km.kill_all()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def stop(self, reason: str) -> None:
+        if not self.stopped:
+            self.stopped = reason
+            self.km.kill_all()
+
+    def _run(self, cell, index: int, store_history: bool = True) -> None:
+        if self.stopped:
+            raise KernelStopped(self.stopped)
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            self.stop(f"the notebook ran past its time limit of {self.limits.notebook_timeout:g} s")
+            raise KernelStopped(self.stopped)
+        self.client.timeout = max(1, int(min(self.limits.cell_timeout, remaining)))
+        try:
+            self.client.execute_cell(cell, index, store_history=store_history)
+        except CellTimeoutError:
+            budget = "cell" if self.client.timeout >= self.limits.cell_timeout else "notebook"
+            self.stop(f"a cell ran past the {budget} time limit ({self.client.timeout} s); the kernel was stopped")
+            raise KernelStopped(self.stopped) from None
+        except DeadKernelError:
+            self.stop("the kernel died (it exited, crashed or ran out of memory or CPU time)")
+            raise KernelStopped(self.stopped) from None
+
+    def run_cell(self, cell, index: int) -> None:
+        """Run one of the notebook's cells; a stopped kernel leaves an error output."""
+        try:
+            self._run(cell, index)
+        except KernelStopped as exc:
+            cell.outputs.append(nbformat.v4.new_output("error", ename="KernelStopped", evalue=str(exc),
+                                                       traceback=[f"KernelStopped: {exc}"]))
+
+    def _request(self, request: dict) -> object:
+        n = next(self._calls)
+        req, rep = os.path.join(self.dir, f".call-{n}.npz"), os.path.join(self.dir, f".reply-{n}.npz")
+        try:
+            tree, arrays = _harness.encode(request, lambda obj: obj._handle if isinstance(obj, Remote) else None)
+        except _harness.Opaque as exc:
+            raise TypeError(f"the tests cannot pass {exc} to the student's code") from None
+        _harness.save(req, tree, arrays)
+        cell = nbformat.v4.new_code_cell(f"_grader_rpc({req!r}, {rep!r})")
+        self._run(cell, -1, store_history=False)
+        try:
+            answer = _harness.decode(*_harness.load(rep), from_handle=lambda h: Remote(self, h))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise KernelStopped(f"no valid answer from the student's kernel ({exc})") from None
+        finally:
+            for path in (req, rep):
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+        if not isinstance(answer, dict):
+            raise KernelStopped("no valid answer from the student's kernel")
+        if "error" in answer:
+            ename, message = answer["error"]
+            cls = getattr(builtins, str(ename), None)
+            if isinstance(cls, type) and issubclass(cls, Exception) and not issubclass(cls, (KernelStopped,)):
+                raise cls(message)
+            raise RuntimeError(f"{ename}: {message}")
+        return answer
+
+    def lookup(self, name: str) -> dict:
+        return self._request({"op": "lookup", "name": name})
+
+    def call(self, target: Remote, args: tuple, kwargs: dict):
+        # Under a checker's profiler hook, the kernel runs the call under the
+        # same hook, so that an answer calling the reference is refused there too.
+        guard = sys.getprofile() is not None
+        return self._request({"op": "call", "target": target, "args": list(args), "kwargs": kwargs,
+                              "guard": guard})["result"]
+
+
+class _NoShell:
+    """``get_ipython()`` for instructor cells run in the grader: magics do nothing there."""
+
+    def run_line_magic(self, *args, **kwargs) -> None:
+        return None
+
+    run_cell_magic = system = run_line_magic
+
+
+class TrustedNamespace(dict):
+    """The tests' globals: their own names first, then builtins, then the student's kernel."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__(__name__="__main__", __builtins__=builtins, get_ipython=_NoShell)
+        self._sandbox = sandbox
+        self.cache = {}
+
+    def __missing__(self, name: str):
+        if name in self.cache:
+            return self.cache[name]
+        if name.startswith("__") or hasattr(builtins, name):
+            raise KeyError(name)
+        answer = self._sandbox.lookup(name)
+        kind = answer["kind"]
+        if kind == "missing":
+            raise KeyError(name)
+        if kind == "module":
+            value = importlib.import_module(answer["module"])
+        elif kind == "import":
+            value = importlib.import_module(answer["module"])
+            for part in answer["qualname"].split("."):
+                value = getattr(value, part)
+        else:
+            value = answer[kind]
+        self.cache[name] = value
+        return value
+
+
+def split_hidden(source: str) -> list:
+    """``[(first_line, code, hidden), ...]``: the cell cut at the hidden-test markers."""
+    segments, current, start, hidden = [], [], 0, False
+    for number, line in enumerate(source.splitlines()):
+        marker = line.strip()
+        if marker in (HIDDEN_BEGIN, HIDDEN_END):
+            segments.append((start, "\n".join(current), hidden))
+            current, start, hidden = [], number + 1, marker == HIDDEN_BEGIN
+        else:
+            current.append(line)
+    segments.append((start, "\n".join(current), hidden))
+    return [s for s in segments if s[1].strip()]
+
+
+def _transform(code: str) -> str:
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(code)
+
+
+def _compile_segment(code: str, first_line: int, filename: str, last: bool):
+    """Compile one segment; the last segment's final expression becomes the cell's value."""
+    tree = ast.parse(_transform(code), filename)
+    ast.increment_lineno(tree, first_line)
+    value = None
+    if last and tree.body and isinstance(tree.body[-1], ast.Expr):
+        value = compile(ast.Expression(tree.body.pop().value), filename, "eval")
+    return compile(tree, filename, "exec"), value
+
+
+def run_trusted_cell(cell, ns: TrustedNamespace) -> dict:
+    """Run an instructor's cell in ``ns``; set its outputs; return what happened.
+
+    The result has ``passed`` (no exception), ``hidden`` (the failure came from a
+    hidden test), ``ename`` and ``message``.
+    """
+    grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "cell")
+    filename = f"<test cell {grade_id}>"
+    linecache.cache[filename] = (len(cell.source), None, cell.source.splitlines(True), filename)
+    segments = split_hidden(cell.source)
+    out = io.StringIO()
+    result = {"passed": True, "hidden": False, "ename": "", "message": ""}
+    outputs, value = [], None
+    ns.cache.clear()
+
+    def show_warning(message, category, filename_, lineno, file=None, line=None):
+        out.write(warnings.formatwarning(message, category, filename_, lineno, line))
+
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show_warning
+        for k, (first, code, hidden) in enumerate(segments):
+            try:
+                code_obj, expr = _compile_segment(code, first, "<hidden test>" if hidden else filename,
+                                                  k == len(segments) - 1)
+                exec(code_obj, ns)
+                if expr is not None:
+                    value = eval(expr, ns)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # any failure of a test, SystemExit included, fails the cell
+                result.update(passed=False, hidden=hidden, ename=type(exc).__name__, message=str(exc))
+                if hidden:
+                    outputs.append(nbformat.v4.new_output(
+                        "error", ename=type(exc).__name__, evalue=HIDDEN_FAILED,
+                        traceback=[f"{HIDDEN_FAILED} ({type(exc).__name__})."]))
+                else:
+                    tb = traceback.TracebackException.from_exception(exc)
+                    tb.stack = traceback.StackSummary.from_list(
+                        [f for f in tb.stack if f.filename != __file__])
+                    outputs.append(nbformat.v4.new_output(
+                        "error", ename=type(exc).__name__, evalue=str(exc), traceback=list(tb.format())))
+                value = None
+                break
+    text = out.getvalue()
+    if text:
+        outputs.insert(0, nbformat.v4.new_output("stream", name="stdout", text=text[: 100_000]))
+    if value is not None:
+        outputs.append(nbformat.v4.new_output("execute_result", data={"text/plain": repr(value)},
+                                              execution_count=None))
+    cell.outputs = outputs
+    return result
+
+
+def _is_test(cell) -> bool:
+    return cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
+
+
+def _is_setup(cell) -> bool:
+    return cell.cell_type == "code" and utils.is_locked(cell) and not utils.is_grade(cell)
+
+
+class TrustedExecute(NbGraderPreprocessor):
+    """Execute a submission: student cells in a sandboxed kernel, tests in the grader.
+
+    Limits and the paths hidden from the kernel are configurable (nbgrader's
+    ``c.TrustedExecute.*``); ``report_dir`` receives one JSON file per
+    notebook (``<student>/<assignment>/<notebook>.json``) with every test
+    cell's result, hidden failures included, for the instructor.
+    """
+
+    cell_timeout = Float(Limits.cell_timeout, help="Seconds for one cell or one call into student code").tag(config=True)
+    notebook_timeout = Float(Limits.notebook_timeout, help="Seconds for a whole notebook").tag(config=True)
+    memory_mb = Integer(Limits.memory_mb, help="Address-space cap of the kernel (MiB)").tag(config=True)
+    cpu_seconds = Integer(Limits.cpu_seconds, help="CPU-time cap of the kernel (s)").tag(config=True)
+    max_processes = Integer(Limits.max_processes, help="Processes and threads of one kernel").tag(config=True)
+    output_bytes = Integer(Limits.output_bytes, help="Outputs kept per notebook (bytes)").tag(config=True)
+    hidden_paths = List(Unicode(), help="Paths the kernel must not see (the course root)").tag(config=True)
+    report_dir = Unicode("", help="Where to write the per-notebook test report (empty: nowhere)").tag(config=True)
+
+    def limits(self) -> Limits:
+        return Limits(cell_timeout=self.cell_timeout, notebook_timeout=self.notebook_timeout,
+                      memory_mb=self.memory_mb, cpu_seconds=self.cpu_seconds,
+                      max_processes=self.max_processes, output_bytes=self.output_bytes)
+
+    def preprocess(self, nb, resources):
+        started = time.monotonic()
+        tests = []
+        with Sandbox(nb, self.limits(), list(self.hidden_paths)) as sandbox:
+            ns = TrustedNamespace(sandbox)
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                if _is_test(cell):
+                    outcome = run_trusted_cell(cell, ns)
+                    tests.append({"grade_id": cell.metadata.nbgrader["grade_id"],
+                                  "points": float(cell.metadata.nbgrader.get("points", 0)), **outcome})
+                    continue
+                sandbox.run_cell(cell, index)
+                if _is_setup(cell):
+                    setup = nbformat.v4.new_code_cell(cell.source, metadata=cell.metadata)
+                    run_trusted_cell(setup, ns)
+            stopped = sandbox.stopped
+        self._close_figures()
+        self._write_report(resources, {"tests": tests, "kernel_stopped": stopped,
+                                       "seconds": round(time.monotonic() - started, 3)})
+        return nb, resources
+
+    @staticmethod
+    def _close_figures() -> None:
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close("all")
+
+    def _write_report(self, resources, report: dict) -> None:
+        if not self.report_dir:
+            return
+        info = resources["nbgrader"]
+        path = os.path.join(self.report_dir, info["student"], info["assignment"], f"{info['notebook']}.json")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=1)
+        os.replace(path + ".tmp", path)
