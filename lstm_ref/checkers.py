@@ -42,6 +42,7 @@ hidden state.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import itertools
 import os
@@ -83,28 +84,21 @@ _SATURATE = 60.0
 # Refusing the reference implementation
 
 
-def _module_file(name: str) -> str | None:
-    """The source file of module ``name`` without importing it (None if absent)."""
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
-    return os.path.realpath(spec.origin) if spec is not None and spec.origin else None
-
-
 _REFERENCE_FUNCTIONS = (
     "lstm_step_forward", "lstm_step_backward", "lstm_forward", "lstm_backward",
     "rnn_step_forward", "rnn_step_backward", "rnn_forward", "rnn_backward",
     "gru_step_forward", "gru_forward",
 )  # fmt: skip
-_REFERENCE_MODULES = (
-    "lstm_ref._sequence",
-    "lstm_ref._layers",
-    "lstm_ref.torch_backend",
-    "torch.nn.modules.rnn",
-    "keras.src.layers.rnn.lstm",
-    "keras.src.layers.rnn.gru",
-    "keras.src.layers.rnn.simple_rnn",
+# Other files of reference cells, as (package, path inside it). They are located
+# without being imported: importing torch or keras here would cost seconds per check.
+_REFERENCE_SOURCES = (
+    ("lstm_ref", "_sequence.py"),
+    ("lstm_ref", "_layers.py"),
+    ("lstm_ref", "torch_backend.py"),
+    ("torch", "nn/modules/rnn.py"),
+    ("keras", "src/layers/rnn/lstm.py"),
+    ("keras", "src/layers/rnn/gru.py"),
+    ("keras", "src/layers/rnn/simple_rnn.py"),
 )
 # torch's fused recurrent kernels are C functions: they show up as "c_call" events.
 _TORCH_KERNELS = frozenset(
@@ -112,13 +106,17 @@ _TORCH_KERNELS = frozenset(
 )
 
 
+@functools.cache
 def _reference_files() -> frozenset[str]:
     files = {
         os.path.realpath(getattr(lstm_ref, name).__code__.co_filename)
         for name in _REFERENCE_FUNCTIONS
         if hasattr(lstm_ref, name)
     }
-    files.update(f for f in map(_module_file, _REFERENCE_MODULES) if f is not None)
+    for package, path in _REFERENCE_SOURCES:
+        spec = importlib.util.find_spec(package)  # a top-level package is found without importing it
+        if spec is not None and spec.origin:
+            files.add(os.path.realpath(os.path.join(os.path.dirname(spec.origin), *path.split("/"))))
     return frozenset(files)
 
 
@@ -712,7 +710,8 @@ def _bptt_model(dhs: np.ndarray, caches: Sequence[Any], *, accumulate: str = "al
     ``accumulate``: "all" (correct: sum over t), "first" (grads of step 0 only:
     overwritten in a loop running backwards) or "last" (step T-1 only);
     ``carry``: the state gradients passed back from step to step;
-    ``dout_shift``: step t reads dhs[:, t + dout_shift] (zero outside 0..T-1);
+    ``dout_shift``: step t reads dhs[:, t + dout_shift] with Python's indexing (-1
+    is the last step) and zero past the end;
     ``dx_shift``: dx of step t is stored at t + dx_shift (dropped outside).
     """
     N, T, H = dhs.shape
@@ -722,7 +721,7 @@ def _bptt_model(dhs: np.ndarray, caches: Sequence[Any], *, accumulate: str = "al
     total: dict[str, np.ndarray] = {}
     for t in reversed(range(T)):
         s = t + dout_shift
-        upstream = dhs[:, s] if 0 <= s < T else np.zeros((N, H), dhs.dtype)
+        upstream = dhs[:, s] if s < T else np.zeros((N, H), dhs.dtype)
         dx, dh_prev, dc_prev, grads = lstm_ref.lstm_step_backward(upstream + dh_next, dc_next, caches[t])
         dxs[t] = dx
         dh_next = dh_prev if "h" in carry else np.zeros_like(dh_prev)
@@ -778,15 +777,22 @@ def check_lstm_bptt(fn: Callable[..., Any], *, N: int = 2, T: int = 5, D: int = 
     def model(**kw: Any) -> Callable[[], Outputs]:
         return lambda: _bptt_model(dhs, caches, **kw)
 
-    weights_only = {k for k in expected if k.startswith("grads")}
+    def predicted(keys: set[str], **kw: Any) -> Callable[[], Outputs]:
+        return lambda: {k: v for k, v in _bptt_model(dhs, caches, **kw).items() if k in keys}
+
+    weights = {k for k in expected if k.startswith("grads")}
+    # Without the carry, what a student returns as dh0/dc0 varies: judge dx and the weights.
+    dx_weights = weights | {"dx"}
     mistakes = [
         Mistake("the weight gradients are not accumulated over time: grads holds only step 0's (use +=)",
-                lambda: {k: v for k, v in model(accumulate="first")().items() if k in weights_only}),
+                predicted(weights, accumulate="first")),
         Mistake("the weight gradients are not accumulated over time: grads holds only the last step's (use +=)",
-                lambda: {k: v for k, v in model(accumulate="last")().items() if k in weights_only}),
-        Mistake("dh_prev is not carried back to the previous step (add it to dhs[:, t-1])", model(carry="c")),
-        Mistake("dc_prev is not carried back to the previous step", model(carry="h")),
-        Mistake("no state gradient is carried back in time: each step sees only dhs[:, t]", model(carry="")),
+                predicted(weights, accumulate="last")),
+        Mistake("dh_prev is not carried back to the previous step (add it to dhs[:, t-1])",
+                predicted(dx_weights, carry="c")),
+        Mistake("dc_prev is not carried back to the previous step", predicted(dx_weights, carry="h")),
+        Mistake("no state gradient is carried back in time: each step sees only dhs[:, t]",
+                predicted(dx_weights, carry="")),
         Mistake("off by one in time: step t must use dhs[:, t], not dhs[:, t+1]", model(dout_shift=1)),
         Mistake("off by one in time: step t must use dhs[:, t], not dhs[:, t-1]", model(dout_shift=-1)),
         Mistake("off by one in time: dx of step t belongs at dx[:, t]", model(dx_shift=1)),

@@ -103,7 +103,7 @@ def lstm_bptt(dhs, caches, *, step_backward=lstm_step_backward, accumulate=True,
     dxs, grads = [None] * T, None
     for t in reversed(range(T)):
         s = t + dout_shift
-        dout = dhs[:, s] if 0 <= s < T else 0.0
+        dout = dhs[:, s] if s < T else 0.0  # dhs[:, -1] at t = 0 for dout_shift = -1, as Python indexes
         dx, dh_prev, dc_prev, g = step_backward(dout + dh_next, dc_next, caches[t])
         dxs[t] = dx
         dh_next = dh_prev if carry_h else np.zeros_like(dh_prev)

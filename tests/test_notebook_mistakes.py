@@ -1,0 +1,186 @@
+"""The usual mistakes, planted in the gates and bptt notebooks, cost exactly their test cells' points.
+
+Each submission is a solution notebook with one mistake written into an answer
+cell (the text between ``### BEGIN SOLUTION`` and ``### END SOLUTION``). All
+submissions of an assignment go through one real ``nbgrader autograde`` run in
+a temporary course (source = ``solutions/``, as ``grader/nbgrader_config.py``
+sets it), then:
+
+(a) in the autograded notebook, each test cell the mistake breaks ends with an
+    AssertionError whose message names the mistake;
+(b) the gradebook gives every other autograded cell its full points and the
+    broken ones zero, so the score drops by exactly their points.
+
+The submissions keep the graded, answer and setup cells and drop the demo cells
+(plots, training), which carry no points, so that the runs stay short; the
+correct submission of "gates" keeps every cell.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = ROOT / "solutions"
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+
+
+class Planted(NamedTuple):
+    """A mistake written into answer cell ``cell``: ``old`` replaced by ``new``,
+    and the test cells it breaks, each with a fragment of its failure message."""
+
+    student: str
+    cell: str
+    old: str
+    new: str
+    breaks: dict[str, str]
+
+
+GATES = [
+    Planted("naive_sigmoid", "sigmoid", "e = np.exp(-np.abs(x))  # in (0, 1]: never overflows\n"
+            "    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)", "return 1 / (1 + np.exp(-x))",
+            {"test_sigmoid": "sigmoid overflows for large |x|", "test_tanh": "tanh overflows for large |x|"}),
+    Planted("swapped_gates", "lstm_step", "i = sigmoid(z[:, 0 * H : 1 * H])  # (N, H)\n    f = sigmoid(z[:, 1 * H : 2 * H])",
+            "i = sigmoid(z[:, 1 * H : 2 * H])\n    f = sigmoid(z[:, 0 * H : 1 * H])",
+            {"test_lstm_step": "lstm_step: the i and f gate blocks look swapped",
+             "test_lstm_forward": "lstm_forward: in every step, the i and f gate blocks look swapped"}),
+    Planted("missing_bias", "lstm_step", 'z = xh @ WU + params["b"]', "z = xh @ WU",
+            {"test_lstm_step": "the bias b is missing", "test_lstm_forward": "the bias b is missing"}),
+    Planted("wrong_activation", "lstm_step", "g = tanh(z[:, 2 * H : 3 * H])", "g = sigmoid(z[:, 2 * H : 3 * H])",
+            {"test_lstm_step": "gate g uses sigmoid; it must use tanh",
+             "test_lstm_forward": "gate g uses sigmoid; it must use tanh"}),
+    Planted("h_c_swapped", "lstm_step", "return h, c", "return c, h",
+            {"test_lstm_step": "h and c are swapped in the return value",
+             "test_lstm_forward": "h and c are swapped in the return value"}),
+    Planted("forget_ignored", "lstm_step", "c = f * c_prev + i * g", "c = c_prev + i * g",
+            {"test_lstm_step": "the forget gate is ignored", "test_lstm_forward": "the forget gate is ignored"}),
+    Planted("calls_reference", "lstm_step", "H = h_prev.shape[1]",
+            "h, c, _ = lstm_ref.lstm_step_forward(x, h_prev, c_prev, params)\n    return h, c",
+            {"test_lstm_step": "calls the reference implementation lstm_ref.lstm_step_forward",
+             "test_lstm_forward": "calls the reference implementation lstm_ref.lstm_step_forward"}),
+    Planted("forward_off_by_one", "lstm_forward",
+            "h, c = lstm_step(x[:, t], h, c, params)  # (N, H) each\n        hs.append(h)\n        cs.append(c)",
+            "hs.append(h)\n        cs.append(c)\n        h, c = lstm_step(x[:, t], h, c, params)",
+            {"test_lstm_forward": "off by one in time"}),
+    Planted("rnn_param_count", "lstm_param_count", "return 4 * (D * H + H * H + H)", "return D * H + H * H + H",
+            {"test_lstm_param_count": "vanilla RNN's count"}),
+]  # fmt: skip
+
+BPTT = [
+    Planted("rnn_no_tanh_derivative", "rnn_step_backward", "da = dh * (1 - cache.h**2)", "da = dh",
+            {"test_rnn_step_backward": "the tanh derivative (1 - h^2) is missing"}),
+    Planted("dc_ignored", "lstm_step_backward", "dc_t = dc + dh * o", "dc_t = dh * o",
+            {"test_lstm_step_backward": "the upstream gradient dc is ignored",
+             "test_lstm_bptt": "dc_prev is not carried back", "test_bptt_gradcheck": "relative errors above 1e-7"}),
+    Planted("step_backward_calls_reference", "lstm_step_backward", "H = dh.shape[1]",
+            "return lstm_ref.lstm_step_backward(dh, dc, cache)",
+            {"test_lstm_step_backward": "calls the reference implementation lstm_ref.lstm_step_backward",
+             "test_lstm_bptt": "calls the reference implementation lstm_ref.lstm_step_backward"}),
+    Planted("not_accumulated", "lstm_bptt", "grads[k] += step_grads[k]", "grads[k] = step_grads[k]",
+            {"test_lstm_bptt": "not accumulated over time", "test_bptt_gradcheck": "relative errors above 1e-7"}),
+    Planted("off_by_one", "lstm_bptt", "lstm_step_backward(dhs[:, t] + dh_next", "lstm_step_backward(dhs[:, t - 1] + dh_next",
+            {"test_lstm_bptt": "step t must use dhs[:, t], not dhs[:, t-1]", "test_bptt_gradcheck": "relative errors above 1e-7"}),
+]  # fmt: skip
+
+
+def _meta(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def _plant(nb: nbformat.NotebookNode, planted: Planted) -> None:
+    """Write the mistake into the solution region of answer cell ``planted.cell``."""
+    (cell,) = [c for c in nb.cells if _meta(c).get("grade_id") == planted.cell]
+    start, stop = cell.source.index(BEGIN), cell.source.index(END)
+    region = cell.source[start:stop]
+    assert planted.old in region, f"{planted.student}: {planted.old!r} is not in the solution of {planted.cell}"
+    cell.source = cell.source[:start] + region.replace(planted.old, planted.new) + cell.source[stop:]
+
+
+def _submission(source: Path, planted: Planted | None, keep_demo: bool) -> nbformat.NotebookNode:
+    nb = nbformat.read(source, as_version=4)
+    if not keep_demo:
+        nb.cells = [c for c in nb.cells if c.cell_type != "code" or _meta(c)]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    if planted is not None:
+        _plant(nb, planted)
+    return nb
+
+
+class Graded(NamedTuple):
+    scores: dict[str, dict[str, float]]  # student -> autograded test cell -> score
+    points: dict[str, float]  # autograded test cell -> points
+    errors: dict[str, dict[str, str]]  # student -> test cell -> "ename: evalue" of its error
+
+
+def _autograde(tmp: Path, assignment: str, submissions: dict[str, nbformat.NotebookNode]) -> Graded:
+    """Generate the assignment from solutions/ and autograde every submission in one nbgrader run."""
+    course = tmp / assignment
+    shutil.copytree(SOLUTIONS / assignment, course / "solutions" / assignment)
+    db = course / "gradebook.db"
+    (course / "nbgrader_config.py").write_text(
+        "c = get_config()  # noqa: F821\n"
+        f"c.CourseDirectory.root = {str(course)!r}\n"
+        'c.CourseDirectory.source_directory = "solutions"\n'
+        'c.CourseDirectory.release_directory = "course"\n'
+        f'c.CourseDirectory.db_url = "sqlite:///{db}"\n'
+        "c.ExecutePreprocessor.timeout = 120\n"
+    )
+    for student, nb in submissions.items():
+        folder = course / "submitted" / student / assignment
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / f"{assignment}.ipynb")
+    # nbgrader runs the `alembic` command of its own environment.
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    for step in (["generate_assignment", assignment], ["autograde", assignment]):
+        proc = subprocess.run([sys.executable, "-m", "nbgrader", *step, "--force"], cwd=course, env=env,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert proc.returncode == 0, f"nbgrader {step[0]} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}"
+
+    source = nbformat.read(SOLUTIONS / assignment / f"{assignment}.ipynb", as_version=4)
+    points = {_meta(c)["grade_id"]: _meta(c)["points"] for c in source.cells
+              if _meta(c).get("grade") and c.cell_type == "code"}  # fmt: skip
+    scores, errors = {}, {}
+    with Gradebook(f"sqlite:///{db}") as gb:
+        for student in submissions:
+            scores[student] = {gid: gb.find_grade(gid, assignment, assignment, student).score for gid in points}
+            graded = nbformat.read(course / "autograded" / student / assignment / f"{assignment}.ipynb", as_version=4)
+            errors[student] = {
+                _meta(c)["grade_id"]: f"{o.ename}: {o.evalue}"
+                for c in graded.cells if _meta(c).get("grade_id") in points
+                for o in c.outputs if o.output_type == "error"
+            }  # fmt: skip
+    return Graded(scores, points, errors)
+
+
+@pytest.mark.parametrize("assignment, mistakes", [("gates", GATES), ("bptt", BPTT)], ids=["gates", "bptt"])
+def test_each_mistake_costs_exactly_its_test_cells(tmp_path: Path, assignment: str, mistakes: list[Planted]) -> None:
+    source = SOLUTIONS / assignment / f"{assignment}.ipynb"
+    submissions = {"correct": _submission(source, None, keep_demo=assignment == "gates")}
+    submissions.update({m.student: _submission(source, m, keep_demo=False) for m in mistakes})
+    graded = _autograde(tmp_path, assignment, submissions)
+
+    assert sum(graded.points.values()) >= 10, f"{assignment} has only {sum(graded.points.values())} autograded points"
+    assert graded.scores["correct"] == graded.points, f"the solution loses points: {graded.scores['correct']}"
+    assert graded.errors["correct"] == {}
+    for m in mistakes:
+        # (a) exactly the broken cells fail, each with a message that names the mistake
+        assert set(graded.errors[m.student]) == set(m.breaks), f"{m.student}: failing cells {graded.errors[m.student]}"
+        for cell, message in m.breaks.items():
+            error = graded.errors[m.student][cell]
+            assert error.startswith("AssertionError: ") and message in error, f"{m.student}, {cell}: {error}"
+        # (b) the score drops by exactly the points of those cells
+        expected = {gid: 0.0 if gid in m.breaks else pts for gid, pts in graded.points.items()}
+        assert graded.scores[m.student] == expected, f"{m.student}: {graded.scores[m.student]}"
+        lost = sum(graded.points.values()) - sum(graded.scores[m.student].values())
+        assert lost == sum(graded.points[c] for c in m.breaks)
