@@ -33,7 +33,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from lstm_ref import interop
+from lstm_ref import init, interop
 from lstm_ref import layers as L
 from lstm_ref import training
 from lstm_ref.presets import preset
@@ -53,32 +53,15 @@ KERAS = preset("keras")
 
 
 # ---------------------------------------------------------------- initialisers
-def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    return (shape[0], shape[1]) if len(shape) == 2 else (shape[0], shape[0])
-
-
-def _glorot_uniform(shape, rng):
-    limit = math.sqrt(6.0 / sum(_fans(shape)))
-    return rng.uniform(-limit, limit, size=shape)
-
-
-def _orthogonal(shape, rng):
-    """Keras Orthogonal (gain 1): QR of a normal (max, min) matrix, signs fixed by diag(R)."""
-    rows, cols = math.prod(shape[:-1]), shape[-1]
-    q, r = np.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))
-    q *= np.sign(np.diag(r))
-    return (q.T if rows < cols else q).reshape(shape)
-
-
 INITIALIZERS = {
-    "glorot_uniform": _glorot_uniform,
-    "orthogonal": _orthogonal,
+    "glorot_uniform": init.glorot_uniform,
+    "orthogonal": init.orthogonal,  # Keras' Orthogonal: QR of a normal matrix, signs fixed
     "zeros": lambda shape, rng: np.zeros(shape),
     "ones": lambda shape, rng: np.ones(shape),
     "uniform": lambda shape, rng: rng.uniform(-0.05, 0.05, size=shape),
     "random_uniform": lambda shape, rng: rng.uniform(-0.05, 0.05, size=shape),
     "random_normal": lambda shape, rng: 0.05 * rng.standard_normal(shape),
-    "he_uniform": lambda shape, rng: rng.uniform(-1, 1, size=shape) * math.sqrt(6.0 / _fans(shape)[0]),
+    "he_uniform": lambda shape, rng: rng.uniform(-1, 1, size=shape) * math.sqrt(6.0 / shape[0]),
 }
 
 
