@@ -15,6 +15,8 @@ from .sandbox import Limits
 
 SOURCE, RELEASE = "solutions", "course"
 DB_URL_ENV = "GRADER_DB_URL"
+# The source checkout this package lives in (solutions, samples): hidden from kernels too.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def default_db_url(root: str) -> str:
@@ -37,6 +39,14 @@ def course_config(root: str, *, db_url: str | None = None, limits: Limits | None
     c.CourseDirectory.source_directory = SOURCE
     c.CourseDirectory.release_directory = RELEASE
     c.CourseDirectory.db_url = db_url or os.environ.get(DB_URL_ENV) or default_db_url(root)
+    c.Autograde.sanitize_preprocessors = [
+        "nbgrader.preprocessors.ClearOutput",
+        "nbgrader.preprocessors.DeduplicateIds",
+        "grader.trusted.DropEmptyMetadata",
+        "nbgrader.preprocessors.OverwriteKernelspec",
+        "nbgrader.preprocessors.OverwriteCells",
+        "nbgrader.preprocessors.CheckCellMetadata",
+    ]
     c.Autograde.autograde_preprocessors = [
         "grader.trusted.TrustedExecute",
         "nbgrader.preprocessors.IgnorePattern",
@@ -53,7 +63,7 @@ def course_config(root: str, *, db_url: str | None = None, limits: Limits | None
     c.TrustedExecute.cpu_seconds = int(limits.cpu_seconds)
     c.TrustedExecute.max_processes = int(limits.max_processes)
     c.TrustedExecute.output_bytes = int(limits.output_bytes)
-    c.TrustedExecute.hidden_paths = [root, *map(os.path.abspath, hidden_paths)]
+    c.TrustedExecute.hidden_paths = [root, REPO, *map(os.path.abspath, hidden_paths)]
     c.TrustedExecute.report_dir = report_dir or os.path.join(root, "reports")
     c.GenerateFeedback.preprocessors = [
         "nbgrader.preprocessors.GetGrades",

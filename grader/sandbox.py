@@ -55,7 +55,7 @@ class Limits:
     largest file the kernel may write.
     """
 
-    cell_timeout: float = 60.0
+    cell_timeout: float = 30.0
     notebook_timeout: float = 600.0
     memory_mb: int = 4096
     cpu_seconds: int = 900

@@ -323,6 +323,19 @@ def _is_setup(cell) -> bool:
     return cell.cell_type == "code" and utils.is_locked(cell) and not utils.is_grade(cell)
 
 
+class DropEmptyMetadata(NbGraderPreprocessor):
+    """Turn a cell whose nbgrader metadata ``DeduplicateIds`` emptied into a plain cell.
+
+    nbgrader's ``OverwriteCells.add_missing_cells`` fails on such a cell (it has
+    no ``grade_id``); as a plain cell it runs as the student's own code.
+    """
+
+    def preprocess_cell(self, cell, resources, index):
+        if "nbgrader" in cell.metadata and "grade_id" not in cell.metadata.nbgrader:
+            del cell.metadata["nbgrader"]
+        return cell, resources
+
+
 class TrustedExecute(NbGraderPreprocessor):
     """Execute a submission: student cells in a sandboxed kernel, tests in the grader.
 

@@ -1,0 +1,121 @@
+"""``python -m grader``: the instructor's commands over nbgrader.
+
+    python -m grader release gates                 # solutions/gates -> course/gates
+    python -m grader import gates submissions.zip  # an LMS zip or folder -> submitted/
+    python -m grader autograde gates               # parallel, sandboxed, resumable
+    python -m grader feedback gates                # feedback/<student>/gates/*.html
+    python -m grader export gates -o grades.csv
+    python -m grader summary gates                 # points per test, common mistakes
+    python -m grader demo                          # all of it on the bundled samples
+    python -m grader protections                   # which sandbox protections this system grants
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+from .course import Course, format_grades, format_summary
+from .sandbox import Limits, describe_protections
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLES = os.path.join(REPO, "samples")
+DEMO_OUTPUT = "grader_demo"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=REPO, help="nbgrader course root (default: the repository)")
+    parser.add_argument("--db-url", default=None, help="gradebook SQLAlchemy URL (default: $GRADER_DB_URL, "
+                        "else sqlite gradebook.db in the root)")
+    parser.add_argument("--workers", type=int, default=None, help="parallel submissions (default: cores)")
+    limits = parser.add_argument_group("limits of a student's kernel")
+    for field in Limits.__dataclass_fields__.values():
+        limits.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
+                            help=f"default {field.default}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("release", help="generate the student release of an assignment").add_argument("assignment")
+    p = sub.add_parser("import", help="import submissions from an LMS zip or a folder")
+    p.add_argument("assignment")
+    p.add_argument("source", help="a .zip (Canvas/Moodle download) or a folder")
+    p = sub.add_parser("autograde", help="autograde the submissions in parallel (resumes an interrupted run)")
+    p.add_argument("assignment")
+    p.add_argument("--student", action="append", help="only this student (repeatable)")
+    p.add_argument("--force", action="store_true", help="grade again even submissions already graded")
+    sub.add_parser("feedback", help="HTML feedback for every graded student").add_argument("assignment")
+    p = sub.add_parser("export", help="grades CSV")
+    p.add_argument("assignment")
+    p.add_argument("-o", "--output", default=None, help="CSV path (default: grades_<assignment>.csv in the root)")
+    p = sub.add_parser("summary", help="points per test across the class and the common mistakes")
+    p.add_argument("assignment")
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    p = sub.add_parser("demo", help="release, import the bundled samples, autograde, feedback, report")
+    p.add_argument("--assignment", default="gates")
+    p.add_argument("--output", default=os.path.join(REPO, DEMO_OUTPUT), help="demo folder (recreated)")
+    sub.add_parser("protections", help="print the sandbox protections this system grants")
+    return parser
+
+
+def _limits(args) -> Limits:
+    return Limits(**{name: getattr(args, name) for name in Limits.__dataclass_fields__})
+
+
+def run_demo(args) -> str:
+    """The whole loop on the bundled samples, in a fresh course under ``args.output``."""
+    out = os.path.abspath(args.output)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(os.path.join(REPO, "solutions", args.assignment), os.path.join(out, "solutions", args.assignment))
+    course = Course(out, db_url=args.db_url, limits=_limits(args), workers=args.workers, hidden_paths=(SAMPLES,))
+    print(describe_protections())
+    course.release(args.assignment)
+    report = course.import_submissions(args.assignment, os.path.join(SAMPLES, f"{args.assignment}.zip"))
+    print(f"imported {len(report.imported)} students; {len(report.duplicates)} duplicates, "
+          f"{len(report.stray)} stray files, {len(report.late)} late (see grader_work/{args.assignment}/import.json)")
+    states = course.autograde(args.assignment)
+    html = course.feedback(args.assignment)
+    csv_path = course.export_csv(args.assignment, os.path.join(out, "grades.csv"))
+    summary = format_summary(course.summary(args.assignment))
+    with open(os.path.join(out, "summary.md"), "w", encoding="utf-8") as fh:
+        fh.write(summary)
+    print(format_grades(states))
+    print()
+    print(summary)
+    print(f"Demo output in {out}: grades.csv, summary.md, feedback/ ({len(html)} HTML files), "
+          f"grader_work/ (per-test reports)")
+    return csv_path
+
+
+def main(argv: list | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "protections":
+        print(describe_protections())
+        return 0
+    if args.command == "demo":
+        run_demo(args)
+        return 0
+    course = Course(args.root, db_url=args.db_url, limits=_limits(args), workers=args.workers)
+    if args.command == "release":
+        for path in course.release(args.assignment):
+            print(path)
+    elif args.command == "import":
+        report = course.import_submissions(args.assignment, args.source)
+        print(json.dumps(report.__dict__, indent=1))
+    elif args.command == "autograde":
+        print(describe_protections())
+        print(format_grades(course.autograde(args.assignment, args.student, force=args.force)))
+    elif args.command == "feedback":
+        for path in course.feedback(args.assignment):
+            print(path)
+    elif args.command == "export":
+        print(course.export_csv(args.assignment, args.output or os.path.join(course.root, f"grades_{args.assignment}.csv")))
+    elif args.command == "summary":
+        summary = course.summary(args.assignment)
+        print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

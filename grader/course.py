@@ -1,0 +1,422 @@
+"""The instructor's loop over nbgrader: release, import, autograde, feedback, export, summary.
+
+A :class:`Course` wraps one nbgrader course root (``solutions/`` source,
+``course/`` release, ``submitted/``, ``autograded/``, ``feedback/``, the
+gradebook) plus the grader's own folder ``grader_work/``:
+
+- ``grader_work/<assignment>/state/<student>.json``: the outcome of each
+  submission (graded with its score, or ungradable with the reason), written
+  atomically when the submission is done; a later run skips the submissions
+  whose state matches their files (resume without grading twice);
+- ``grader_work/reports/<student>/<assignment>/<notebook>.json``: every test
+  cell's result, hidden failures and their messages included (instructor only);
+- ``grader_work/<assignment>/import.json``: what an import took, and what it
+  did not (duplicates, stray files, unknown names), with the reasons.
+
+Autograding runs nbgrader's ``Autograde`` (with :class:`grader.trusted.TrustedExecute`)
+for many students at once, one worker process per core.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import re
+import sys
+import zipfile
+
+from .config import RELEASE, SOURCE, course_config
+from .sandbox import Limits
+
+WORK = "grader_work"
+# Canvas: <student>_[LATE_]<user id>_<submission id>_<file name>; Moodle folders:
+# <student>_<id>_assignsubmission_file_/<file name>. The student id is the first field.
+_STUDENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9.\-]*)")
+_NUMBERS = re.compile(r"_(\d+)")
+_RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b(:|$)")
+_IGNORED = ("__MACOSX/", ".DS_Store", "Thumbs.db")
+
+
+def _ensure_tools_on_path() -> None:
+    """nbgrader runs ``alembic`` by name: the environment's bin folder must be on PATH."""
+    bindir = os.path.dirname(sys.executable)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+
+
+def _write_json(path: str, data) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
+def _read_json(path: str, default=None):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return default
+
+
+def notebook_problem(data: bytes) -> str:
+    """Why a submitted notebook cannot be graded ("" when it can)."""
+    import nbformat
+
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        return f"not a notebook: invalid JSON ({exc})"
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
+        return "not a notebook: no list of cells"
+    if raw.get("nbformat") != 4:
+        return f"notebook format {raw.get('nbformat')!r}; nbgrader needs format 4"
+    ids = [c.get("id") for c in raw["cells"] if isinstance(c, dict) and c.get("id") is not None]
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        return f"duplicated cell ids {', '.join(map(repr, duplicated))}"
+    try:
+        nbformat.validate(nbformat.reads(data.decode("utf-8"), as_version=4))
+    except nbformat.ValidationError as exc:
+        return f"invalid notebook: {exc.message}"
+    return ""
+
+
+@dataclasses.dataclass
+class ImportReport:
+    """What an import took (``imported``: student -> file) and what it left, with reasons."""
+
+    imported: dict = dataclasses.field(default_factory=dict)
+    late: list = dataclasses.field(default_factory=list)
+    duplicates: list = dataclasses.field(default_factory=list)
+    stray: list = dataclasses.field(default_factory=list)
+
+
+def _grade_worker(root: str, config_kwargs: dict, assignment: str, student: str) -> dict:
+    """Autograde one submission with nbgrader (in a worker process)."""
+    _ensure_tools_on_path()
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    config = course_config(root, **config_kwargs)
+    api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+    result = api.autograde(assignment, student, force=True, create=True)
+    return {"success": bool(result.get("success")), "log": result.get("log", ""), "error": result.get("error", "")}
+
+
+def _failure_reason(result: dict) -> str:
+    """The exception that stopped nbgrader, from its traceback in the log."""
+    lines = [line.strip() for line in (result["log"] + "\n" + result["error"]).splitlines()]
+    raised = [line for line in lines if _RAISED.match(line) and not line.startswith("nbgrader.converters.base.")]
+    errors = [line for line in lines if line.startswith("[ERROR]") and "Please see" not in line]
+    return ((raised or errors or ["nbgrader autograde failed"])[-1])[:500]
+
+
+class Course:
+    """One nbgrader course root. ``workers`` defaults to the number of cores."""
+
+    def __init__(self, root: str, *, db_url: str | None = None, limits: Limits | None = None,
+                 workers: int | None = None, hidden_paths: tuple = ()) -> None:
+        if workers is not None and (not isinstance(workers, int) or workers < 1):
+            raise ValueError(f"workers must be a positive int, got {workers!r}")
+        self.root = os.path.abspath(root)
+        self.workers = workers or os.cpu_count() or 1
+        self.config_kwargs = {"db_url": db_url, "limits": limits or Limits(),
+                              "report_dir": os.path.join(self.root, WORK, "reports"),
+                              "hidden_paths": tuple(hidden_paths)}
+        self.config = course_config(self.root, **self.config_kwargs)
+        _ensure_tools_on_path()
+
+    # -- nbgrader -------------------------------------------------------------
+    def api(self):
+        from nbgrader.apps import NbGraderAPI
+        from nbgrader.coursedir import CourseDirectory
+
+        return NbGraderAPI(coursedir=CourseDirectory(config=self.config), config=self.config)
+
+    def _check(self, result: dict, what: str) -> None:
+        if not result.get("success"):
+            raise RuntimeError(f"nbgrader {what} failed:\n{result.get('error') or result.get('log')}")
+
+    def release(self, assignment: str) -> list:
+        """``nbgrader generate_assignment``: ``solutions/<a>`` to ``course/<a>``; the notebooks' paths."""
+        if not os.path.isdir(os.path.join(self.root, SOURCE, assignment)):
+            raise ValueError(f"assignment {assignment!r} has no folder {SOURCE}/{assignment} in {self.root}")
+        self._check(self.api().generate_assignment(assignment, force=True, create=True), "generate_assignment")
+        return self.notebooks(assignment)
+
+    def notebooks(self, assignment: str) -> list:
+        folder = os.path.join(self.root, RELEASE, assignment)
+        return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".ipynb"))
+
+    def feedback(self, assignment: str) -> list:
+        """``nbgrader generate_feedback`` for every graded student; the HTML files."""
+        self._check(self.api().generate_feedback(assignment), "generate_feedback")
+        folder = os.path.join(self.root, "feedback")
+        return sorted(os.path.join(d, f) for d, _, files in os.walk(folder) for f in files
+                      if f.endswith(".html") and os.path.basename(d) == assignment)
+
+    # -- import ---------------------------------------------------------------
+    def import_submissions(self, assignment: str, source: str) -> ImportReport:
+        """Copy the notebooks of an LMS zip or folder into ``submitted/<student>/<assignment>/``.
+
+        The student id is the first ``_``-separated field of the file's name, or
+        of its top folder's name (Canvas and Moodle downloads). Several files for
+        one notebook: the one with the highest submission number in its name
+        (else the last by name) is taken, the others are reported as duplicates.
+        Other files are reported as stray and not copied: nothing a student
+        ships next to the notebook reaches the grader's kernels.
+        """
+        names = {os.path.basename(p) for p in self.notebooks(assignment)}
+        if not names:
+            raise ValueError(f"assignment {assignment!r} has no released notebook; run release first")
+        report = ImportReport()
+        chosen = {}
+        for entry, data in _entries(source):
+            base = os.path.basename(entry)
+            top = entry.split("/")[0]
+            if any(part in entry for part in _IGNORED) or base.startswith("."):
+                report.stray.append({"file": entry, "reason": "system file"})
+                continue
+            if not base.endswith(".ipynb"):
+                report.stray.append({"file": entry, "reason": "not a notebook (not copied)"})
+                continue
+            match = _STUDENT.match(top)
+            notebook = _notebook_for(base, names)
+            if match is None or notebook is None:
+                why = "no student id in its name" if match is None else f"matches none of {sorted(names)}"
+                report.stray.append({"file": entry, "reason": why})
+                continue
+            student = match.group(1)
+            key = (student, notebook)
+            if "_late" in entry.lower():
+                report.late.append({"student": student, "file": entry})
+            order = ([int(n) for n in _NUMBERS.findall(top)], entry)
+            if key in chosen:
+                keep, drop = (chosen[key], (order, entry, data)) if chosen[key][0] > order else ((order, entry, data), chosen[key])
+                report.duplicates.append({"student": student, "file": drop[1],
+                                          "reason": f"another file for {notebook}: kept {keep[1]}"})
+                chosen[key] = keep
+            else:
+                chosen[key] = (order, entry, data)
+        for (student, notebook), (_, entry, data) in sorted(chosen.items()):
+            dest = os.path.join(self.root, "submitted", student, assignment, notebook)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            with open(dest + ".tmp", "wb") as fh:
+                fh.write(data)
+            os.replace(dest + ".tmp", dest)
+            report.imported.setdefault(student, []).append(entry)
+        _write_json(os.path.join(self.root, WORK, assignment, "import.json"), dataclasses.asdict(report))
+        return report
+
+    # -- autograde ------------------------------------------------------------
+    def students(self, assignment: str) -> list:
+        folder = os.path.join(self.root, "submitted")
+        if not os.path.isdir(folder):
+            return []
+        return sorted(s for s in os.listdir(folder) if os.path.isdir(os.path.join(folder, s, assignment)))
+
+    def _state_path(self, assignment: str, student: str) -> str:
+        return os.path.join(self.root, WORK, assignment, "state", f"{student}.json")
+
+    def _fingerprint(self, assignment: str, student: str) -> str:
+        folder = os.path.join(self.root, "submitted", student, assignment)
+        digest = hashlib.sha256()
+        for name in sorted(os.listdir(folder)):
+            digest.update(name.encode() + b"\0")
+            with open(os.path.join(folder, name), "rb") as fh:
+                digest.update(hashlib.sha256(fh.read()).digest())
+        return digest.hexdigest()
+
+    def autograde(self, assignment: str, students: list | None = None, *, force: bool = False,
+                  progress: bool = True) -> dict:
+        """Autograde the submissions in parallel; return ``{student: state}``.
+
+        A submission whose state file matches its files is not graded again
+        unless ``force``. Every submission ends as ``graded`` (with its score)
+        or ``ungradable`` (with the reason); one failing never stops the others.
+        """
+        from tqdm import tqdm
+
+        students = students if students is not None else self.students(assignment)
+        states, todo = {}, []
+        for student in students:
+            fingerprint = self._fingerprint(assignment, student)
+            state = _read_json(self._state_path(assignment, student))
+            if not force and state and state.get("fingerprint") == fingerprint:
+                states[student] = state
+                continue
+            problem = self._submission_problem(assignment, student)
+            if problem:
+                states[student] = self._save_state(assignment, student, fingerprint, "ungradable", problem)
+            else:
+                todo.append((student, fingerprint))
+        if todo:
+            context = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(min(self.workers, len(todo)), mp_context=context) as pool:
+                futures = {pool.submit(_grade_worker, self.root, self.config_kwargs, assignment, s): (s, f)
+                           for s, f in todo}
+                bar = tqdm(total=len(futures), desc=f"autograde {assignment}", unit="nb", disable=not progress)
+                for future in concurrent.futures.as_completed(futures):
+                    student, fingerprint = futures[future]
+                    try:
+                        result = future.result()
+                    except Exception as exc:  # a worker that died takes only its own submission
+                        result = {"success": False, "log": "", "error": f"grader worker failed: {exc!r}"}
+                    if result["success"]:
+                        states[student] = self._save_graded(assignment, student, fingerprint)
+                    else:
+                        states[student] = self._save_state(assignment, student, fingerprint, "ungradable",
+                                                           _failure_reason(result))
+                    bar.update()
+                bar.close()
+        return dict(sorted(states.items()))
+
+    def _submission_problem(self, assignment: str, student: str) -> str:
+        folder = os.path.join(self.root, "submitted", student, assignment)
+        problems = []
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".ipynb"):
+                with open(os.path.join(folder, name), "rb") as fh:
+                    problem = notebook_problem(fh.read())
+                if problem:
+                    problems.append(f"{name}: {problem}")
+        return "; ".join(problems)
+
+    def _save_state(self, assignment, student, fingerprint, status, reason="", **extra) -> dict:
+        state = {"student": student, "assignment": assignment, "status": status, "reason": reason,
+                 "fingerprint": fingerprint, **extra}
+        _write_json(self._state_path(assignment, student), state)
+        return state
+
+    def _save_graded(self, assignment: str, student: str, fingerprint: str) -> dict:
+        from nbgrader.api import Gradebook
+
+        tests = []
+        with Gradebook(self.config.CourseDirectory.db_url) as gb:
+            submission = gb.find_submission(assignment, student)
+            score, max_score = submission.score, submission.max_score
+            for notebook in submission.notebooks:
+                report = _read_json(os.path.join(self.root, WORK, "reports", student, assignment,
+                                                 f"{notebook.name}.json"), {"tests": [], "kernel_stopped": ""})
+                outcome = {t["grade_id"]: t for t in report["tests"]}
+                for grade in notebook.grades:
+                    if grade.cell_type == "code" and not grade.needs_manual_grade:
+                        t = outcome.get(grade.name, {})
+                        tests.append({"notebook": notebook.name, "grade_id": grade.name, "score": grade.score,
+                                      "max_score": grade.max_score, "ename": t.get("ename", ""),
+                                      "message": t.get("message", ""), "hidden": t.get("hidden", False)})
+                needs_manual = [g.name for g in notebook.grades if g.needs_manual_grade]
+                stopped = report.get("kernel_stopped", "")
+        return self._save_state(assignment, student, fingerprint, "graded", stopped, score=score,
+                                max_score=max_score, tests=tests, needs_manual_grade=needs_manual)
+
+    # -- reports --------------------------------------------------------------
+    def states(self, assignment: str) -> dict:
+        folder = os.path.join(self.root, WORK, assignment, "state")
+        if not os.path.isdir(folder):
+            return {}
+        return {f[:-5]: _read_json(os.path.join(folder, f)) for f in sorted(os.listdir(folder)) if f.endswith(".json")}
+
+    def export_csv(self, assignment: str, path: str) -> str:
+        """One row per submission: status, score, max score, points per test, reason."""
+        states = self.states(assignment)
+        test_ids = sorted({t["grade_id"] for s in states.values() for t in s.get("tests", [])})
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["student", "status", "score", "max_score", *test_ids, "reason"])
+        for student, s in states.items():
+            points = {t["grade_id"]: t["score"] for t in s.get("tests", [])}
+            writer.writerow([student, s["status"], s.get("score", ""), s.get("max_score", ""),
+                             *[points.get(t, "") for t in test_ids], s.get("reason", "")])
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path + ".tmp", "w", encoding="utf-8", newline="") as fh:
+            fh.write(buf.getvalue())
+        os.replace(path + ".tmp", path)
+        return path
+
+    def summary(self, assignment: str, top: int = 10) -> dict:
+        """Points per test across the class and the most common diagnosed mistakes.
+
+        A mistake is the first line of a failing test's message (the checkers'
+        diagnosis, e.g. "forget and input gate blocks look swapped").
+        """
+        states = self.states(assignment)
+        per_test = collections.defaultdict(lambda: {"max_score": 0.0, "points": 0.0, "passed": 0, "failed": 0})
+        mistakes = collections.Counter()
+        for s in states.values():
+            for t in s.get("tests", []):
+                row = per_test[t["grade_id"]]
+                row["max_score"] = t["max_score"]
+                row["points"] += t["score"] or 0.0
+                ok = (t["score"] or 0.0) >= t["max_score"]
+                row["passed" if ok else "failed"] += 1
+                if not ok and t["message"]:
+                    mistakes[(t["grade_id"], t["message"].strip().splitlines()[0][:200])] += 1
+        graded = [s for s in states.values() if s["status"] == "graded"]
+        return {
+            "submissions": len(states),
+            "graded": len(graded),
+            "ungradable": {k: s["reason"] for k, s in states.items() if s["status"] != "graded"},
+            "tests": {k: {**v, "mean": v["points"] / max(1, v["passed"] + v["failed"])} for k, v in sorted(per_test.items())},
+            "mistakes": [{"test": k[0], "message": k[1], "students": n} for k, n in mistakes.most_common(top)],
+        }
+
+
+def format_summary(summary: dict) -> str:
+    """The class summary as Markdown."""
+    lines = [f"# Class summary: {summary['graded']} graded of {summary['submissions']} submissions", "",
+             "| test | max | mean | passed | failed |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, t in summary["tests"].items():
+        lines.append(f"| {name} | {t['max_score']:g} | {t['mean']:.2f} | {t['passed']} | {t['failed']} |")
+    lines += ["", "## Most common diagnosed mistakes", ""]
+    lines += [f"- {m['students']} x {m['test']}: {m['message']}" for m in summary["mistakes"]] or ["- none"]
+    if summary["ungradable"]:
+        lines += ["", "## Ungradable submissions", ""]
+        lines += [f"- {student}: {reason}" for student, reason in summary["ungradable"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def format_grades(states: dict) -> str:
+    """The grade table as fixed-width text."""
+    rows = [("student", "status", "score", "detail")]
+    for student, s in states.items():
+        score = f"{s['score']:g} / {s['max_score']:g}" if s["status"] == "graded" else "-"
+        rows.append((student, s["status"], score, s.get("reason", "")[:90]))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip() for r in rows)
+
+
+def _notebook_for(filename: str, names: set) -> str | None:
+    """The released notebook a submitted file stands for (the only one, or by name suffix)."""
+    if len(names) == 1:
+        return next(iter(names))
+    matches = [n for n in names if filename.endswith(n) or filename.endswith(n.replace(".ipynb", "") + ".ipynb")]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _entries(source: str):
+    """``(relative path, bytes)`` for each file of a zip or a folder."""
+    if zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as archive:
+            for info in sorted(archive.infolist(), key=lambda i: i.filename):
+                if not info.is_dir():
+                    yield info.filename, archive.read(info)
+    elif os.path.isdir(source):
+        for folder, _, files in sorted(os.walk(source)):
+            for name in sorted(files):
+                path = os.path.join(folder, name)
+                yield os.path.relpath(path, source).replace(os.sep, "/"), _read_bytes(path)
+    else:
+        raise ValueError(f"source must be a .zip file or a folder, got {source!r}")
