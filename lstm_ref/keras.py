@@ -83,7 +83,12 @@ def SGD(learning_rate: float = 0.01, momentum: float = 0.0) -> training.SGD:
     return training.SGD(learning_rate, momentum)
 
 
-optimizers = SimpleNamespace(Adam=Adam, SGD=SGD)
+def RMSprop(learning_rate: float = 0.001, rho: float = 0.9, epsilon: float = 1e-7) -> training.RMSprop:
+    """keras.optimizers.RMSprop: ``w -= lr g / sqrt(v + eps)``."""
+    return training.RMSprop(learning_rate, rho, epsilon, eps_placement="keras")
+
+
+optimizers = SimpleNamespace(Adam=Adam, SGD=SGD, RMSprop=RMSprop)
 
 
 # --------------------------------------------------------------------- layers
@@ -481,11 +486,11 @@ class Sequential:
         if self.module is None:
             self.build(np.shape(x[0] if isinstance(x, (list, tuple)) else x)[1:])
 
-    def compile(self, optimizer: str | training.Adam | training.SGD = "rmsprop",
+    def compile(self, optimizer: str | training.Optimizer = "rmsprop",
                 loss: str | None = None, metrics: Sequence[str] | None = None) -> None:
-        """Choose the optimiser ('adam', 'sgd' or an object), loss and metrics by Keras name."""
+        """Choose the optimiser ('adam', 'rmsprop', 'sgd' or an object), loss and metrics by Keras name."""
         if isinstance(optimizer, str):
-            makers = {"adam": Adam, "sgd": SGD}
+            makers = {"adam": Adam, "rmsprop": RMSprop, "sgd": SGD}
             if optimizer not in makers:
                 raise ValueError(f"optimizer must be one of {tuple(makers)} or an optimizer object, got {optimizer!r}")
             optimizer = makers[optimizer]()

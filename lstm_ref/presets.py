@@ -44,7 +44,8 @@ class Preset:
             "pytorch" = U(-1/sqrt(H), 1/sqrt(H)) for every parameter.
         learning_rate: Adam's step size (1e-3 in all three).
         beta_1, beta_2: Adam's moment decays (0.9, 0.999 in all three).
-        adam_epsilon: 1e-7 in Keras, 1e-8 in MATLAB and PyTorch.
+        adam_epsilon: 1e-7 in Keras, 1e-8 in MATLAB and PyTorch (RMSprop
+            uses the same epsilon and placement).
         eps_placement: "keras" adds epsilon to the un-corrected sqrt(v):
             ``w -= lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)``
             (keras/src/optimizers/adam.py); "pytorch" adds it after the bias
@@ -52,6 +53,11 @@ class Preset:
             (torch.optim.Adam). MATLAB uses "pytorch" here: its documented
             update divides the bias-corrected moments, eps added after; PARITY.md
             records only MATLAB's epsilon, so this placement is *unverified*.
+            For RMSprop, "keras" is ``g / sqrt(v + eps)`` and "pytorch"
+            ``g / (sqrt(v) + eps)``.
+        rho: RMSprop's decay of the squared-gradient average (0.9 in Keras,
+            torch's alpha 0.99; MATLAB's SquaredGradientDecayFactor for
+            rmsprop 0.9, *unverified*: not in PARITY.md).
         momentum: SGD momentum (MATLAB sgdm's Momentum 0.9; Keras and torch
             SGD 0). Not in PARITY.md: MATLAB's value is *unverified* here.
         l2: L2 regularisation factor lambda, added to the gradient as
@@ -104,6 +110,7 @@ class Preset:
     epochs: int
     batch_size: int
     momentum: float = 0.0
+    rho: float = 0.9
     learning_rate: float = 1e-3
     beta_1: float = 0.9
     beta_2: float = 0.999
@@ -129,7 +136,7 @@ class Preset:
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{field} must be a positive int, got {value!r}")
-        for field in ("adam_epsilon", "l2", "bias_l2_factor", "learning_rate", "momentum"):
+        for field in ("adam_epsilon", "l2", "bias_l2_factor", "learning_rate", "momentum", "rho"):
             if not getattr(self, field) >= 0:
                 raise ValueError(f"{field} must be >= 0, got {getattr(self, field)!r}")
         if not self.gradient_threshold > 0:
@@ -161,6 +168,7 @@ PRESETS = {
         drop_last=False, gradient_threshold=math.inf,
         gradient_threshold_method="global-l2norm", hard_sigmoid="keras",
         gru_reset_mode="recurrent-bias-after-multiplication", epochs=10, batch_size=32,
+        rho=0.99,
     ),
 }
 

@@ -7,7 +7,8 @@ the way one framework does, every difference taken from a ``Preset``
 * losses: ``mse`` (Keras: mean over the last axis, then over the batch),
   ``half_mse`` (MATLAB regressionLayer), ``mae``, ``crossentropy`` (sparse or
   one-hot targets, from logits or probabilities) and ``binary_crossentropy``;
-* optimisers: ``Adam`` with either epsilon placement, ``SGD`` with momentum;
+* optimisers: ``Adam`` and ``RMSprop`` with either epsilon placement, ``SGD``
+  with momentum;
   one update over all parameters with ``torch._foreach`` ops;
 * L2 regularisation with per-parameter factors (biases exempt by default),
   gradient clipping per parameter (MATLAB ``l2norm``), globally
@@ -223,20 +224,59 @@ class SGD:
         torch._foreach_add_(list(params), self._velocity)
 
 
-Optimizer = Adam | SGD
+class RMSprop:
+    """RMSprop (Tieleman & Hinton 2012) with a framework's epsilon placement::
+
+        v = rho v + (1 - rho) g^2
+        keras:   w -= lr * g / sqrt(v + eps)      (keras/src/optimizers/rmsprop.py)
+        pytorch: w -= lr * g / (sqrt(v) + eps)    (torch.optim.RMSprop; MATLAB's
+                                                   documented rmsprop update)
+    """
+
+    def __init__(self, learning_rate: float = 1e-3, rho: float = 0.9, epsilon: float = 1e-7,
+                 eps_placement: str = "keras") -> None:
+        if eps_placement not in ("keras", "pytorch"):
+            raise ValueError(f"eps_placement must be 'keras' or 'pytorch', got {eps_placement!r}")
+        self.learning_rate = float(learning_rate)
+        self.rho = float(rho)
+        self.epsilon = float(epsilon)
+        self.eps_placement = eps_placement
+        self.iterations = 0
+        self._v: list[Tensor] = []
+
+    @torch.no_grad()
+    def step(self, params: Sequence[Tensor], grads: Sequence[Tensor]) -> None:
+        """Apply one update to ``params`` in place."""
+        if self.iterations == 0:
+            self._v = [torch.zeros_like(p) for p in params]
+        self.iterations += 1
+        torch._foreach_mul_(self._v, self.rho)
+        torch._foreach_addcmul_(self._v, list(grads), list(grads), 1.0 - self.rho)
+        if self.eps_placement == "keras":
+            denom = torch._foreach_sqrt(torch._foreach_add(self._v, self.epsilon))
+        else:
+            denom = torch._foreach_add(torch._foreach_sqrt(self._v), self.epsilon)
+        torch._foreach_addcdiv_(list(params), list(grads), denom, -self.learning_rate)
+
+
+Optimizer = Adam | SGD | RMSprop
 
 
 def make_optimizer(optimizer: str | Optimizer, config: Preset) -> Optimizer:
-    """``"adam"``/``"sgdm"``/``"sgd"`` with the preset's hyperparameters, or an object as is."""
-    if isinstance(optimizer, (Adam, SGD)):
+    """``"adam"``, ``"rmsprop"``, ``"sgdm"``/``"sgd"`` with the preset's hyperparameters,
+    or an optimiser object as is."""
+    if isinstance(optimizer, (Adam, SGD, RMSprop)):
         return optimizer
     if optimizer == "adam":
         return Adam(config.learning_rate, config.beta_1, config.beta_2,
                     config.adam_epsilon, config.eps_placement)
+    if optimizer == "rmsprop":
+        return RMSprop(config.learning_rate, config.rho, config.adam_epsilon, config.eps_placement)
     if optimizer in ("sgd", "sgdm"):
         return SGD(config.learning_rate, config.momentum)
     raise ValueError(
-        f"optimizer must be 'adam', 'sgdm', 'sgd' or an Adam/SGD object, got {optimizer!r}"
+        f"optimizer must be 'adam', 'rmsprop', 'sgdm', 'sgd' or an Adam/RMSprop/SGD object, "
+        f"got {optimizer!r}"
     )
 
 
@@ -487,8 +527,9 @@ def fit(
         config: a ``Preset`` or a preset name; supplies everything below that
             is None (loss, epochs, batch_size) and the shuffle, partial batch,
             Adam, L2 and clipping policies.
-        optimizer: "adam", "sgdm"/"sgd" (with the preset's momentum), or an
-            ``Adam``/``SGD`` object (its own hyperparameters win).
+        optimizer: "adam", "rmsprop", "sgdm"/"sgd" (with the preset's
+            momentum), or an ``Adam``/``RMSprop``/``SGD`` object (its own
+            hyperparameters win).
         loss: a name of ``LOSS_FUNCTIONS`` or a callable ``(y_pred, y) -> scalar``.
         metrics: name -> callable ``(y_pred, y) -> (N,)`` per-sample values,
             averaged over the epoch's samples (Keras' metric reduction).

@@ -107,6 +107,25 @@ def test_predict_and_history_match_real_keras(case):
         np.testing.assert_allclose(w_ours, w_real, atol=1e-4, err_msg=f"{case}: weights after fit")
 
 
+@pytest.mark.parametrize("make", [
+    lambda ns: ns.RMSprop(),
+    lambda ns: ns.SGD(learning_rate=0.05, momentum=0.9),
+    lambda ns: ns.Adam(learning_rate=0.01, epsilon=1e-3),  # a large epsilon shows its placement
+], ids=["rmsprop", "sgd-momentum", "adam-large-epsilon"])
+def test_other_optimisers_match_real_keras(make):
+    X, y = _regression_data()
+    keras.utils.set_random_seed(0)
+    real = keras.Sequential(_keras_layers(CASES["lstm"][0]))
+    real.compile(optimizer=make(keras.optimizers), loss="mse")
+    ours = lk.Sequential(CASES["lstm"][0](lk))
+    ours.compile(optimizer=make(lk.optimizers), loss="mse")
+    real.predict(X[:1], verbose=0)
+    ours.set_weights(real.get_weights())
+    h_real = real.fit(X, y, epochs=EPOCHS, batch_size=16, shuffle=False, verbose=0).history["loss"]
+    h_ours = ours.fit(X, y, epochs=EPOCHS, batch_size=16, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(h_ours, h_real, rtol=HISTORY_RTOL, err_msg="per-epoch loss")
+
+
 def test_validation_split_takes_the_last_fraction_like_keras():
     X, y = _regression_data(n=40)
     keras.utils.set_random_seed(0)

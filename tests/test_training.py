@@ -120,9 +120,11 @@ def test_adam_matches_a_hand_computation_for_each_epsilon_placement(placement):
 @pytest.mark.parametrize("ours, make_ref", [
     (lambda: training.Adam(0.01, epsilon=1e-8, eps_placement="pytorch"),
      lambda w: torch.optim.Adam([w], lr=0.01, eps=1e-8)),
+    (lambda: training.RMSprop(0.01, rho=0.99, epsilon=1e-8, eps_placement="pytorch"),
+     lambda w: torch.optim.RMSprop([w], lr=0.01, alpha=0.99, eps=1e-8)),
     (lambda: training.SGD(0.05, momentum=0.9),  # equal while the learning rate is constant
      lambda w: torch.optim.SGD([w], lr=0.05, momentum=0.9)),
-], ids=["adam-pytorch-placement", "sgd-momentum"])
+], ids=["adam-pytorch-placement", "rmsprop-pytorch-placement", "sgd-momentum"])
 def test_optimiser_equals_torch_optim(ours, make_ref):
     rng = np.random.default_rng(2)
     w_ours = torch.from_numpy(rng.standard_normal((3, 4)))
@@ -134,6 +136,20 @@ def test_optimiser_equals_torch_optim(ours, make_ref):
         w_torch.grad = g.clone()
         ref.step()
     torch.testing.assert_close(w_ours, w_torch.detach(), rtol=1e-12, atol=1e-14)
+
+
+def test_rmsprop_keras_placement_matches_a_hand_computation():
+    rng = np.random.default_rng(8)
+    w0, g_seq = rng.standard_normal(4), [rng.standard_normal(4) * 1e-4 for _ in range(3)]
+    w, v = w0.copy(), np.zeros(4)
+    for g in g_seq:
+        v = 0.9 * v + 0.1 * g**2
+        w = w - 0.01 * g / np.sqrt(v + 1e-7)
+    ours = torch.from_numpy(w0.copy())
+    opt = training.RMSprop(0.01, rho=0.9, epsilon=1e-7, eps_placement="keras")
+    for g in g_seq:
+        opt.step([ours], [torch.from_numpy(g)])
+    np.testing.assert_allclose(ours.numpy(), w, rtol=1e-12, err_msg="RMSprop (keras epsilon)")
 
 
 # ------------------------------------------------- regularisation, clipping
@@ -299,6 +315,6 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="no iteration would run"):
         training.fit(IndexTarget(), x, y, config="matlab", verbose=0)  # 8 samples, batches of 128 dropped
     with pytest.raises(ValueError, match="optimizer must be"):
-        training.fit(IndexTarget(), x, y, optimizer="rmsprop", verbose=0)
+        training.fit(IndexTarget(), x, y, optimizer="adagrad", verbose=0)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         training.fit(lambda v: v, x, y)
