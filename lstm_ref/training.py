@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -341,13 +341,12 @@ def epoch_orders(n: int, epochs: int, shuffle: str, rng: np.random.Generator) ->
     raise ValueError(f"shuffle must be 'every-epoch', 'once' or 'never', got {shuffle!r}")
 
 
-def batch_slices(order: np.ndarray, batch_size: int, drop_last: bool) -> list[np.ndarray]:
-    """Split an epoch's order into mini-batches; the last partial one kept or dropped.
+def n_batches(n: int, batch_size: int, drop_last: bool) -> int:
+    """Mini-batches per epoch with the last partial one dropped or kept.
 
-    1000 samples at 32: 32 batches kept (the last of 8), 31 dropped.
+    1000 samples at 32: 31 dropped (MATLAB), 32 kept (the last of 8; Keras, PyTorch).
     """
-    stop = len(order) - len(order) % batch_size if drop_last else len(order)
-    return [order[k : k + batch_size] for k in range(0, stop, batch_size)]
+    return n // batch_size if drop_last else -(-n // batch_size)
 
 
 def pad_sequences(sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -373,33 +372,46 @@ def pad_sequences(sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarr
 
 
 @dataclass
-class _Data:
-    """Inputs on the device; ``lengths`` set when the sequences were padded."""
+class Data:
+    """A data set on the device: inputs, targets (None for prediction), lengths.
 
-    x: Tensor
-    y: Tensor
-    lengths: np.ndarray | None
+    ``lengths`` is set when x holds variable-length sequences padded right.
+    """
 
-    def batch(self, idx: np.ndarray) -> tuple[Tensor, Tensor]:
-        index = torch.from_numpy(idx).to(self.x.device)
-        x = self.x.index_select(0, index)
-        if self.lengths is not None:  # crop to the longest in this mini-batch
-            x = x[:, : int(self.lengths[idx].max())]
-        return x, self.y.index_select(0, index)
+    x: Tensor  # (N, T, D) float, or (N, T) integer token ids
+    y: Tensor | None  # (N, ...)
+    lengths: np.ndarray | None  # (N,)
+
+    def batches(self, order: np.ndarray, batch_size: int, drop_last: bool
+                ) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """Mini-batches in ``order``: one gather per epoch, then slices (views).
+
+        Padded sequences are cropped to the longest in each mini-batch.
+        """
+        index = torch.from_numpy(order).to(self.x.device)
+        x = self.x.index_select(0, index)  # (N, T, D) in this epoch's order
+        y = None if self.y is None else self.y.index_select(0, index)
+        lengths = None if self.lengths is None else self.lengths[order]
+        for k in range(n_batches(len(order), batch_size, drop_last)):
+            rows = slice(k * batch_size, (k + 1) * batch_size)
+            xb = x[rows]  # (B, T, D): a view
+            if lengths is not None:
+                xb = xb[:, : int(lengths[rows].max())]
+            yield xb, (None if y is None else y[rows])
 
 
-def _to_tensor(a: object, name: str, dtype: torch.dtype, device: torch.device) -> Tensor:
+def _to_tensor(a: object, name: str, dtype: torch.dtype, device: torch.device, *,
+               keep_integers: bool) -> Tensor:
     arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
     if arr.dtype == object or arr.size == 0:
         raise ValueError(f"{name} must be a non-empty numeric array, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or Inf")
-    if np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_):
-        return torch.as_tensor(arr, dtype=torch.long if name == "x" else dtype, device=device)
-    return torch.as_tensor(arr, dtype=dtype, device=device)
+    integer = np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_)
+    return torch.as_tensor(arr, dtype=torch.long if integer and keep_integers else dtype, device=device)
 
 
-def prepare_data(x: object, y: object, dtype: torch.dtype, device: torch.device) -> _Data:
+def prepare_data(x: object, y: object | None, dtype: torch.dtype, device: torch.device) -> Data:
     """Arrays (or a list of variable-length sequences for x) onto the device.
 
     Integer inputs stay integer (token ids for an Embedding); float inputs
@@ -408,11 +420,13 @@ def prepare_data(x: object, y: object, dtype: torch.dtype, device: torch.device)
     lengths = None
     if isinstance(x, (list, tuple)):
         x, lengths = pad_sequences(x)
-    xt = _to_tensor(x, "x", dtype, device)
-    yt = _to_tensor(y, "y", dtype, device)
+    xt = _to_tensor(x, "x", dtype, device, keep_integers=True)
+    if y is None:
+        return Data(xt, None, lengths)
+    yt = _to_tensor(y, "y", dtype, device, keep_integers=False)
     if xt.shape[0] != yt.shape[0]:
         raise ValueError(f"x and y must hold the same number of samples, got {xt.shape[0]} and {yt.shape[0]}")
-    return _Data(xt, yt, lengths)
+    return Data(xt, yt, lengths)
 
 
 # ------------------------------------------------------------------ the loop
@@ -483,15 +497,14 @@ def evaluate(
 
 
 @torch.no_grad()
-def _evaluate(model: torch.nn.Module, data: _Data, loss_fn: LossFn,
+def _evaluate(model: torch.nn.Module, data: Data, loss_fn: LossFn,
               metrics: Mapping[str, MetricFn], batch_size: int) -> dict[str, float]:
     model.eval()
     totals = dict.fromkeys(["loss", *metrics], 0.0)
     n = data.x.shape[0]
-    for idx in batch_slices(np.arange(n), batch_size, drop_last=False):
-        xb, yb = data.batch(idx)
+    for xb, yb in data.batches(np.arange(n), batch_size, drop_last=False):
         y_pred = model(xb)
-        totals["loss"] += float(loss_fn(y_pred, yb)) * len(idx)
+        totals["loss"] += float(loss_fn(y_pred, yb)) * len(xb)
         for name, metric in metrics.items():
             totals[name] += float(metric(y_pred, yb).sum())
     return {k: v / n for k, v in totals.items()}
@@ -566,7 +579,7 @@ def fit(
     n = data.x.shape[0]
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     orders = epoch_orders(n, epochs, config.shuffle, rng)
-    batches_per_epoch = len(batch_slices(orders[0], batch_size, config.drop_last))
+    batches_per_epoch = n_batches(n, batch_size, config.drop_last)
     if batches_per_epoch == 0:
         raise ValueError(
             f"batch_size {batch_size} exceeds the {n} samples and the preset drops "
@@ -588,9 +601,8 @@ def fit(
             model.train()
             batch_losses, sizes = [], []
             metric_sums = {name: 0.0 for name in metrics}
-            slices = batch_slices(orders[epoch], batch_size, config.drop_last)
-            for k, idx in enumerate(slices):
-                xb, yb = data.batch(idx)
+            batches = data.batches(orders[epoch], batch_size, config.drop_last)
+            for k, (xb, yb) in enumerate(batches):
                 y_pred = model(xb)
                 batch_loss = loss_fn(y_pred, yb)
                 grads = list(torch.autograd.grad(batch_loss, params))
@@ -600,7 +612,7 @@ def fit(
                 iteration += 1
                 batch_loss = batch_loss.detach()
                 batch_losses.append(batch_loss)
-                sizes.append(len(idx))
+                sizes.append(len(xb))
                 with torch.no_grad():
                     for name, metric in metrics.items():
                         metric_sums[name] += float(metric(y_pred, yb).sum())
@@ -608,8 +620,8 @@ def fit(
                     callback(IterationInfo(
                         epoch=epoch + 1, iteration=iteration, loss=float(batch_loss),
                         learning_rate=opt.learning_rate, elapsed=time.perf_counter() - start,
-                        batch_size=len(idx), y_pred=y_pred.detach(), y=yb,
-                        end_of_epoch=k == len(slices) - 1,
+                        batch_size=len(xb), y_pred=y_pred.detach(), y=yb,
+                        end_of_epoch=k == batches_per_epoch - 1,
                     ))
                 if progress is not None:
                     progress.update(1)
@@ -650,18 +662,11 @@ def predict(model: torch.nn.Module, x: object, *, batch_size: int = 32) -> np.nd
     sequence's length.
     """
     param = next(model.parameters())
-    lengths = None
-    if isinstance(x, (list, tuple)):
-        x, lengths = pad_sequences(x)
-    xt = _to_tensor(x, "x", param.dtype, param.device)
+    data = prepare_data(x, None, param.dtype, param.device)
     model.eval()
-    outs = []
-    for idx in batch_slices(np.arange(xt.shape[0]), batch_size, drop_last=False):
-        xb = xt[idx[0] : idx[-1] + 1]
-        if lengths is not None:
-            xb = xb[:, : int(lengths[idx].max())]
-        outs.append(model(xb).cpu().numpy())
-    if lengths is not None and outs[0].ndim == 3:  # (N_b, T_b, R) with T_b varying
+    outs = [model(xb).cpu().numpy()
+            for xb, _ in data.batches(np.arange(data.x.shape[0]), batch_size, drop_last=False)]
+    if data.lengths is not None and outs[0].ndim == 3:  # (N_b, T_b, R) with T_b varying
         sequences = (seq for out in outs for seq in out)
-        return [seq[:length] for seq, length in zip(sequences, lengths)]
+        return [seq[:length] for seq, length in zip(sequences, data.lengths)]
     return np.concatenate(outs, axis=0)

@@ -254,6 +254,22 @@ def test_variable_length_sequences_are_padded_right_to_the_longest_in_each_batch
         training.pad_sequences([np.ones((2, 1)), np.ones((2, 2))])
 
 
+def test_predict_returns_each_sequence_at_its_own_length():
+    class PerStep(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(2.0, dtype=torch.float64))
+
+        def forward(self, x):
+            return self.scale * x  # (N, T, 1): one output per step
+
+    sequences = [np.arange(1.0, t + 1)[:, None] for t in (3, 1, 4)]
+    out = training.predict(PerStep(), sequences, batch_size=2)
+    assert [o.shape for o in out] == [(3, 1), (1, 1), (4, 1)]
+    for o, s in zip(out, sequences):
+        np.testing.assert_array_equal(o, 2 * s)
+
+
 def test_fit_is_reproducible_with_dropout_and_shuffling():
     def run(seed):
         torch.manual_seed(0)
