@@ -1,7 +1,7 @@
 """The PyTorch backend equals the NumPy backend (float64, outputs and gradients).
 
-For every cell, LSTM variant and GRU reset mode, in the teaching form and the
-fused form where it exists: forward outputs and final states, then gradients
+For every cell, LSTM variant and GRU reset mode (conftest's CASES), in the
+teaching form and the fused form where it exists: forward outputs and final states, then gradients
 by autograd of ``(out * dout).sum() + (h_T * dh_T).sum() [+ (c_T * dc_T).sum()]``
 with random upstream gradients against the NumPy backward pass. Biases and
 initial states are random (non-zero).
@@ -10,6 +10,7 @@ initial states are random (non-zero).
 import numpy as np
 import pytest
 import torch
+from conftest import CASE_IDS, CASES, n_states, random_params, sequence_backward, sequence_forward
 
 import lstm_ref
 from lstm_ref import torch_backend as tb
@@ -17,88 +18,62 @@ from lstm_ref import torch_backend as tb
 RTOL = ATOL = 1e-10
 N, T, D, H = 3, 5, 4, 6
 
+# The cells that the fused kernels of nn.LSTM / nn.GRU express.
+FUSED = [("lstm", {"variant": "standard"}), ("gru", {"reset_mode": "after-multiplication"}),
+         ("gru", {"reset_mode": "recurrent-bias-after-multiplication"})]
+FORMS = [(cell, options, "teaching") for cell, options in CASES] + [
+    (cell, options, "fused") for cell, options in FUSED]
+FORM_IDS = [f"{i}-teaching" for i in CASE_IDS] + [f"{c}-{next(iter(o.values()))}-fused" for c, o in FUSED]
+
 
 def _params(cell: str, kind: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Random parameters (scaled so the gates are neither saturated nor linear)."""
-    G = {"rnn": 1, "gru": 3}.get(cell, 4 if kind in ("standard", "peephole") else 3)
-    p = {"W": rng.standard_normal((D, G * H)) * 0.5, "U": rng.standard_normal((H, G * H)) * 0.5,
-         "b": rng.standard_normal(G * H) * 0.5}
-    if kind == "peephole":
-        p.update({k: rng.standard_normal(H) * 0.5 for k in ("p_i", "p_f", "p_o")})
-    if kind == "recurrent-bias-after-multiplication":
-        p["bh"] = rng.standard_normal(G * H) * 0.5
-    return p
+    options = {"lstm": {"variant": kind}, "gru": {"reset_mode": kind}}.get(cell, {})
+    return random_params(cell, D, H, options, rng)
 
 
-CASES = (
-    [("lstm", v, "teaching") for v in tb.LSTM_VARIANTS]
-    + [("lstm", "standard", "fast")]
-    + [("gru", m, "teaching") for m in tb.GRU_RESET_MODES]
-    + [("gru", m, "fast") for m in ("after-multiplication", "recurrent-bias-after-multiplication")]
-    + [("rnn", "tanh", "teaching")]
-)
-
-
-def _numpy_run(cell, kind, x, p, states, dout, dstates, return_sequences):
-    """NumPy forward and backward: (outputs, gradients) keyed by name."""
+def _torch_forward(cell, form, x, params, states0, options, return_sequences):
+    """The torch backend's sequence forward: (out, final states tuple)."""
     if cell == "lstm":
-        out, (h, c), cache = lstm_ref.lstm_forward(x, p, *states, variant=kind, return_sequences=return_sequences)
-        dx, dh0, dc0, grads = lstm_ref.lstm_backward(dout, cache, *dstates)
-        return {"out": out, "h_T": h, "c_T": c}, {"x": dx, "h0": dh0, "c0": dc0, **grads}
+        run = tb.lstm_forward_fast if form == "fused" else tb.lstm_forward
+        out, (h, c) = run(x, params, *states0, return_sequences=return_sequences,
+                          **(options if form == "teaching" else {}))
+        return out, (h, c)
     if cell == "gru":
-        out, h, cache = lstm_ref.gru_forward(x, p, *states, reset_mode=kind, return_sequences=return_sequences)
-        dx, dh0, grads = lstm_ref.gru_backward(dout, cache, *dstates)
+        run = tb.gru_forward_fast if form == "fused" else tb.gru_forward
+        out, h = run(x, params, *states0, return_sequences=return_sequences, **options)
     else:
-        out, h, cache = lstm_ref.rnn_forward(x, p, *states, return_sequences=return_sequences)
-        dx, dh0, grads = lstm_ref.rnn_backward(dout, cache, *dstates)
-    return {"out": out, "h_T": h}, {"x": dx, "h0": dh0, **grads}
-
-
-def _torch_run(cell, kind, form, x, p, states, return_sequences):
-    """Torch forward: outputs keyed by name."""
-    if cell == "lstm":
-        fn = tb.lstm_forward_fast if form == "fast" else lambda *a, **k: tb.lstm_forward(*a, variant=kind, **k)
-        out, (h, c) = fn(x, p, *states, return_sequences=return_sequences)
-        return {"out": out, "h_T": h, "c_T": c}
-    if cell == "gru":
-        fn = tb.gru_forward_fast if form == "fast" else tb.gru_forward
-        out, h = fn(x, p, *states, reset_mode=kind, return_sequences=return_sequences)
-    else:
-        out, h = tb.rnn_forward(x, p, *states, return_sequences=return_sequences)
-    return {"out": out, "h_T": h}
+        out, h = tb.rnn_forward(x, params, *states0, return_sequences=return_sequences)
+    return out, (h,)
 
 
 @pytest.mark.parametrize("return_sequences", [True, False])
-@pytest.mark.parametrize("cell, kind, form", CASES)
-def test_sequence_matches_numpy_backend(cell, kind, form, return_sequences):
-    rng = np.random.default_rng(7)
-    p = _params(cell, kind, rng)
+@pytest.mark.parametrize(("cell", "options", "form"), FORMS, ids=FORM_IDS)
+def test_sequence_matches_numpy_backend(cell, options, form, return_sequences, rng):
     x = rng.standard_normal((N, T, D))
-    n_states = 2 if cell == "lstm" else 1
-    states = [rng.standard_normal((N, H)) for _ in range(n_states)]
-    dout = rng.standard_normal((N, T, H) if return_sequences else (N, H))
-    dstates = [rng.standard_normal((N, H)) for _ in range(n_states)]
-    ref_out, ref_grads = _numpy_run(cell, kind, x, p, states, dout, dstates, return_sequences)
+    params = random_params(cell, D, H, options, rng)  # every bias non-zero
+    states0 = tuple(rng.standard_normal((N, H)) for _ in range(n_states(cell)))
+    out, final, cache = sequence_forward(cell, x, params, states0, options, return_sequences)
+    dout = rng.standard_normal(out.shape)
+    dfinal = tuple(rng.standard_normal((N, H)) for _ in final)
+    dx, dstates0, grads = sequence_backward(cell, dout, cache, dfinal)
+    state_names = ("h0", "c0")[: len(states0)]
+    expected = {"x": dx, **dict(zip(state_names, dstates0)), **grads}
 
-    leaves = {"x": x, **{k: v for k, v in zip(("h0", "c0"), states)}, **p}
-    leaves = {k: torch.tensor(v, requires_grad=True) for k, v in leaves.items()}
-    outs = _torch_run(cell, kind, form, leaves["x"], {k: leaves[k] for k in p},
-                      [leaves[k] for k in ("h0", "c0")[:n_states]], return_sequences)
-    upstream = [dout, *dstates]
-    objective = sum((o * torch.from_numpy(d)).sum() for o, d in zip(outs.values(), upstream))
-    grads = torch.autograd.grad(objective, list(leaves.values()))
-
-    for name, value in outs.items():
-        np.testing.assert_allclose(value.detach().numpy(), ref_out[name], rtol=RTOL, atol=ATOL,
-                                   err_msg=f"{cell} {kind} {form}: {name}")
-    for name, grad in zip(leaves, grads):
-        np.testing.assert_allclose(grad.numpy(), ref_grads[name], rtol=RTOL, atol=ATOL,
-                                   err_msg=f"{cell} {kind} {form}: gradient of {name}")
+    leaves = {k: torch.tensor(v, requires_grad=True)
+              for k, v in {"x": x, **dict(zip(state_names, states0)), **params}.items()}
+    out_t, final_t = _torch_forward(cell, form, leaves["x"], {k: leaves[k] for k in params},
+                                    [leaves[k] for k in state_names], options, return_sequences)
+    what = f"{cell} {options} {form}"
+    for name, got, ref in zip(("out", "h_T", "c_T"), (out_t, *final_t), (out, *final)):
+        np.testing.assert_allclose(got.detach().numpy(), ref, rtol=RTOL, atol=ATOL, err_msg=f"{what}: {name}")
+    objective = sum((o * torch.from_numpy(d)).sum() for o, d in zip((out_t, *final_t), (dout, *dfinal)))
+    for name, grad in zip(leaves, torch.autograd.grad(objective, list(leaves.values()))):
+        np.testing.assert_allclose(grad.numpy(), expected[name], rtol=RTOL, atol=ATOL,
+                                   err_msg=f"{what}: gradient of {name}")
 
 
 @pytest.mark.parametrize("variant", tb.LSTM_VARIANTS)
-def test_lstm_step_matches_numpy_step_twice_in_a_row(variant):
-    rng = np.random.default_rng(3)
+def test_lstm_step_matches_numpy_step_twice_in_a_row(variant, rng):
     p = _params("lstm", variant, rng)
     h, c = rng.standard_normal((N, H)), rng.standard_normal((N, H))
     ht, ct = torch.from_numpy(h), torch.from_numpy(c)
@@ -112,8 +87,7 @@ def test_lstm_step_matches_numpy_step_twice_in_a_row(variant):
 
 
 @pytest.mark.parametrize("reset_mode", tb.GRU_RESET_MODES)
-def test_gru_and_rnn_steps_match_numpy_steps(reset_mode):
-    rng = np.random.default_rng(4)
+def test_gru_and_rnn_steps_match_numpy_steps(reset_mode, rng):
     p = _params("gru", reset_mode, rng)
     x, h = rng.standard_normal((N, D)), rng.standard_normal((N, H))
     h_ref, _cache = lstm_ref.gru_step_forward(x, h, p, reset_mode=reset_mode)
@@ -147,16 +121,16 @@ def test_hard_sigmoid_keras_equals_real_keras():
     torch.testing.assert_close(tb.hard_sigmoid_keras(x), keras.activations.hard_sigmoid(x))
 
 
-def test_outputs_follow_the_input_dtype_and_device():
-    p = {k: torch.from_numpy(v).float() for k, v in _params("lstm", "standard", np.random.default_rng(0)).items()}
+def test_outputs_follow_the_input_dtype_and_device(rng):
+    p = {k: torch.from_numpy(v).float() for k, v in _params("lstm", "standard", rng).items()}
     x = torch.randn(N, T, D)
     for fn in (tb.lstm_forward, tb.lstm_forward_fast):
         out, (h, c) = fn(x, p)
         assert out.dtype == h.dtype == torch.float32 and out.device == x.device and out.shape == (N, T, H)
 
 
-def test_bad_input_names_the_argument():
-    p = {k: torch.from_numpy(v) for k, v in _params("lstm", "standard", np.random.default_rng(0)).items()}
+def test_bad_input_names_the_argument(rng):
+    p = {k: torch.from_numpy(v) for k, v in _params("lstm", "standard", rng).items()}
     with pytest.raises(ValueError, match="x must be a torch tensor of shape"):
         tb.lstm_forward(torch.zeros(N, D, dtype=torch.float64), p)
     with pytest.raises(ValueError, match="D=5 features but W expects D=4"):
