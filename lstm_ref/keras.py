@@ -211,6 +211,10 @@ class Dropout(Layer):
 class _RNN(Layer):
     """What LSTM and GRU share: units, activations, initialisers, output choice."""
 
+    cell = "lstm"  # the cell name of lstm_ref.interop
+    reset_mode: str | None = None
+    bias_keys: tuple[str, ...] = ("b",)  # biases, zero when use_bias=False
+
     def __init__(self, units: int, activation: str = "tanh", recurrent_activation: str = "sigmoid",
                  use_bias: bool = True, kernel_initializer: str = "glorot_uniform",
                  recurrent_initializer: str = "orthogonal", bias_initializer: str = "zeros",
@@ -234,10 +238,6 @@ class _RNN(Layer):
 
     def _output_shape(self, input_shape):
         return (input_shape[0], self.units) if self.return_sequences else (self.units,)
-
-    cell = "lstm"
-    reset_mode: str | None = None
-    bias_keys: tuple[str, ...] = ("b",)
 
     def _keras_weights(self) -> list[np.ndarray]:
         """[kernel, recurrent_kernel, bias] by ``lstm_ref.interop.to_keras`` (zero bias without use_bias)."""
