@@ -33,9 +33,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import expit as sigmoid
 
-from ._sequence import backward_upstream, batch_first, flat, input_grad, input_projection, state_or_zeros, time_major
+from ._sequence import backward_upstream, batch_first, sigmoid_, flat, input_grad, input_projection, state_or_zeros, time_major
 from ._validate import Dim, check_array, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
 
 GRU_RESET_MODES = ("after-multiplication", "before-multiplication", "recurrent-bias-after-multiplication")
@@ -67,7 +66,7 @@ def _core_forward(a, h_prev, params, reset_mode, hn, h) -> None:
     rz, a_n = a[:, : 2 * H], a[:, 2 * H :]
     if reset_mode == "before-multiplication":
         rz += h_prev @ U[:, : 2 * H]  # (N, 2H)
-        sigmoid(rz, out=rz)
+        sigmoid_(rz)
         np.multiply(rz[:, :H], h_prev, out=hn)  # r * h_prev
         a_n += hn @ U[:, 2 * H :]
     else:
@@ -75,7 +74,7 @@ def _core_forward(a, h_prev, params, reset_mode, hn, h) -> None:
         if reset_mode == "recurrent-bias-after-multiplication":
             ah += params["bh"]
         rz += ah[:, : 2 * H]
-        sigmoid(rz, out=rz)
+        sigmoid_(rz)
         hn[...] = ah[:, 2 * H :]
         a_n += rz[:, :H] * hn
     n = np.tanh(a_n, out=a_n)

@@ -34,9 +34,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import expit as sigmoid
 
-from ._sequence import backward_upstream, batch_first, flat, input_grad, input_projection, state_or_zeros, time_major
+from ._sequence import backward_upstream, batch_first, sigmoid_, flat, input_grad, input_projection, state_or_zeros, time_major
 from ._validate import Dim, check_array, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
 
 # Gate blocks of W, U and b per variant, in column order.
@@ -83,11 +82,11 @@ def _core_forward(z, h_prev, c_prev, params, variant, c, tanh_c, h) -> None:
     if variant == "peephole":
         i += params["p_i"] * c_prev
         gate["f"] += params["p_f"] * c_prev
-    sigmoid(i, out=i)
+    H = c.shape[1]
+    sigmoid_(z[:, : LSTM_VARIANTS[variant].index("g") * H])  # i, and f where present: the blocks before g
     np.tanh(g, out=g)
     if "f" in gate:
-        f = sigmoid(gate["f"], out=gate["f"])
-        np.multiply(f, c_prev, out=c)
+        np.multiply(gate["f"], c_prev, out=c)
         c += i * g
     elif variant == "coupled":  # f = 1 - i
         np.subtract(g, c_prev, out=c)
@@ -101,49 +100,54 @@ def _core_forward(z, h_prev, c_prev, params, variant, c, tanh_c, h) -> None:
         o = gate["o"]
         if variant == "peephole":
             o += params["p_o"] * c
-        sigmoid(o, out=o)
+        sigmoid_(o)
         np.multiply(o, tanh_c, out=h)
     else:  # no_output: o = 1
         h[...] = tanh_c
 
 
-def _core_backward(dh, dc, gates, c_prev, c, tanh_c, params, variant, dz) -> tuple[np.ndarray, np.ndarray]:
+def _core_backward(dh, dc, gates, c_prev, tanh_c, params, variant, dz) -> tuple[np.ndarray, np.ndarray]:
     """Backward through the recurrent part of one step.
 
     Writes the pre-activation gradient into ``dz`` (N, G*H) and returns
-    (dh_prev, dc_prev). f = 1 - i (coupled) is recomputed from i rather than
-    stored: one subtraction is cheaper than another (N, H) buffer per step.
+    (dh_prev, dc_prev). First each gate's local derivative times its path
+    to c (i, f, g) or to h (o), independent of the upstream gradients::
+
+        dc/dz_i = g i (1 - i)  (coupled: (g - c_prev) i (1 - i))
+        dc/dz_f = c_prev f (1 - f)     dc/dz_g = i (1 - g^2)     dh/dz_o = tanh(c) o (1 - o)
+
+    then the chain rule with dc_t = dc + dh o (1 - tanh(c)^2). f = 1 - i
+    (coupled) is recomputed from i rather than stored by forward: one
+    subtraction per element instead of another (N, H) buffer per step.
     """
-    gate, dgate = _blocks(gates, variant), _blocks(dz, variant)
+    gate, d = _blocks(gates, variant), _blocks(dz, variant)
     i, g = gate["i"], gate["g"]
-    dtanh = 1 - tanh_c * tanh_c  # (N, H)
-    if "o" in gate:
-        o = gate["o"]
-        dz_o = dgate["o"]
-        np.multiply(dh, tanh_c, out=dz_o)
-        dz_o *= o * (1 - o)
-        dc_t = dc + dh * o * dtanh  # (N, H)
-        if variant == "peephole":
-            dc_t += dz_o * params["p_o"]
-    else:
-        dc_t = dc + dh * dtanh
-    dz_i, dz_g = dgate["i"], dgate["g"]
-    if variant == "coupled":  # d/di of (1 - i) * c_prev + i * g
-        np.subtract(g, c_prev, out=dz_i)
-        dz_i *= dc_t
-        dc_prev = dc_t * (1 - i)
-    else:
-        np.multiply(dc_t, g, out=dz_i)
-        dc_prev = dc_t * gate["f"] if "f" in gate else dc_t.copy()
-    dz_i *= i * (1 - i)
-    np.multiply(dc_t, i, out=dz_g)
-    dz_g *= 1 - g * g
+    np.subtract(1, gates, out=dz)
+    dz *= gates  # s (1 - s) for every block; g's is replaced next
+    np.multiply(g, g, out=d["g"])
+    np.subtract(1, d["g"], out=d["g"])
+    d["g"] *= i
+    d["i"] *= (g - c_prev) if variant == "coupled" else g
+    dh_dc = 1 - tanh_c * tanh_c  # (N, H)
     if "f" in gate:
-        f, dz_f = gate["f"], dgate["f"]
-        np.multiply(dc_t, c_prev, out=dz_f)
-        dz_f *= f * (1 - f)
-        if variant == "peephole":
-            dc_prev += dz_i * params["p_i"] + dz_f * params["p_f"]
+        d["f"] *= c_prev
+    if "o" in gate:
+        d["o"] *= tanh_c
+        d["o"] *= dh  # dz_o
+        dh_dc *= gate["o"]
+    dc_t = dh * dh_dc
+    dc_t += dc  # total gradient of c (N, H)
+    if variant == "peephole":
+        dc_t += d["o"] * params["p_o"]  # o sees c through p_o
+    for name in "ifg":
+        if name in d:
+            d[name] *= dc_t  # dz_i, dz_f, dz_g
+    if "f" in gate:
+        dc_prev = dc_t * gate["f"]
+    else:
+        dc_prev = dc_t * (1 - i) if variant == "coupled" else dc_t
+    if variant == "peephole":
+        dc_prev += d["i"] * params["p_i"] + d["f"] * params["p_f"]
     dh_prev = dz @ params["U"].T  # (N, H)
     return dh_prev, dc_prev
 
@@ -238,9 +242,7 @@ def lstm_step_backward(
     dh = check_array("dh", dh, (("N", N), ("H", H)), cache.c.dtype)
     dc = check_array("dc", dc, (("N", N), ("H", H)), cache.c.dtype)
     dz = np.empty_like(cache.gates)  # (N, G*H)
-    dh_prev, dc_prev = _core_backward(
-        dh, dc, cache.gates, cache.c_prev, cache.c, cache.tanh_c, cache.params, cache.variant, dz
-    )
+    dh_prev, dc_prev = _core_backward(dh, dc, cache.gates, cache.c_prev, cache.tanh_c, cache.params, cache.variant, dz)
     grads = _param_grads(cache.x, cache.h_prev, cache.c_prev, cache.c, dz, cache.variant)
     return dz @ cache.params["W"].T, dh_prev, dc_prev, grads
 
@@ -304,8 +306,7 @@ def lstm_backward(
     dz = np.empty_like(cache.gates)  # (T, N, G*H)
     for t in reversed(range(len(dz))):
         dh, dc = _core_backward(
-            dh + dout_tm[t], dc, cache.gates[t], cache.c[t], cache.c[t + 1], cache.tanh_c[t],
-            cache.params, cache.variant, dz[t],
+            dh + dout_tm[t], dc, cache.gates[t], cache.c[t], cache.tanh_c[t], cache.params, cache.variant, dz[t]
         )
     grads = _param_grads(flat(cache.x), flat(cache.h[:-1]), flat(cache.c[:-1]), flat(cache.c[1:]), flat(dz), cache.variant)
     return input_grad(dz, cache.params["W"]), dh, dc, grads

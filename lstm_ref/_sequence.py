@@ -15,6 +15,22 @@ import numpy as np
 from ._validate import check_array
 
 
+def sigmoid_(a: np.ndarray) -> np.ndarray:
+    """sigmoid(a) = 1 / (1 + exp(-a)) in place, computed as 0.5 + 0.5 * tanh(a / 2).
+
+    The same function (exactly so in real arithmetic; the halvings are exact
+    in floating point), free of exp's overflow, and several times faster
+    than scipy.special.expit because NumPy's tanh is vectorised. Absolute
+    error about one rounding of 0.5 (1e-16 in float64); values below that
+    (a < -37 in float64) come out as 0.
+    """
+    a *= 0.5
+    np.tanh(a, out=a)
+    a *= 0.5
+    a += 0.5
+    return a
+
+
 def time_major(x: np.ndarray) -> np.ndarray:
     """Batch-first (N, T, D) to a contiguous time-major copy (T, N, D)."""
     return np.ascontiguousarray(x.transpose(1, 0, 2))  # (T, N, D)

@@ -1,0 +1,140 @@
+"""Forward + backward of lstm_ref's NumPy LSTM against torch.nn.LSTM on the CPU.
+
+For each thread count (1, and every core), the script re-runs itself in a
+subprocess with OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS set
+before NumPy is imported and ``torch.set_num_threads`` to match, then times,
+per shape and dtype, ``lstm_forward`` + ``lstm_backward`` against
+``nn.LSTM`` forward + ``backward`` of ``(out * dout).sum()`` (input
+gradient included on both sides), with the same weights. It prints the
+median time of each, their ratio (NumPy / torch: below 1 means NumPy is
+faster), the GFLOP/s achieved (6 N T (D + H) 4H flops for forward +
+backward: the matmuls only) and, for scale, this machine's own NumPy matmul
+GFLOP/s measured in the same run.
+
+Run: ``python benchmarks/bench_numpy_vs_torch.py`` (``--help`` for options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+SHAPES = [(32, 10, 1, 64), (64, 100, 32, 128), (128, 200, 64, 256)]  # (N, T, D, H)
+DTYPES = ["float32", "float64"]
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _median_time(fn, min_repeats: int, budget_s: float) -> float:
+    """Median wall time of ``fn()`` over at least ``min_repeats`` runs (more while within budget)."""
+    fn()  # warm-up: allocations, BLAS thread start-up
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_repeats or (time.perf_counter() - start < budget_s and len(times) < 50):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def worker(threads: int, min_repeats: int, budget_s: float) -> dict:
+    """Time every shape and dtype in this process (threads already fixed by the environment)."""
+    import numpy as np
+    import torch
+
+    import lstm_ref
+    from lstm_ref.init import init_lstm_params
+    from lstm_ref.interop import params_to_torch_module
+
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    results = {"threads": threads, "matmul_gflops": {}, "rows": []}
+    for dtype in DTYPES:
+        a = rng.standard_normal((1024, 1024)).astype(dtype)
+        seconds = _median_time(lambda: a @ a, min_repeats, budget_s)
+        results["matmul_gflops"][dtype] = 2 * 1024**3 / seconds / 1e9
+    for N, T, D, H in SHAPES:
+        for dtype in DTYPES:
+            params = init_lstm_params(D, H, scheme="pytorch", seed=rng, dtype=dtype)
+            x = rng.standard_normal((N, T, D)).astype(dtype)
+            dout = rng.standard_normal((N, T, H)).astype(dtype)
+
+            def numpy_step():
+                out, _, cache = lstm_ref.lstm_forward(x, params)
+                lstm_ref.lstm_backward(dout, cache)
+
+            module = torch.nn.LSTM(D, H, batch_first=True).to(getattr(torch, dtype))
+            params_to_torch_module(params, module)
+            x_t = torch.from_numpy(x).requires_grad_(True)
+            dout_t = torch.from_numpy(dout)
+
+            def torch_step():
+                module.zero_grad(set_to_none=True)
+                x_t.grad = None
+                out, _ = module(x_t)
+                out.backward(dout_t)
+
+            t_np = _median_time(numpy_step, min_repeats, budget_s)
+            t_torch = _median_time(torch_step, min_repeats, budget_s)
+            flops = 6 * N * T * (D + H) * 4 * H
+            results["rows"].append(
+                {"shape": [N, T, D, H], "dtype": dtype, "numpy_s": t_np, "torch_s": t_torch,
+                 "numpy_gflops": flops / t_np / 1e9, "torch_gflops": flops / t_torch / 1e9}
+            )
+    return results
+
+
+def _run_worker(threads: int, args) -> dict:
+    env = {**os.environ, **{var: str(threads) for var in THREAD_VARS}}
+    cmd = [sys.executable, __file__, "--worker", str(threads), "--repeats", str(args.repeats), "--budget", str(args.budget)]
+    done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout)
+
+
+def _table(res: dict) -> str:
+    mm = res["matmul_gflops"]
+    lines = [
+        f"### {res['threads']} thread(s): NumPy matmul 1024x1024 = "
+        f"{mm['float32']:.1f} GFLOP/s float32, {mm['float64']:.1f} GFLOP/s float64",
+        "",
+        "| N, T, D, H | dtype | NumPy ms | torch ms | ratio NumPy/torch | NumPy GFLOP/s | torch GFLOP/s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in res["rows"]:
+        lines.append(
+            f"| {', '.join(map(str, r['shape']))} | {r['dtype']} | {1e3 * r['numpy_s']:.2f} | {1e3 * r['torch_s']:.2f} "
+            f"| **{r['numpy_s'] / r['torch_s']:.2f}** | {r['numpy_gflops']:.1f} | {r['torch_gflops']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1],
+                        help="thread counts to run (default: 1 and every core)")
+    parser.add_argument("--repeats", type=int, default=5, help="minimum timed runs per measurement (default 5)")
+    parser.add_argument("--budget", type=float, default=1.0, help="seconds per measurement beyond the minimum runs")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker is not None:
+        print(json.dumps(worker(args.worker, args.repeats, args.budget)))
+        return 0
+    import numpy as np
+    import torch
+
+    print(f"# lstm_ref NumPy LSTM vs torch.nn.LSTM, forward + backward, CPU ({os.cpu_count()} cores)")
+    print(f"numpy {np.__version__}, torch {torch.__version__}, Python {sys.version.split()[0]}")
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    for threads in dict.fromkeys(args.threads):
+        print()
+        print(_table(_run_worker(threads, args)))
+    print()
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
