@@ -55,6 +55,10 @@ class Preset:
             records only MATLAB's epsilon, so this placement is *unverified*.
             For RMSprop, "keras" is ``g / sqrt(v + eps)`` and "pytorch"
             ``g / (sqrt(v) + eps)``.
+        momentum_form: "velocity" (``v = mu v - lr g; w += v``: Keras SGD and
+            MATLAB sgdm's documented update) or "buffer" (``u = mu u + g;
+            w -= lr u``: torch.optim.SGD); they differ only after a change of
+            the learning rate (a schedule).
         rho: RMSprop's decay of the squared-gradient average (0.9 in Keras,
             torch's alpha 0.99; MATLAB's SquaredGradientDecayFactor for
             rmsprop 0.9, *unverified*: not in PARITY.md).
@@ -110,6 +114,7 @@ class Preset:
     epochs: int
     batch_size: int
     momentum: float = 0.0
+    momentum_form: str = "velocity"
     rho: float = 0.9
     learning_rate: float = 1e-3
     beta_1: float = 0.9
@@ -127,6 +132,7 @@ class Preset:
             ("gru_reset_mode", ("after-multiplication", "before-multiplication",
                                 "recurrent-bias-after-multiplication")),
             ("dtype", ("float32", "float64")),
+            ("momentum_form", ("velocity", "buffer")),
         ):
             if getattr(self, field) not in choices:
                 raise ValueError(
@@ -168,7 +174,7 @@ PRESETS = {
         drop_last=False, gradient_threshold=math.inf,
         gradient_threshold_method="global-l2norm", hard_sigmoid="keras",
         gru_reset_mode="recurrent-bias-after-multiplication", epochs=10, batch_size=32,
-        rho=0.99,
+        rho=0.99, momentum_form="buffer",
     ),
 }
 

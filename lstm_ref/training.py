@@ -195,20 +195,27 @@ class Adam:
 
 
 class SGD:
-    """Stochastic gradient descent with momentum mu (heavy ball).
+    """Stochastic gradient descent with momentum mu (heavy ball), in two forms::
 
-    ``v = mu v - lr g; w += v`` (Keras SGD, MATLAB sgdm). PyTorch's
-    ``buf = mu buf + g; w -= lr buf`` is the same sequence of weights while
-    the learning rate is constant (v = -lr buf).
+        velocity: v = mu v - lr g;  w += v      (Keras SGD, MATLAB sgdm)
+        buffer:   u = mu u + g;     w -= lr u   (torch.optim.SGD)
+
+    The two give the same weights while the learning rate is constant
+    (v = -lr u); after a learning-rate drop the velocity form still carries
+    the old rate's steps, the buffer form rescales them at once.
     """
 
-    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0) -> None:
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0,
+                 momentum_form: str = "velocity") -> None:
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
+        if momentum_form not in ("velocity", "buffer"):
+            raise ValueError(f"momentum_form must be 'velocity' or 'buffer', got {momentum_form!r}")
         self.learning_rate = float(learning_rate)
         self.momentum = float(momentum)
+        self.momentum_form = momentum_form
         self.iterations = 0
-        self._velocity: list[Tensor] = []
+        self._state: list[Tensor] = []
 
     @torch.no_grad()
     def step(self, params: Sequence[Tensor], grads: Sequence[Tensor]) -> None:
@@ -217,11 +224,15 @@ class SGD:
         if self.momentum == 0.0:
             torch._foreach_add_(list(params), list(grads), alpha=-self.learning_rate)
             return
-        if not self._velocity:
-            self._velocity = [torch.zeros_like(p) for p in params]
-        torch._foreach_mul_(self._velocity, self.momentum)
-        torch._foreach_add_(self._velocity, list(grads), alpha=-self.learning_rate)
-        torch._foreach_add_(list(params), self._velocity)
+        if not self._state:
+            self._state = [torch.zeros_like(p) for p in params]
+        torch._foreach_mul_(self._state, self.momentum)
+        if self.momentum_form == "velocity":
+            torch._foreach_add_(self._state, list(grads), alpha=-self.learning_rate)
+            torch._foreach_add_(list(params), self._state)
+        else:
+            torch._foreach_add_(self._state, list(grads))
+            torch._foreach_add_(list(params), self._state, alpha=-self.learning_rate)
 
 
 class RMSprop:
@@ -273,7 +284,7 @@ def make_optimizer(optimizer: str | Optimizer, config: Preset) -> Optimizer:
     if optimizer == "rmsprop":
         return RMSprop(config.learning_rate, config.rho, config.adam_epsilon, config.eps_placement)
     if optimizer in ("sgd", "sgdm"):
-        return SGD(config.learning_rate, config.momentum)
+        return SGD(config.learning_rate, config.momentum, config.momentum_form)
     raise ValueError(
         f"optimizer must be 'adam', 'rmsprop', 'sgdm', 'sgd' or an Adam/RMSprop/SGD object, "
         f"got {optimizer!r}"

@@ -28,6 +28,7 @@ PARITY = {
     "epochs": {"matlab": 30, "keras": 1},
     "batch_size": {"matlab": 128, "keras": 32},
     "momentum": {"matlab": 0.9},
+    "momentum_form": {"matlab": "velocity", "keras": "velocity", "pytorch": "buffer"},
     "rho": {"keras": 0.9, "pytorch": 0.99},  # keras RMSprop rho, torch RMSprop alpha
     "dtype": {"matlab": "float32", "keras": "float32", "pytorch": "float32"},
 }

@@ -138,6 +138,35 @@ def test_optimiser_equals_torch_optim(ours, make_ref):
     torch.testing.assert_close(w_ours, w_torch.detach(), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("form", ["velocity", "buffer"])
+def test_sgd_momentum_forms_across_a_learning_rate_drop(form):
+    rng = np.random.default_rng(9)
+    w0, g_seq = rng.standard_normal(3), [rng.standard_normal(3) for _ in range(4)]
+    rates = [0.1, 0.1, 0.01, 0.01]
+    w, state = w0.copy(), np.zeros(3)
+    for lr, g in zip(rates, g_seq):
+        if form == "velocity":
+            state = 0.9 * state - lr * g
+            w = w + state
+        else:
+            state = 0.9 * state + g
+            w = w - lr * state
+    ours = torch.from_numpy(w0.copy())
+    opt = training.SGD(momentum=0.9, momentum_form=form)
+    for lr, g in zip(rates, g_seq):
+        opt.learning_rate = lr
+        opt.step([ours], [torch.from_numpy(g)])
+    np.testing.assert_allclose(ours.numpy(), w, rtol=1e-12, err_msg=f"SGD ({form} momentum)")
+    if form == "buffer":  # torch.optim.SGD is the buffer form, learning-rate changes included
+        ref = torch.nn.Parameter(torch.from_numpy(w0.copy()))
+        sgd = torch.optim.SGD([ref], lr=0.1, momentum=0.9)
+        for lr, g in zip(rates, g_seq):
+            sgd.param_groups[0]["lr"] = lr
+            ref.grad = torch.from_numpy(g)
+            sgd.step()
+        torch.testing.assert_close(ours, ref.detach(), rtol=1e-12, atol=1e-14)
+
+
 def test_rmsprop_keras_placement_matches_a_hand_computation():
     rng = np.random.default_rng(8)
     w0, g_seq = rng.standard_normal(4), [rng.standard_normal(4) * 1e-4 for _ in range(3)]
