@@ -48,7 +48,8 @@ from .sandbox import Limits, SandboxKernelManager, new_sandbox_dir
 
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 HIDDEN_FAILED = "A hidden test failed"
-_HARNESS_SOURCE = open(_harness.__file__, encoding="utf-8").read()
+with open(_harness.__file__, encoding="utf-8") as _fh:
+    _HARNESS_SOURCE = _fh.read()
 
 
 class KernelStopped(RuntimeError):
@@ -100,7 +101,10 @@ class Sandbox:
         kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
         self.km = SandboxKernelManager(kernel_name=kernel, sandbox_dir=self.dir, hidden_paths=hidden_paths,
                                        limits=limits)
-        self.client = CappedClient(nb, km=self.km, timeout=int(limits.cell_timeout), allow_errors=True,
+        # The client writes each executed cell back into its notebook at the index
+        # given: it gets a one-cell scratch notebook, never the submission.
+        scratch = nbformat.v4.new_notebook(metadata=nb.metadata, cells=[nbformat.v4.new_code_cell()])
+        self.client = CappedClient(scratch, km=self.km, timeout=int(limits.cell_timeout), allow_errors=True,
                                    interrupt_on_timeout=False, output_bytes=int(limits.output_bytes),
                                    resources={"metadata": {"path": self.dir}})
         self.deadline = time.monotonic() + limits.notebook_timeout
@@ -113,7 +117,7 @@ class Sandbox:
         harness = ("exec(compile({src!r}, '<grader>', 'exec'), __grader__ := {{}})\n"
                    "_grader_rpc = __grader__['kernel_side'](get_ipython().user_ns)\n"
                    "del __grader__").format(src=_HARNESS_SOURCE)
-        self._run(nbformat.v4.new_code_cell(harness), -1, store_history=False)
+        self._run(nbformat.v4.new_code_cell(harness), store_history=False)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -128,7 +132,7 @@ class Sandbox:
             self.stopped = reason
             self.km.kill_all()
 
-    def _run(self, cell, index: int, store_history: bool = True) -> None:
+    def _run(self, cell, store_history: bool = True) -> None:
         if self.stopped:
             raise KernelStopped(self.stopped)
         remaining = self.deadline - time.monotonic()
@@ -137,7 +141,7 @@ class Sandbox:
             raise KernelStopped(self.stopped)
         self.client.timeout = max(1, int(min(self.limits.cell_timeout, remaining)))
         try:
-            self.client.execute_cell(cell, index, store_history=store_history)
+            self.client.execute_cell(cell, 0, store_history=store_history)
         except CellTimeoutError:
             budget = "cell" if self.client.timeout >= self.limits.cell_timeout else "notebook"
             self.stop(f"a cell ran past the {budget} time limit ({self.client.timeout} s); the kernel was stopped")
@@ -146,10 +150,10 @@ class Sandbox:
             self.stop("the kernel died (it exited, crashed or ran out of memory or CPU time)")
             raise KernelStopped(self.stopped) from None
 
-    def run_cell(self, cell, index: int) -> None:
+    def run_cell(self, cell) -> None:
         """Run one of the notebook's cells; a stopped kernel leaves an error output."""
         try:
-            self._run(cell, index)
+            self._run(cell)
         except KernelStopped as exc:
             cell.outputs.append(nbformat.v4.new_output("error", ename="KernelStopped", evalue=str(exc),
                                                        traceback=[f"KernelStopped: {exc}"]))
@@ -163,7 +167,7 @@ class Sandbox:
             raise TypeError(f"the tests cannot pass {exc} to the student's code") from None
         _harness.save(req, tree, arrays)
         cell = nbformat.v4.new_code_cell(f"_grader_rpc({req!r}, {rep!r})")
-        self._run(cell, -1, store_history=False)
+        self._run(cell, store_history=False)
         try:
             answer = _harness.decode(*_harness.load(rep), from_handle=lambda h: Remote(self, h))
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -364,7 +368,7 @@ class TrustedExecute(NbGraderPreprocessor):
         tests = []
         with Sandbox(nb, self.limits(), list(self.hidden_paths)) as sandbox:
             ns = TrustedNamespace(sandbox)
-            for index, cell in enumerate(nb.cells):
+            for cell in nb.cells:
                 if cell.cell_type != "code":
                     continue
                 if _is_test(cell):
@@ -372,7 +376,7 @@ class TrustedExecute(NbGraderPreprocessor):
                     tests.append({"grade_id": cell.metadata.nbgrader["grade_id"],
                                   "points": float(cell.metadata.nbgrader.get("points", 0)), **outcome})
                     continue
-                sandbox.run_cell(cell, index)
+                sandbox.run_cell(cell)
                 if _is_setup(cell):
                     setup = nbformat.v4.new_code_cell(cell.source, metadata=cell.metadata)
                     run_trusted_cell(setup, ns)

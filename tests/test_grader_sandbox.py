@@ -1,0 +1,166 @@
+"""The sandboxed kernel and the trusted test runner, on small real notebooks (real kernels)."""
+import os
+
+import nbformat
+import numpy as np
+import pytest
+
+from grader.sandbox import Limits, describe_protections, protections
+from grader.trusted import HIDDEN_FAILED, Remote, Sandbox, TrustedNamespace, run_trusted_cell, split_hidden
+
+
+def _code(source: str, **nbgrader) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(source)
+    if nbgrader:
+        cell.metadata["nbgrader"] = nbgrader
+    return cell
+
+
+def _text(cell) -> str:
+    return "".join(o.get("text", "") + o.get("evalue", "") for o in cell.outputs)
+
+
+@pytest.fixture(scope="module")
+def secret_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("instructor")
+    (folder / "hidden_tests.txt").write_text("assert answer == 42\n")
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def sandbox(secret_dir):
+    os.environ["GRADER_TEST_SECRET"] = "visible-to-the-grader-only"
+    nb = nbformat.v4.new_notebook()
+    with Sandbox(nb, Limits(cell_timeout=20, notebook_timeout=300, output_bytes=50_000), [secret_dir]) as box:
+        yield box
+    del os.environ["GRADER_TEST_SECRET"]
+
+
+def test_protections_are_reported(sandbox):
+    p = protections()
+    line = describe_protections()
+    assert ("no network" in line.split("|")[0]) == p["namespaces"]
+    assert "per-cell and per-notebook timeouts" in line
+
+
+def test_kernel_sees_no_instructor_files_no_grading_variables_and_no_network(sandbox, secret_dir):
+    cell = _code(
+        "import os, socket\n"
+        f"try:\n    print('READ', open({os.path.join(secret_dir, 'hidden_tests.txt')!r}).read())\n"
+        "except OSError as exc:\n    print('hidden:', type(exc).__name__)\n"
+        "print('ENV', sorted(k for k in os.environ if 'GRADER' in k or 'NBGRADER' in k))\n"
+        "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=3)\n    print('NET open')\n"
+        "except OSError as exc:\n    print('NET closed')\n")
+    sandbox.run_cell(cell)
+    out = _text(cell)
+    assert "ENV []" in out
+    if protections()["namespaces"]:
+        assert "READ" not in out and "hidden:" in out
+        assert "NET closed" in out
+
+
+def test_cwd_files_do_not_shadow_modules_and_python_is_read_only(sandbox):
+    cell = _code(
+        "import os, sys, numpy\n"
+        "open('shadowmod.py', 'w').write('VALUE = 1\\n')\n"
+        "try:\n    import shadowmod\n    print('SHADOWED')\nexcept ImportError:\n    print('not importable')\n"
+        "try:\n    open(os.path.join(os.path.dirname(numpy.__file__), 'owned.py'), 'w')\n    print('WROTE numpy')\n"
+        "except OSError:\n    print('numpy read-only')\n")
+    sandbox.run_cell(cell)
+    out = _text(cell)
+    assert "not importable" in out
+    if protections()["namespaces"]:
+        assert "numpy read-only" in out
+
+
+def test_tests_call_student_functions_and_get_plain_data(sandbox):
+    sandbox.run_cell(_code(
+        "import numpy as np\n"
+        "def double(x):\n    return 2 * x\n"
+        "def picky(x):\n    raise ValueError('x must be positive')\n"
+        "class Box:\n    pass\n"
+        "box, table = Box(), {'a': np.arange(3), 'b': (1, 2.5, 'c')}\n"))
+    ns = TrustedNamespace(sandbox)
+    test = _code("import numpy as np\n"
+                 "assert np.array_equal(double(np.arange(3)), [0, 2, 4])\n"
+                 "assert table['b'] == (1, 2.5, 'c') and table['a'].dtype == np.arange(1).dtype\n"
+                 "try:\n    picky(1)\nexcept ValueError as exc:\n    assert 'positive' in str(exc)\n"
+                 "np.float64(double(1.5))\n", grade=True, grade_id="t", points=1)
+    result = run_trusted_cell(test, ns)
+    assert result["passed"], test.outputs
+    assert isinstance(ns["double"], Remote) and isinstance(ns["box"], Remote)
+    assert test.outputs[-1]["data"]["text/plain"] == "np.float64(3.0)"
+
+
+def test_student_redefinitions_do_not_reach_the_tests(sandbox):
+    sandbox.run_cell(_code(
+        "import builtins, numpy\n"
+        "builtins.AssertionError = type('AssertionError', (Exception,), {})\n"
+        "numpy.allclose = lambda *a, **k: True\n"
+        "get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\n"
+        "np = numpy\n"
+        "def wrong(x):\n    return x + 1\n"))
+    test = _code("import numpy as np\nassert np.allclose(wrong(1.0), 1.0), 'wrong is off by one'\n",
+                 grade=True, grade_id="t2", points=1)
+    result = run_trusted_cell(test, TrustedNamespace(sandbox))
+    assert not result["passed"] and result["ename"] == "AssertionError"
+    assert "wrong is off by one" in result["message"]
+
+
+def test_hidden_test_failures_hide_source_and_traceback(sandbox):
+    sandbox.run_cell(_code("def half(x):\n    return x / 2 if x >= 0 else x\n"))
+    source = ('"""half halves."""\nassert half(4) == 2\n### BEGIN HIDDEN TESTS\n'
+              "assert half(-4) == -2, 'SECRET-NEGATIVE'\n### END HIDDEN TESTS\n")
+    assert [hidden for _, _, hidden in split_hidden(source)] == [False, True]
+    test = _code(source, grade=True, grade_id="t3", points=1)
+    result = run_trusted_cell(test, TrustedNamespace(sandbox))
+    assert not result["passed"] and result["hidden"] and result["message"] == "SECRET-NEGATIVE"
+    shown = str(test.outputs)
+    assert HIDDEN_FAILED in shown and "SECRET-NEGATIVE" not in shown and "half(-4)" not in shown
+
+
+def test_warnings_in_a_test_are_output_not_stderr(sandbox):
+    sandbox.run_cell(_code("import numpy as np\ndef naive(x):\n    return 1 / (1 + np.exp(-x))\n"))
+    test = _code("import numpy as np, warnings\nwarnings.warn('from the test', UserWarning)\n"
+                 "assert naive(np.array([-1000.0]))[0] == 0.0\n", grade=True, grade_id="t4", points=1)
+    result = run_trusted_cell(test, TrustedNamespace(sandbox))
+    assert result["passed"]
+    assert [o["name"] for o in test.outputs if o["output_type"] == "stream"] == ["stdout"]
+    assert "from the test" in _text(test)
+
+
+def test_output_is_capped(sandbox):
+    cell = _code("print('x' * 10_000_000)\nfor _ in range(200):\n    print('y' * 1000)\n")
+    sandbox.run_cell(cell)
+    assert len(_text(cell)) < 100_000
+    assert "dropped" in _text(cell)
+
+
+def test_many_slow_cells_stop_at_the_notebook_limit():
+    nb = nbformat.v4.new_notebook()
+    cells = [_code("import time\ntime.sleep(1.5)") for _ in range(6)]
+    with Sandbox(nb, Limits(cell_timeout=2, notebook_timeout=4), []) as box:
+        for cell in cells:
+            box.run_cell(cell)
+        stopped = box.stopped
+    assert "notebook ran past its time limit" in stopped or "time limit" in stopped
+    assert sum("KernelStopped" in str(c.outputs) for c in cells) >= 2
+    assert "KernelStopped" not in str(cells[0].outputs)
+
+
+def test_a_dead_kernel_fails_every_later_test():
+    nb = nbformat.v4.new_notebook()
+    with Sandbox(nb, Limits(cell_timeout=20), []) as box:
+        box.run_cell(_code("def f(x):\n    return x\nimport os\nos._exit(0)"))
+        result = run_trusted_cell(_code("assert f(1) == 1", grade=True, grade_id="t", points=1),
+                                  TrustedNamespace(box))
+    assert not result["passed"] and result["ename"] == "KernelStopped"
+    assert "died" in result["message"]
+
+
+def test_limits_are_validated():
+    with pytest.raises(ValueError, match="cell_timeout"):
+        Limits(cell_timeout=0)
+    with pytest.raises(ValueError, match="memory_mb"):
+        Limits(memory_mb=-1)
+    assert np.isfinite(Limits().notebook_timeout)
