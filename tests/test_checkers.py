@@ -326,3 +326,23 @@ def test_profiler_is_restored_after_a_check():
         assert sys.getprofile() is previous
     finally:
         sys.setprofile(None)
+
+
+def test_student_cannot_change_what_the_reference_sees():
+    def vandal(dh, dc, cache):
+        result = lstm_step_backward(dh, dc, cache)
+        cache.gates[...] = 0.0
+        cache.params["W"][...] = 0.0
+        dh[...] = 0.0
+        return result
+
+    checkers.check_lstm_step_backward(vandal)
+
+
+def test_checker_arguments_are_validated():
+    with pytest.raises(ValueError, match="reset_mode must be one of"):
+        checkers.check_gru_step(gru_step, "after")
+    with pytest.raises(ValueError, match="with both D and H"):
+        checkers.check_lstm_param_count(4 * (3 * 5 + 25 + 5), D=3)
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        checkers.check_lstm_step(lstm_step, dtype=np.float16)
