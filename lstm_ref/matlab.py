@@ -713,30 +713,34 @@ def _draw_bias(initializer: str, H: int, gates: int, rng: np.random.Generator) -
 
 
 def _recurrent_params(layer: _RecurrentLayer, C: int, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
-    """One lstm_ref params dict per direction: the layer's initial values, or drawn by its initializers."""
-    H, G = layer.NumHiddenUnits, layer.gates
+    """One lstm_ref params dict per direction, from the layer's initial values or its initializers.
+
+    The initializers draw MATLAB's whole learnables, as MATLAB does: a bilstmLayer's
+    InputWeights is one 8H-by-C matrix, so its Glorot bound is sqrt(6 / (C + 8H))
+    and its orthogonal RecurrentWeights come from one QR of an 8H-by-H matrix.
+    Rows 1..G*H belong to the forward direction, the next G*H to the backward one.
+    """
+    H, rows = layer.NumHiddenUnits, layer.directions * layer.gates * layer.NumHiddenUnits
     mode = getattr(layer, "ResetGateMode", None)
-    if layer.InputWeights is not None and layer.InputWeights.shape[1] != C:
-        raise ValueError(f"{layer.kind} layer '{layer.Name}': 'InputWeights' must be "
-                         f"{layer.InputWeights.shape[0]}-by-{C} for {C} input channels, "
-                         f"got {_size(layer.InputWeights.shape)}")
-    directions = []
-    for d in range(layer.directions):
-        given = {name: getattr(layer, name) for name in ("InputWeights", "RecurrentWeights", "Bias")}
-        if all(v is not None for v in given.values()):
-            block = {k: np.split(v, layer.directions)[d] for k, v in given.items()}  # this direction's rows
-            directions.append(interop.from_matlab(block, layer.cell, reset_mode=mode))
-            continue
-        if any(v is not None for v in given.values()):
-            raise ValueError(f"{layer.kind} layer '{layer.Name}': give all of 'InputWeights', "
-                             f"'RecurrentWeights' and 'Bias' as initial values, or none")
-        p = {"W": _draw_weights(layer.InputWeightsInitializer, (C, G * H), rng),
-             "U": _draw_weights(layer.RecurrentWeightsInitializer, (H, G * H), rng),
-             "b": _draw_bias(layer.BiasInitializer, H, G, rng)}
-        if mode == "recurrent-bias-after-multiplication":
-            p["bh"] = _draw_bias(layer.BiasInitializer, H, G, rng)
-        directions.append(p)
-    return directions
+    names = ("InputWeights", "RecurrentWeights", "Bias")
+    given = {name: getattr(layer, name) for name in names}
+    if all(v is None for v in given.values()):
+        n_bias = 2 if mode == "recurrent-bias-after-multiplication" else 1
+        given = {
+            "InputWeights": _draw_weights(layer.InputWeightsInitializer, (C, rows), rng).T,  # (dirs*G*H, C)
+            "RecurrentWeights": _draw_weights(layer.RecurrentWeightsInitializer, (H, rows), rng).T,  # (dirs*G*H, H)
+            "Bias": np.concatenate([_draw_bias(layer.BiasInitializer, H, layer.gates, rng)
+                                    for _ in range(layer.directions * n_bias)])[:, None],
+        }
+    elif any(v is None for v in given.values()):
+        raise ValueError(f"{layer.kind} layer '{layer.Name}': give all of 'InputWeights', "
+                         f"'RecurrentWeights' and 'Bias' as initial values, or none")
+    elif given["InputWeights"].shape[1] != C:
+        raise ValueError(f"{layer.kind} layer '{layer.Name}': 'InputWeights' must be {rows}-by-{C} for {C} "
+                         f"input channels, got {_size(given['InputWeights'].shape)}")
+    blocks = {k: np.split(v, layer.directions) for k, v in given.items()}  # each direction's rows
+    return [interop.from_matlab({k: blocks[k][d] for k in names}, layer.cell, reset_mode=mode)
+            for d in range(layer.directions)]
 
 
 def _recurrent_module(layer: _RecurrentLayer, C: int, rng: np.random.Generator, dtype: torch.dtype) -> nn.Module:
@@ -907,38 +911,35 @@ def _prepare(X: object, Y: object, arch: _Architecture, what: str,
 
 
 class _Progress:
-    """Builds MATLAB's ``info`` per iteration and prints the verbose table."""
+    """Builds MATLAB's ``info`` per iteration and prints the verbose table.
+
+    Rows at iteration 1, every VerboseFrequency iterations and the last; the
+    validation set is evaluated at iteration 1, every ValidationFrequency
+    iterations and the last (NaN in ``info`` elsewhere), as MATLAB does.
+    """
 
     def __init__(self, opts: TrainingOptions, task: str, total: int, validate: Callable[[], dict] | None,
                  model: nn.Module) -> None:
         self.opts, self.task, self.total, self.validate, self.model = opts, task, total, validate, model
         self.metric = "RMSE" if task == "regression" else "Accuracy"
-        self.rows: dict[str, list[float]] = {k: [] for k in ("TrainingLoss", f"Training{self.metric}",
-                                                               "BaseLearnRate")}
-        if validate is not None:
-            self.rows.update({"ValidationLoss": [], f"Validation{self.metric}": []})
-        columns = ["Epoch", "Iteration", "Time Elapsed", f"Mini-batch {self.metric}"]
-        columns += [f"Validation {self.metric}"] if validate else []
-        columns += ["Mini-batch Loss"] + (["Validation Loss"] if validate else []) + ["Base Learning Rate"]
-        self.widths = [9, 13, 16] + [14] * (len(columns) - 4) + [17]
-        self.columns = columns
+        names = ["TrainingLoss", f"Training{self.metric}", "BaseLearnRate"]
+        names += ["ValidationLoss", f"Validation{self.metric}"] if validate else []
+        self.rows: dict[str, list[float]] = {name: [] for name in names}
+        val = validate is not None
+        self.columns = [("Epoch", ""), ("Iteration", ""), ("Time Elapsed", "(hh:mm:ss)"),
+                        ("Mini-batch", self.metric), *[("Validation", self.metric)] * val,
+                        ("Mini-batch", "Loss"), *[("Validation", "Loss")] * val, ("Base Learning", "Rate")]
+        self.widths = [9, 13, 16] + [14] * (len(self.columns) - 4) + [17]
+        self.rule = "|" + "=" * (sum(self.widths) + len(self.widths) - 1) + "|"
 
     def metric_value(self, y_pred: torch.Tensor, y: torch.Tensor) -> float:
+        """Mini-batch RMSE over all responses (regression) or accuracy in percent (classification)."""
         if self.task == "regression":
             return float(torch.sqrt(((y_pred - y.reshape(y_pred.shape)) ** 2).mean()))
         return 100.0 * float((y_pred.argmax(-1) == y.long()).double().mean())
 
-    def header(self) -> str:
-        rule = "|" + "=" * (sum(self.widths) + len(self.widths) - 1) + "|"
-        units = {"Time Elapsed": "(hh:mm:ss)"}
-        top, bottom = [], []
-        for name, width in zip(self.columns, self.widths):
-            first, _, rest = name.partition(" ") if name not in ("Time Elapsed",) else (name, "", "")
-            if name == "Base Learning Rate":
-                first, rest = "Base Learning", "Rate"
-            top.append(first.center(width))
-            bottom.append((rest or units.get(name, "")).center(width))
-        return "\n".join([rule, "|" + "|".join(top) + "|", "|" + "|".join(bottom) + "|", rule])
+    def _line(self, cells: Sequence[str], align: str) -> str:
+        return "|" + "|".join(f" {c:{align}{w - 2}} " for c, w in zip(cells, self.widths)) + "|"
 
     def __call__(self, it: training.IterationInfo) -> None:
         metric = self.metric_value(it.y_pred, it.y)
@@ -950,25 +951,18 @@ class _Progress:
         if self.validate is not None:
             if report or it.iteration % self.opts.ValidationFrequency == 0:
                 scores = self.validate()
-                self.model.train()
+                self.model.train()  # validation switched the model to eval mode mid-training
             self.rows["ValidationLoss"].append(scores["loss"] if scores else math.nan)
             self.rows[f"Validation{self.metric}"].append(scores["metric"] if scores else math.nan)
-        if self.opts.Verbose and (report or it.iteration % self.opts.VerboseFrequency == 0):
-            if it.iteration == 1:
-                print("Training on single CPU." if self.model_device() == "cpu" else "Training on single GPU.")
-                print(self.header())
-            self.print_row(it, metric, scores)
-            if it.iteration == self.total:
-                print("|" + "=" * (sum(self.widths) + len(self.widths) - 1) + "|")
-                print("Training finished: Max epochs completed.")
-        sys.stdout.flush()
-
-    def model_device(self) -> str:
-        return next(self.model.parameters()).device.type
-
-    def print_row(self, it: training.IterationInfo, metric: float, scores: dict | None) -> None:
-        seconds = int(it.elapsed)
+        if not self.opts.Verbose or not (report or it.iteration % self.opts.VerboseFrequency == 0):
+            return
+        if it.iteration == 1:
+            device = next(self.model.parameters()).device.type
+            print(f"Training on single {'CPU' if device == 'cpu' else 'GPU'}.")
+            print("\n".join([self.rule, self._line([top for top, _ in self.columns], "^"),
+                             self._line([bottom for _, bottom in self.columns], "^"), self.rule]))
         fmt = "{:.2f}%" if self.task == "classification" else "{:.2f}"
+        seconds = int(it.elapsed)
         cells = [str(it.epoch), str(it.iteration),
                  f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}", fmt.format(metric)]
         if self.validate is not None:
@@ -977,7 +971,11 @@ class _Progress:
         if self.validate is not None:
             cells.append(f"{scores['loss']:.4f}" if scores else "")
         cells.append(f"{it.learning_rate:.4f}")
-        print("|" + "|".join(f" {c:>{w - 2}} " for c, w in zip(cells, self.widths)) + "|")
+        print(self._line(cells, ">"))
+        if it.iteration == self.total:
+            print(self.rule)
+            print("Training finished: Max epochs completed.")
+        sys.stdout.flush()
 
     def info(self) -> dict[str, np.ndarray]:
         return {k: np.asarray(v) for k, v in self.rows.items()}
