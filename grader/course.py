@@ -365,7 +365,8 @@ class Course:
             "graded": len(graded),
             "ungradable": {k: s["reason"] for k, s in states.items() if s["status"] != "graded"},
             "tests": {k: {**v, "mean": v["points"] / max(1, v["passed"] + v["failed"])} for k, v in sorted(per_test.items())},
-            "mistakes": [{"test": k[0], "message": k[1], "students": n} for k, n in mistakes.most_common(top)],
+            "mistakes": [{"test": k[0], "message": k[1], "students": n}
+                         for k, n in sorted(mistakes.items(), key=lambda kv: (-kv[1], kv[0]))[:top]],
         }
 
 
@@ -414,9 +415,8 @@ def _entries(source: str):
                 if not info.is_dir():
                     yield info.filename, archive.read(info)
     elif os.path.isdir(source):
-        for folder, _, files in sorted(os.walk(source)):
-            for name in sorted(files):
-                path = os.path.join(folder, name)
-                yield os.path.relpath(path, source).replace(os.sep, "/"), _read_bytes(path)
+        paths = [os.path.join(folder, name) for folder, _, files in os.walk(source) for name in files]
+        for rel, path in sorted((os.path.relpath(p, source).replace(os.sep, "/"), p) for p in paths):
+            yield rel, _read_bytes(path)
     else:
         raise ValueError(f"source must be a .zip file or a folder, got {source!r}")

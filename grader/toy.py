@@ -52,7 +52,7 @@ def source_notebook() -> nbformat.NotebookNode:
         nbformat.v4.new_code_cell(
             '"""squared keeps negative inputs positive."""\n'
             "### BEGIN HIDDEN TESTS\n"
-            'assert np.allclose(squared(-np.arange(4.0)), np.arange(4.0) ** 2), "negative inputs"\n'
+            'assert np.allclose(squared(-np.arange(4.0)), np.arange(4.0) ** 2), "squared fails on negative x"\n'
             "### END HIDDEN TESTS\n",
             metadata=_meta("test_squared_hidden", grade=True, locked=True, points=1)),
         nbformat.v4.new_markdown_cell("Why does the sigmoid saturate?\n\n=== BEGIN MARK SCHEME ===\nlarge |x|\n"

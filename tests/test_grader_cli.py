@@ -1,0 +1,159 @@
+"""The instructor's commands on the toy course: import rules, interrupted runs, reports, CLI."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import nbformat
+import pytest
+
+from grader.course import Course, notebook_problem
+from grader.sandbox import Limits
+from grader.toy import ASSIGNMENT, SOLUTION_SIGMOID, SOLUTION_SQUARED, write_course
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIMITS = Limits(cell_timeout=20, notebook_timeout=120)
+# student -> (sigmoid body, squared body, expected autograded score out of 6)
+TOY = {
+    "ada": (SOLUTION_SIGMOID, SOLUTION_SQUARED, 6.0),
+    "ben": ("1.0 / (1.0 + np.exp(x))", SOLUTION_SQUARED, 3.0),  # flipped sign: test_sigmoid fails
+    "cy": (SOLUTION_SIGMOID, "np.abs(x) * x", 5.0),  # wrong only for negatives: the hidden test fails
+    "dee": (SOLUTION_SIGMOID, "x", 3.0),  # squared wrong: public (2) and hidden (1) fail
+}
+
+
+def toy_submission(release: nbformat.NotebookNode, sigmoid: str, squared: str) -> bytes:
+    nb = nbformat.from_dict(json.loads(nbformat.writes(release)))
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in ("sigmoid", "squared"):
+            body = sigmoid if grade_id == "sigmoid" else squared
+            cell.source = f"def {grade_id}(x):\n    return {body}\n"
+    return nbformat.writes(nb).encode()
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy_course")
+    write_course(str(root))
+    course = Course(str(root), limits=LIMITS, workers=2)
+    (path,) = course.release(ASSIGNMENT)
+    release = nbformat.read(path, as_version=4)
+    lms = root / "download"
+    lms.mkdir()
+    for n, (student, (sig, sq, _)) in enumerate(TOY.items()):
+        (lms / f"{student}_{100 + n}_{200 + n}_toy.ipynb").write_bytes(toy_submission(release, sig, sq))
+    return {"root": str(root), "course": course, "release": release, "lms": str(lms)}
+
+
+def test_import_from_zip_and_folder_agree_and_report_everything(toy, tmp_path):
+    release = toy["release"]
+    good = toy_submission(release, SOLUTION_SIGMOID, SOLUTION_SQUARED)
+    folder = tmp_path / "moodle"
+    (folder / "Eve_301_assignsubmission_file_").mkdir(parents=True)
+    (folder / "Eve_301_assignsubmission_file_" / "toy.ipynb").write_bytes(good)
+    (folder / "fay_LATE_302_400_toy.ipynb").write_bytes(good)
+    (folder / "gus_303_401_toy.ipynb").write_bytes(good)
+    (folder / "gus_303_402_toy.ipynb").write_bytes(good)
+    (folder / "gus_303_402_helpers.py").write_bytes(b"x = 1\n")
+    (folder / "__MACOSX").mkdir()
+    (folder / "__MACOSX" / "._gus_303_402_toy.ipynb").write_bytes(b"\0")
+    archive = tmp_path / "canvas.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder).as_posix())
+    reports = []
+    for source in (str(archive), str(folder)):
+        course = Course(str(tmp_path / f"course_{len(reports)}"))
+        os.makedirs(os.path.join(course.root, "course", ASSIGNMENT))
+        nbformat.write(release, os.path.join(course.root, "course", ASSIGNMENT, "toy.ipynb"))
+        reports.append(course.import_submissions(ASSIGNMENT, source))
+        assert course.students(ASSIGNMENT) == ["Eve", "fay", "gus"]
+    zipped, walked = reports
+    assert zipped == walked
+    assert zipped.late == [{"student": "fay", "file": "fay_LATE_302_400_toy.ipynb"}]
+    assert zipped.duplicates == [{"student": "gus", "file": "gus_303_401_toy.ipynb",
+                                  "reason": "another file for toy.ipynb: kept gus_303_402_toy.ipynb"}]
+    assert {s["file"]: s["reason"] for s in zipped.stray} == {
+        "__MACOSX/._gus_303_402_toy.ipynb": "system file",
+        "gus_303_402_helpers.py": "not a notebook (not copied)"}
+    with pytest.raises(ValueError, match="source must be a .zip file or a folder"):
+        course.import_submissions(ASSIGNMENT, str(tmp_path / "missing.zip"))
+
+
+def test_notebook_problems_are_named():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1"), nbformat.v4.new_code_cell("2")])
+    data = nbformat.writes(nb)
+    assert notebook_problem(data.encode()) == ""
+    assert "invalid JSON" in notebook_problem(data[:-5].encode())
+    raw = json.loads(data)
+    raw["nbformat"] = 3
+    assert "format 3" in notebook_problem(json.dumps(raw).encode())
+    raw = json.loads(data)
+    raw["cells"][1]["id"] = raw["cells"][0]["id"]
+    assert "duplicated cell ids" in notebook_problem(json.dumps(raw).encode())
+    assert "no list of cells" in notebook_problem(b"[1, 2]")
+
+
+def _cli(root: str, *args: str, **kwargs) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "grader", "--root", root, "--cell-timeout", "20", *args]
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_interrupted_autograde_resumes_without_grading_twice(toy):
+    root, course = toy["root"], toy["course"]
+    course.import_submissions(ASSIGNMENT, toy["lms"])
+    state_dir = os.path.join(root, "grader_work", ASSIGNMENT, "state")
+    run = _cli(root, "--workers", "1", "autograde", ASSIGNMENT, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (os.path.isdir(state_dir) and os.listdir(state_dir)):
+        time.sleep(0.2)
+    os.killpg(run.pid, signal.SIGINT)  # Ctrl-C in the instructor's terminal
+    run.communicate(timeout=120)
+    before = {f: os.stat(os.path.join(state_dir, f)).st_mtime_ns for f in os.listdir(state_dir)
+              if f.endswith(".json")}
+    assert 1 <= len(before) < len(TOY)
+    states = course.autograde(ASSIGNMENT, progress=False)
+    after = {f: os.stat(os.path.join(state_dir, f)).st_mtime_ns for f in before}
+    assert after == before  # graded before the interruption: not graded again
+    assert {s: st["score"] for s, st in states.items()} == {s: v[2] for s, v in TOY.items()}
+    assert all(st["max_score"] == 7.0 for st in states.values())  # 6 autograded + 1 written
+
+
+def test_reports_export_and_summary(toy, tmp_path):
+    course = toy["course"]
+    course.import_submissions(ASSIGNMENT, toy["lms"])  # the same files again: graded states stay valid
+    states = course.autograde(ASSIGNMENT, progress=False)
+    path = course.export_csv(ASSIGNMENT, str(tmp_path / "grades.csv"))
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["student"] for r in rows] == sorted(TOY)
+    assert {r["student"]: float(r["score"]) for r in rows} == {s: v[2] for s, v in TOY.items()}
+    assert {r["student"]: r["test_squared_hidden"] for r in rows}["cy"] == "0.0"
+    summary = course.summary(ASSIGNMENT)
+    assert summary["tests"]["test_sigmoid"]["failed"] == 1
+    assert summary["tests"]["test_squared_public"]["passed"] == 3
+    diagnosed = {m["test"]: (m["message"], m["students"]) for m in summary["mistakes"]}
+    assert "sign inside exp is flipped" in diagnosed["test_sigmoid"][0] and diagnosed["test_sigmoid"][1] == 1
+    cy = {t["grade_id"]: t for t in states["cy"]["tests"]}["test_squared_hidden"]
+    assert cy["hidden"] and cy["message"] == "squared fails on negative x"
+    html = course.feedback(ASSIGNMENT)
+    with open(next(p for p in html if f"{os.sep}cy{os.sep}" in p), encoding="utf-8") as fh:
+        text = fh.read()
+    assert "A hidden test failed" in text and "squared fails on negative x" not in text and "-np.arange(4.0)" not in text
+    assert "squared returns x**2 elementwise" in text  # the public test stays
+
+
+def test_cli_help_names_every_command():
+    out = subprocess.run([sys.executable, "-m", "grader", "--help"], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    for command in ("release", "import", "autograde", "feedback", "export", "summary", "demo", "protections"):
+        assert command in out
+    bad = subprocess.run([sys.executable, "-m", "grader", "--workers", "0", "summary", "toy"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "workers must be a positive int" in bad.stderr
