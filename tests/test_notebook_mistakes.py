@@ -36,7 +36,8 @@ BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 
 class Planted(NamedTuple):
     """A mistake written into answer cell ``cell``: ``old`` replaced by ``new``,
-    and the test cells it breaks, each with a fragment of its failure message."""
+    and the test cells it breaks, each with a fragment of its failure message.
+    Mistakes of one student break disjoint sets of cells."""
 
     student: str
     cell: str
@@ -46,7 +47,7 @@ class Planted(NamedTuple):
 
 
 GATES = [
-    Planted("naive_sigmoid", "sigmoid", "e = np.exp(-np.abs(x))  # in (0, 1]: never overflows\n"
+    Planted("sigmoid_forward_count", "sigmoid", "e = np.exp(-np.abs(x))  # in (0, 1]: never overflows\n"
             "    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)", "return 1 / (1 + np.exp(-x))",
             {"test_sigmoid": "sigmoid overflows for large |x|", "test_tanh": "tanh overflows for large |x|"}),
     Planted("swapped_gates", "lstm_step", "i = sigmoid(z[:, 0 * H : 1 * H])  # (N, H)\n    f = sigmoid(z[:, 1 * H : 2 * H])",
@@ -67,16 +68,16 @@ GATES = [
             "h, c, _ = lstm_ref.lstm_step_forward(x, h_prev, c_prev, params)\n    return h, c",
             {"test_lstm_step": "calls the reference implementation lstm_ref.lstm_step_forward",
              "test_lstm_forward": "calls the reference implementation lstm_ref.lstm_step_forward"}),
-    Planted("forward_off_by_one", "lstm_forward",
+    Planted("sigmoid_forward_count", "lstm_forward",
             "h, c = lstm_step(x[:, t], h, c, params)  # (N, H) each\n        hs.append(h)\n        cs.append(c)",
             "hs.append(h)\n        cs.append(c)\n        h, c = lstm_step(x[:, t], h, c, params)",
             {"test_lstm_forward": "off by one in time"}),
-    Planted("rnn_param_count", "lstm_param_count", "return 4 * (D * H + H * H + H)", "return D * H + H * H + H",
+    Planted("sigmoid_forward_count", "lstm_param_count", "return 4 * (D * H + H * H + H)", "return D * H + H * H + H",
             {"test_lstm_param_count": "vanilla RNN's count"}),
 ]  # fmt: skip
 
 BPTT = [
-    Planted("rnn_no_tanh_derivative", "rnn_step_backward", "da = dh * (1 - cache.h**2)", "da = dh",
+    Planted("rnn_and_accumulation", "rnn_step_backward", "da = dh * (1 - cache.h**2)", "da = dh",
             {"test_rnn_step_backward": "the tanh derivative (1 - h^2) is missing"}),
     Planted("dc_ignored", "lstm_step_backward", "dc_t = dc + dh * o", "dc_t = dh * o",
             {"test_lstm_step_backward": "the upstream gradient dc is ignored",
@@ -85,7 +86,7 @@ BPTT = [
             "return lstm_ref.lstm_step_backward(dh, dc, cache)",
             {"test_lstm_step_backward": "calls the reference implementation lstm_ref.lstm_step_backward",
              "test_lstm_bptt": "calls the reference implementation lstm_ref.lstm_step_backward"}),
-    Planted("not_accumulated", "lstm_bptt", "grads[k] += step_grads[k]", "grads[k] = step_grads[k]",
+    Planted("rnn_and_accumulation", "lstm_bptt", "grads[k] += step_grads[k]", "grads[k] = step_grads[k]",
             {"test_lstm_bptt": "not accumulated over time", "test_bptt_gradcheck": "relative errors above 1e-7"}),
     Planted("off_by_one", "lstm_bptt", "lstm_step_backward(dhs[:, t] + dh_next", "lstm_step_backward(dhs[:, t - 1] + dh_next",
             {"test_lstm_bptt": "step t must use dhs[:, t], not dhs[:, t-1]", "test_bptt_gradcheck": "relative errors above 1e-7"}),
@@ -105,15 +106,15 @@ def _plant(nb: nbformat.NotebookNode, planted: Planted) -> None:
     cell.source = cell.source[:start] + region.replace(planted.old, planted.new) + cell.source[stop:]
 
 
-def _submission(source: Path, planted: Planted | None, keep_demo: bool) -> nbformat.NotebookNode:
+def _submission(source: Path, planted: list[Planted], keep_demo: bool) -> nbformat.NotebookNode:
     nb = nbformat.read(source, as_version=4)
     if not keep_demo:
         nb.cells = [c for c in nb.cells if c.cell_type != "code" or _meta(c)]
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    if planted is not None:
-        _plant(nb, planted)
+    for mistake in planted:
+        _plant(nb, mistake)
     return nb
 
 
@@ -166,21 +167,26 @@ def _autograde(tmp: Path, assignment: str, submissions: dict[str, nbformat.Noteb
 @pytest.mark.parametrize("assignment, mistakes", [("gates", GATES), ("bptt", BPTT)], ids=["gates", "bptt"])
 def test_each_mistake_costs_exactly_its_test_cells(tmp_path: Path, assignment: str, mistakes: list[Planted]) -> None:
     source = SOLUTIONS / assignment / f"{assignment}.ipynb"
-    submissions = {"correct": _submission(source, None, keep_demo=assignment == "gates")}
-    submissions.update({m.student: _submission(source, m, keep_demo=False) for m in mistakes})
+    students: dict[str, list[Planted]] = {}
+    for m in mistakes:
+        students.setdefault(m.student, []).append(m)
+    breaks = {student: {c: msg for m in planted for c, msg in m.breaks.items()} for student, planted in students.items()}
+    assert all(len(b) == sum(len(m.breaks) for m in students[s]) for s, b in breaks.items()), "overlapping mistakes"
+    submissions = {"correct": _submission(source, [], keep_demo=assignment == "gates")}
+    submissions.update({student: _submission(source, planted, keep_demo=False) for student, planted in students.items()})
     graded = _autograde(tmp_path, assignment, submissions)
 
     assert sum(graded.points.values()) >= 10, f"{assignment} has only {sum(graded.points.values())} autograded points"
     assert graded.scores["correct"] == graded.points, f"the solution loses points: {graded.scores['correct']}"
     assert graded.errors["correct"] == {}
-    for m in mistakes:
+    for student, broken in breaks.items():
         # (a) exactly the broken cells fail, each with a message that names the mistake
-        assert set(graded.errors[m.student]) == set(m.breaks), f"{m.student}: failing cells {graded.errors[m.student]}"
-        for cell, message in m.breaks.items():
-            error = graded.errors[m.student][cell]
-            assert error.startswith("AssertionError: ") and message in error, f"{m.student}, {cell}: {error}"
+        assert set(graded.errors[student]) == set(broken), f"{student}: failing cells {graded.errors[student]}"
+        for cell, message in broken.items():
+            error = graded.errors[student][cell]
+            assert error.startswith("AssertionError: ") and message in error, f"{student}, {cell}: {error}"
         # (b) the score drops by exactly the points of those cells
-        expected = {gid: 0.0 if gid in m.breaks else pts for gid, pts in graded.points.items()}
-        assert graded.scores[m.student] == expected, f"{m.student}: {graded.scores[m.student]}"
-        lost = sum(graded.points.values()) - sum(graded.scores[m.student].values())
-        assert lost == sum(graded.points[c] for c in m.breaks)
+        expected = {gid: 0.0 if gid in broken else pts for gid, pts in graded.points.items()}
+        assert graded.scores[student] == expected, f"{student}: {graded.scores[student]}"
+        lost = sum(graded.points.values()) - sum(graded.scores[student].values())
+        assert lost == sum(graded.points[c] for c in broken)
