@@ -25,8 +25,8 @@ def sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-def lstm_step(x, h_prev, c_prev, params, *, order="ifgo", bias=1.0, acts="ssts", forget=True, h_of="tanh(c)",
-              stack="xh/WU", transpose_U=False, swap_return=False, shift_c=0.0):  # fmt: skip
+def lstm_step(x, h_prev, c_prev, params, *, order="ifgo", bias=1.0, acts="ssts", forget=True, output=True,
+              h_of="tanh(c)", stack="xh/WU", transpose_U=False, swap_return=False, shift_c=0.0):  # fmt: skip
     """Student's LSTM step with one fused matmul; the keywords plant one mistake."""
     W, U, b = params["W"], params["U"], params["b"]
     H = h_prev.shape[1]
@@ -38,30 +38,32 @@ def lstm_step(x, h_prev, c_prev, params, *, order="ifgo", bias=1.0, acts="ssts",
     act = {"s": sigmoid, "t": np.tanh}
     i, f, g, o = (act[a](z[:, k * H : (k + 1) * H]) for a, k in zip(acts, map("ifgo".index, order)))
     c = (f if forget else 1.0) * c_prev + i * g + shift_c
-    h = o * {"tanh(c)": np.tanh(c), "c": c}[h_of]
+    h = (o if output else 1.0) * {"tanh(c)": np.tanh(c), "c": c, "tanh(c_prev)": np.tanh(c_prev)}[h_of]
     return (c, h) if swap_return else (h, c)
 
 
-def lstm_forward(x, params, h0, c0, *, step=lstm_step, carry=True, before=False):
+def lstm_forward(x, params, h0, c0, *, step=lstm_step, carry="hc", before=False, backwards=False):
     h, c = h0, c0
     hs, cs = [], []
-    for t in range(x.shape[1]):
+    for t in reversed(range(x.shape[1])) if backwards else range(x.shape[1]):
         if before:
             hs.append(h), cs.append(c)
         h_next, c_next = step(x[:, t], h, c, params)
-        if carry:
-            h, c = h_next, c_next
+        h = h_next if "h" in carry else h0
+        c = c_next if "c" in carry else c0
         if not before:
             hs.append(h_next), cs.append(c_next)
+    if backwards:
+        hs, cs = hs[::-1], cs[::-1]
     return np.stack(hs, axis=1), np.stack(cs, axis=1)
 
 
-def gru_step(x, h_prev, params, *, mode="after-multiplication", order="rzn", flip_update=False):
+def gru_step(x, h_prev, params, *, mode="after-multiplication", order="rzn", flip_update=False, reset=True, bias=1.0):
     H = h_prev.shape[1]
     blocks = {name: slice(k * H, (k + 1) * H) for name, k in zip("rzn", map("rzn".index, order))}
-    W, U, b = params["W"], params["U"], params["b"]
+    W, U, b = params["W"], params["U"], bias * params["b"]
     bh = params.get("bh", np.zeros_like(b))
-    r = sigmoid(x @ W[:, blocks["r"]] + b[blocks["r"]] + h_prev @ U[:, blocks["r"]] + bh[blocks["r"]])
+    r = 1.0 if not reset else sigmoid(x @ W[:, blocks["r"]] + b[blocks["r"]] + h_prev @ U[:, blocks["r"]] + bh[blocks["r"]])
     z = sigmoid(x @ W[:, blocks["z"]] + b[blocks["z"]] + h_prev @ U[:, blocks["z"]] + bh[blocks["z"]])
     xn = x @ W[:, blocks["n"]] + b[blocks["n"]]
     if mode == "before-multiplication":
@@ -96,7 +98,7 @@ def lstm_step_backward(dh, dc, cache, *, use_dc=True, dh_to_c=True, tanh_deriv=T
     return dz_all @ p["W"].T, dz_all @ p["U"].T, dc_t * f if f_in_dc_prev else dc_t, grads
 
 
-def lstm_bptt(dhs, caches, *, step_backward=lstm_step_backward, accumulate=True, carry_h=True, carry_c=True,
+def lstm_bptt(dhs, caches, *, step_backward=lstm_step_backward, accumulate="all", carry_h=True, carry_c=True,
               dout_shift=0):  # fmt: skip
     N, T, H = dhs.shape
     dh_next, dc_next = np.zeros((N, H), dhs.dtype), np.zeros((N, H), dhs.dtype)
@@ -108,7 +110,10 @@ def lstm_bptt(dhs, caches, *, step_backward=lstm_step_backward, accumulate=True,
         dxs[t] = dx
         dh_next = dh_prev if carry_h else np.zeros_like(dh_prev)
         dc_next = dc_prev if carry_c else np.zeros_like(dc_prev)
-        grads = g if grads is None or not accumulate else {k: grads[k] + g[k] for k in g}
+        if accumulate == "all":
+            grads = g if grads is None else {k: grads[k] + g[k] for k in g}
+        elif accumulate == "overwrite" or t == T - 1:
+            grads = g
     return np.stack(dxs, axis=1), dh_next, dc_next, grads
 
 
@@ -181,6 +186,8 @@ LSTM_STEP_MISTAKES = [
     (dict(acts="ssss"), "gate g uses sigmoid; it must use tanh"),
     (dict(forget=False), "the forget gate is ignored"),
     (dict(h_of="c"), "h = o * c misses the tanh"),
+    (dict(h_of="tanh(c_prev)"), "h uses the previous cell state"),
+    (dict(output=False), "the output gate is ignored"),
     (dict(swap_return=True), "h and c are swapped in the return value"),
     (dict(stack="hx/WU"), "the concatenation order is wrong: [h_prev, x] against the stacked [W; U]"),
     (dict(stack="xh/UW"), "the concatenation order is wrong: [x, h_prev] against [U; W]"),
@@ -211,7 +218,10 @@ def test_lstm_forward_reports_step_mistakes(mistake, message):
 @pytest.mark.parametrize(
     "mistake, message",
     [
-        (dict(carry=False), "the states are not carried from one step to the next"),
+        (dict(carry=""), "the states are not carried from one step to the next"),
+        (dict(carry="h"), "the cell state c is not carried"),
+        (dict(carry="c"), "the hidden state h is not carried"),
+        (dict(backwards=True), "the sequence is read backwards in time"),
         (dict(before=True), "off by one in time: hs[:, t] must hold h_t after step t"),
     ],
 )
@@ -251,7 +261,8 @@ def test_lstm_step_backward_mistakes(mistake, message):
 @pytest.mark.parametrize(
     "mistake, message",
     [
-        (dict(accumulate=False), "not accumulated over time: grads holds only step 0's"),
+        (dict(accumulate="overwrite"), "not accumulated over time: grads holds only step 0's"),
+        (dict(accumulate="last"), "not accumulated over time: grads holds only the last step's"),
         (dict(carry_h=False), "dh_prev is not carried back"),
         (dict(carry_c=False), "dc_prev is not carried back"),
         (dict(carry_h=False, carry_c=False), "no state gradient is carried back in time"),
@@ -268,6 +279,9 @@ def test_lstm_bptt_mistakes(mistake, message):
     [
         ("after-multiplication", dict(order="zrn"), "the r and z gate blocks look swapped"),
         ("after-multiplication", dict(flip_update=True), "the update is reversed"),
+        ("after-multiplication", dict(reset=False), "the reset gate is not applied"),
+        ("before-multiplication", dict(bias=0.0), "the bias b is missing"),
+        ("recurrent-bias-after-multiplication", dict(mode="after-multiplication", order="nzr"), "the r and n gate blocks"),
         ("after-multiplication", dict(mode="before-multiplication"), "placed as in 'before-multiplication'"),
         ("before-multiplication", dict(mode="after-multiplication"), "placed as in 'after-multiplication'"),
     ],
