@@ -50,7 +50,7 @@ import dataclasses
 import math
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -482,6 +482,9 @@ _SOLVER_OPTIONS: dict[str, Spec] = {
     },
 }
 _DEFAULT_LEARN_RATE = {"sgdm": 0.01, "adam": 1e-3}
+# The solver options' names in lstm_ref.presets.Preset.
+_SOLVER_FIELDS = {"Momentum": "momentum", "GradientDecayFactor": "beta_1",
+                  "SquaredGradientDecayFactor": "beta_2", "Epsilon": "adam_epsilon"}
 
 
 @dataclass(frozen=True)
@@ -1044,9 +1047,9 @@ def trainNetwork(X: object, Y: object, layers: Sequence[Layer], options: Trainin
         "matlab", loss=loss, epochs=options.MaxEpochs, batch_size=batch, shuffle=options.Shuffle,
         l2=options.L2Regularization, gradient_threshold=options.GradientThreshold,
         gradient_threshold_method=options.GradientThresholdMethod, learning_rate=options.InitialLearnRate,
-        momentum=options.Momentum if options.Momentum is not None else 0.9,
-        beta_1=options.GradientDecayFactor or 0.9, beta_2=options.SquaredGradientDecayFactor or 0.999,
-        adam_epsilon=options.Epsilon or 1e-8, dtype="float64" if dtype == torch.float64 else "float32",
+        dtype="float64" if dtype == torch.float64 else "float32",
+        **{field: getattr(options, name) for name, field in _SOLVER_FIELDS.items()
+           if getattr(options, name) is not None},
     )
     schedule = None
     if options.LearnRateSchedule == "piecewise":

@@ -421,3 +421,22 @@ def test_verbose_table_has_matlabs_columns_and_rows(capsys):
     rows = [line.split("|")[1:3] for line in out.splitlines() if line.startswith("|") and line[2:9].strip().isdigit()]
     assert [int(it) for _, it in rows] == [1, 25, 50, 60], "rows at iteration 1, every 25, and the last"
     assert "Training finished: Max epochs completed." in out
+
+
+def test_training_progress_plot_draws_loss_and_rmse_per_iteration():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    X, Y = _cell(16, 1, 3, 24), np.zeros((16, 1))
+    layers = [m.sequenceInputLayer(1), m.lstmLayer(2, "OutputMode", "last"), m.fullyConnectedLayer(1),
+              m.regressionLayer()]
+    before = set(plt.get_fignums())
+    _, info = _train(X, Y, layers, "adam", "MaxEpochs", 3, "MiniBatchSize", 4, "Plots", "training-progress")
+    (new,) = set(plt.get_fignums()) - before
+    fig = plt.figure(new)
+    rmse_axis, loss_axis = fig.axes
+    np.testing.assert_array_equal(rmse_axis.lines[0].get_ydata(), info.TrainingRMSE)
+    np.testing.assert_array_equal(loss_axis.lines[0].get_ydata(), info.TrainingLoss)
+    plt.close(fig)
