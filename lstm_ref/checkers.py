@@ -32,6 +32,8 @@ check_gru_step              ``fn(x, h_prev, params) -> h`` or ``(h, ...)``
 check_rnn_step_backward     ``fn(dh, cache) -> (dx, dh_prev, grads)``
 check_lstm_step_backward    ``fn(dh, dc, cache) -> (dx, dh_prev, dc_prev, grads)``
 check_lstm_bptt             ``fn(dhs, caches) -> (dx, dh0, dc0, grads)``
+check_bptt_loss             ``fn(arrays, dhs) -> float``, sum(hs * dhs)
+check_bptt_gradients        ``grads_fn(arrays, dhs) -> dict`` against finite differences of ``loss_fn``
 ==========================  =====================================================
 
 The caches are those of ``lstm_ref.rnn_step_forward`` and
@@ -56,6 +58,7 @@ import numpy as np
 from scipy.special import expit as sigmoid
 
 import lstm_ref
+from lstm_ref.gradcheck import gradcheck
 
 Params = Mapping[str, np.ndarray]
 # The outputs of the reference, or of the reference under one mistake, keyed by
@@ -738,3 +741,67 @@ def check_lstm_bptt(fn: Callable[..., Any], *, N: int = 2, T: int = 5, D: int = 
         Mistake("off by one in time: dx of step t belongs at dx[:, t]", model(dx_shift=-1)),
     ]  # fmt: skip
     _compare(what, got, expected, mistakes, {**_GRAD_DIMS, "dx": "(N, T, D)"})
+
+
+# ---------------------------------------------------------------------------
+# Gradient checking
+
+GRADCHECK_RTOL = 1e-7  # the relative error a correct float64 gradient stays below (lstm_ref.gradcheck)
+
+
+def _bptt_problem(N: int, T: int, D: int, H: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Random float64 x (N, T, D), h0, c0 (N, H), W, U, b as one dict, and dhs (N, T, H)."""
+    x, h0, c0, params, rng = _lstm_inputs((N, T, D), H, seed, np.dtype(np.float64))
+    return {"x": x, "h0": h0, "c0": c0, **params}, _normal(rng, (N, T, H), x.dtype)
+
+
+def _lstm_hs(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    params = {k: arrays[k] for k in _PARAM_KEYS}
+    return lstm_ref.lstm_forward(arrays["x"], params, arrays["h0"], arrays["c0"], variant="standard")[0]
+
+
+def check_bptt_loss(fn: Callable[..., Any], *, N: int = 2, T: int = 3, D: int = 2, H: int = 3, seed: int = 0) -> None:
+    """Check ``fn(arrays, dhs) -> L = sum(hs * dhs)``, the scalar loss whose gradient BPTT computes.
+
+    ``arrays`` holds x (N, T, D), h0, c0 (N, H), W, U, b (float64); hs (N, T, H)
+    are the hidden states of the LSTM over x; dhs (N, T, H) is random. The
+    loss may use ``lstm_ref.lstm_forward``: the forward pass is not the task here.
+    """
+    arrays, dhs = _bptt_problem(N, T, D, H, seed)
+    hs = _lstm_hs(arrays)
+    got = fn(copy.deepcopy(arrays), dhs.copy())
+    if isinstance(got, (bool, np.bool_)) or not isinstance(got, (float, int, np.number, np.ndarray)) or np.ndim(got):
+        raise AssertionError(f"bptt_loss must return one number (a float), got {type(got).__name__} {np.shape(got)}")
+    mistakes = [
+        Mistake("the loss ignores dhs: L = sum(hs * dhs), with the random upstream gradient", lambda: {"L": hs.sum()}),
+        Mistake("the loss uses the last step only: sum over every step t", lambda: {"L": np.sum(hs[:, -1] * dhs[:, -1])}),
+        Mistake("the loss is a mean: L = sum(hs * dhs), a sum", lambda: {"L": np.mean(hs * dhs)}),
+    ]
+    _compare("bptt_loss", {"L": np.asarray(got, dtype=np.float64)}, {"L": np.asarray(np.sum(hs * dhs))}, mistakes, {"L": "()"})
+
+
+def check_bptt_gradients(loss_fn: Callable[..., Any], grads_fn: Callable[..., Any], *, N: int = 2, T: int = 3,
+                         D: int = 2, H: int = 3, seed: int = 0) -> None:  # fmt: skip
+    """Check ``grads_fn(arrays, dhs)`` against centred finite differences of ``loss_fn(arrays, dhs)``.
+
+    Both take the ``arrays`` of :func:`check_bptt_loss`; ``grads_fn`` returns a
+    dict with the same keys and shapes. Every relative error
+    (``lstm_ref.gradcheck.gradcheck``, float64) must stay below :data:`GRADCHECK_RTOL`.
+    """
+    arrays, dhs = _bptt_problem(N, T, D, H, seed)
+    analytic = grads_fn(copy.deepcopy(arrays), dhs.copy())
+    if not isinstance(analytic, Mapping) or set(analytic) != set(arrays):
+        keys = sorted(analytic) if isinstance(analytic, Mapping) else type(analytic).__name__
+        raise AssertionError(f"bptt_gradients must return a dict with the keys {sorted(arrays)}, got {keys}")
+    for name, a in arrays.items():
+        problem = _shape_problem(name, analytic[name], a, {})
+        if problem:
+            raise AssertionError(f"bptt_gradients: {problem}")
+    errors = gradcheck(lambda a: float(loss_fn(a, dhs)), arrays, analytic)
+    bad = {name: error for name, error in errors.items() if not error < GRADCHECK_RTOL}
+    if bad:
+        listed = ", ".join(f"d{name} {error:.1e}" for name, error in bad.items())
+        raise AssertionError(
+            f"bptt_gradients disagrees with finite differences of bptt_loss: relative error {listed} "
+            f"(must be below {GRADCHECK_RTOL:g}); the other gradients agree"
+        )

@@ -360,3 +360,29 @@ def test_checker_arguments_are_validated():
         checkers.check_lstm_param_count(4 * (3 * 5 + 25 + 5), D=3)
     with pytest.raises(ValueError, match="dtype must be float32 or float64"):
         checkers.check_lstm_step(lstm_step, dtype=np.float16)
+
+
+def bptt_loss(arrays, dhs, *, weights=None, reduce=np.sum):
+    params = {k: arrays[k] for k in ("W", "U", "b")}
+    _, caches = checkers.lstm_step_caches(arrays["x"], params, arrays["h0"], arrays["c0"])
+    hs = np.stack([cache.tanh_c * np.split(cache.gates, 4, axis=1)[3] for cache in caches], axis=1)  # h = o tanh(c)
+    return float(reduce(hs * (dhs if weights is None else weights(dhs))))
+
+
+def bptt_gradients(arrays, dhs, *, bptt=lstm_bptt):
+    params = {k: arrays[k] for k in ("W", "U", "b")}
+    _, caches = checkers.lstm_step_caches(arrays["x"], params, arrays["h0"], arrays["c0"])
+    dx, dh0, dc0, grads = bptt(dhs, caches)
+    return {"x": dx, "h0": dh0, "c0": dc0, **grads}
+
+
+def test_gradient_checking():
+    checkers.check_bptt_loss(bptt_loss)
+    checkers.check_bptt_gradients(bptt_loss, bptt_gradients, T=4, seed=3)
+    _fails_with(checkers.check_bptt_loss, functools.partial(bptt_loss, weights=np.ones_like), "the loss ignores dhs")
+    _fails_with(checkers.check_bptt_loss, functools.partial(bptt_loss, reduce=np.mean), "the loss is a mean")
+    _fails_with(checkers.check_bptt_loss, lambda a, d: np.ones(1), "must return one number")
+    overwritten = functools.partial(bptt_gradients, bptt=functools.partial(lstm_bptt, accumulate="overwrite"))
+    _fails_with(functools.partial(checkers.check_bptt_gradients, bptt_loss), overwritten, "relative error dW")
+    with pytest.raises(AssertionError, match="must return a dict with the keys"):
+        checkers.check_bptt_gradients(bptt_loss, lambda a, d: {"x": a["x"]})
