@@ -1,8 +1,8 @@
 """The committed student release ``course/`` is exactly what nbgrader makes of ``solutions/``.
 
 The release is regenerated in a temporary course root with the real
-``nbgrader generate_assignment --force`` and the course's own
-``grader/nbgrader_config.py``, then compared file by file with ``course/``.
+``nbgrader generate_assignment --force`` and the course's own settings (a copy
+of ``grader/`` with its ``nbgrader_config.py``), then compared file by file with ``course/``.
 Notebooks are compared as parsed JSON; nothing nbgrader writes varies between
 runs, so nothing is normalised. The release itself must carry no outputs, no
 solution code and no hidden tests.
@@ -42,10 +42,12 @@ def regenerated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh release made from a copy of solutions/ with the course's nbgrader config."""
     root = tmp_path_factory.mktemp("course_root")
     shutil.copytree(SOLUTIONS, root / "solutions", ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
-    (root / "grader").mkdir()
-    shutil.copy2(ROOT / "grader" / "nbgrader_config.py", root / "grader" / "nbgrader_config.py")
-    # nbgrader runs the `alembic` script of this environment to create its gradebook.
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    # The course's nbgrader settings: grader/nbgrader_config.py and the grader package it imports.
+    shutil.copytree(ROOT / "grader", root / "grader", ignore=shutil.ignore_patterns("__pycache__"))
+    # nbgrader runs the `alembic` script of this environment to create its gradebook, which
+    # must live in the temporary root, not wherever GRADER_DB_URL points.
+    env = {k: v for k, v in os.environ.items() if k != "GRADER_DB_URL"}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     for name in ASSIGNMENTS:
         proc = subprocess.run(
             [sys.executable, "-m", "nbgrader", "generate_assignment", name, "--force"],
