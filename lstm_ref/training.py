@@ -35,6 +35,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from lstm_ref.presets import Preset, preset as make_preset
 
@@ -600,7 +601,8 @@ def fit(
     history = History(config=config, metrics={name: [] for name in metrics})
     if val is not None:
         history.metrics.update({"val_" + name: [] for name in metrics})
-    progress = _progress(epochs * batches_per_epoch, verbose)
+    # tqdm.auto: a widget in notebooks, a text bar in terminals; disabled is a no-op
+    progress = tqdm(total=epochs * batches_per_epoch, unit="it", desc="training", disable=not verbose)
     start = time.perf_counter()
     iteration = 0
     devices = [params[0].device] if params[0].device.type == "cuda" else []
@@ -614,28 +616,20 @@ def fit(
             metric_sums = {name: 0.0 for name in metrics}
             batches = data.batches(orders[epoch], batch_size, config.drop_last)
             for k, (xb, yb) in enumerate(batches):
-                y_pred = model(xb)
-                batch_loss = loss_fn(y_pred, yb)
-                grads = list(torch.autograd.grad(batch_loss, params))
-                add_l2(grads, params, factors, config.l2)
-                clip_gradients(grads, config.gradient_threshold, config.gradient_threshold_method)
-                opt.step(params, grads)
+                y_pred, batch_loss = _train_step(model, xb, yb, loss_fn, params, factors, config, opt)
                 iteration += 1
-                batch_loss = batch_loss.detach()
                 batch_losses.append(batch_loss)
                 sizes.append(len(xb))
-                with torch.no_grad():
-                    for name, metric in metrics.items():
-                        metric_sums[name] += float(metric(y_pred, yb).sum())
+                for name, metric in metrics.items():
+                    metric_sums[name] += float(metric(y_pred, yb).sum())
                 if callback is not None:
                     callback(IterationInfo(
                         epoch=epoch + 1, iteration=iteration, loss=float(batch_loss),
                         learning_rate=opt.learning_rate, elapsed=time.perf_counter() - start,
-                        batch_size=len(xb), y_pred=y_pred.detach(), y=yb,
+                        batch_size=len(xb), y_pred=y_pred, y=yb,
                         end_of_epoch=k == batches_per_epoch - 1,
                     ))
-                if progress is not None:
-                    progress.update(1)
+                progress.update(1)
             losses = torch.stack(batch_losses).double().cpu().numpy()  # (batches,)
             history.iteration_loss.extend(losses.tolist())
             weights = np.asarray(sizes, dtype=float)
@@ -647,21 +641,26 @@ def fit(
                 history.val_loss.append(scores["loss"])
                 for name in metrics:
                     history.metrics["val_" + name].append(scores[name])
-            if progress is not None:
-                progress.set_postfix(epoch=epoch + 1, loss=f"{history.loss[-1]:.4g}")
-    if progress is not None:
-        progress.close()
+            progress.set_postfix(epoch=epoch + 1, loss=f"{history.loss[-1]:.4g}")
+    progress.close()
     model.eval()
     return history
 
 
-def _progress(total: int, verbose: int):
-    """A tqdm bar (widget in notebooks, text in terminals), or None when quiet."""
-    if not verbose:
-        return None
-    from tqdm.auto import tqdm
+def _train_step(model: torch.nn.Module, xb: Tensor, yb: Tensor, loss_fn: LossFn,
+                params: list[Tensor], factors: list[float], config: Preset,
+                opt: Optimizer) -> tuple[Tensor, Tensor]:
+    """One iteration: forward, gradients, L2 term, clipping, update.
 
-    return tqdm(total=total, unit="it", desc="training", leave=True)
+    Returns the mini-batch's predictions and loss (both detached).
+    """
+    y_pred = model(xb)
+    batch_loss = loss_fn(y_pred, yb)
+    grads = list(torch.autograd.grad(batch_loss, params))
+    add_l2(grads, params, factors, config.l2)
+    clip_gradients(grads, config.gradient_threshold, config.gradient_threshold_method)
+    opt.step(params, grads)
+    return y_pred.detach(), batch_loss.detach()
 
 
 @torch.no_grad()
