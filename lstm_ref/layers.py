@@ -60,6 +60,8 @@ class _ParamModule(nn.Module):
 class _Recurrent(_ParamModule):
     """Shared plumbing of the LSTM and GRU layers: time reversal, output choice."""
 
+    bias_keys: tuple[str, ...] = ("b",)  # the cell's biases (zeros when absent)
+
     def __init__(self, params, *, return_sequences, reverse, recurrent_activation,
                  cell_activation, dtype, device) -> None:
         for name in (recurrent_activation, cell_activation):
@@ -77,8 +79,7 @@ class _Recurrent(_ParamModule):
     def _cell_params(self, x: Tensor) -> dict[str, Tensor]:
         """The params dict, with zero biases where the layer has none (use_bias=False)."""
         p = self.params()
-        bias_keys = ("b", "bh") if getattr(self, "reset_mode", "") == "recurrent-bias-after-multiplication" else ("b",)
-        for key in bias_keys:
+        for key in self.bias_keys:
             if key not in p:
                 p[key] = torch.zeros(p["U"].shape[1], dtype=x.dtype, device=x.device)
         return p
@@ -149,6 +150,8 @@ class GRU(_Recurrent):
                          recurrent_activation=recurrent_activation,
                          cell_activation=cell_activation, dtype=dtype, device=device)
         self.reset_mode = reset_mode
+        if reset_mode == "recurrent-bias-after-multiplication":
+            self.bias_keys = ("b", "bh")
         self.fused = self.fused and reset_mode != "before-multiplication"
 
     def _run(self, x: Tensor) -> Tensor:

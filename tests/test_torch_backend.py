@@ -13,6 +13,7 @@ import torch
 from conftest import CASE_IDS, CASES, n_states, random_params, sequence_backward, sequence_forward
 
 import lstm_ref
+from lstm_ref import layers
 from lstm_ref import torch_backend as tb
 
 RTOL = ATOL = 1e-10
@@ -141,3 +142,42 @@ def test_bad_input_names_the_argument(rng):
         tb.lstm_forward(torch.zeros(N, T, D, dtype=torch.float64), p, variant="peephole")
     with pytest.raises(ValueError, match="cannot apply the reset gate before"):
         tb.gru_forward_fast(torch.zeros(N, T, D), p, reset_mode="before-multiplication")
+
+
+# ------------------------------------------------------------- lstm_ref.layers
+def test_layers_hold_params_by_name_and_pick_the_fused_kernel_when_it_applies(rng):
+    p = _params("lstm", "standard", rng)
+    fused = layers.LSTM(p, return_sequences=True, dtype=torch.float64)
+    assert fused.fused and set(dict(fused.named_parameters())) == {"W", "U", "b"}
+    for unfused in (layers.LSTM(p, return_sequences=True, recurrent_activation="hard_sigmoid_keras",
+                                dtype=torch.float64),
+                    layers.GRU(_params("gru", "before-multiplication", rng), dtype=torch.float64,
+                               reset_mode="before-multiplication")):
+        assert not unfused.fused
+    x = torch.from_numpy(rng.standard_normal((N, T, D)))
+    expected = lstm_ref.lstm_forward(x.numpy(), p)[0]
+    np.testing.assert_allclose(fused(x).detach().numpy(), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_reverse_layer_reads_backwards_and_aligns_outputs_with_inputs(rng):
+    p = _params("gru", "recurrent-bias-after-multiplication", rng)
+    options = dict(reset_mode="recurrent-bias-after-multiplication", dtype=torch.float64)
+    x = torch.from_numpy(rng.standard_normal((N, T, D)))
+    backward = layers.GRU(p, return_sequences=True, reverse=True, **options)
+    forward_on_flipped = layers.GRU(p, return_sequences=True, **options)(x.flip(1))
+    torch.testing.assert_close(backward(x), forward_on_flipped.flip(1))
+    last = layers.GRU(p, return_sequences=False, reverse=True, **options)(x)
+    torch.testing.assert_close(last, forward_on_flipped[:, -1])  # the state after reading step 0
+    both = layers.Bidirectional(layers.GRU(p, return_sequences=True, **options), backward)
+    assert both(x).shape == (N, T, 2 * H)
+    with pytest.raises(ValueError, match="backward_layer must have reverse=True"):
+        layers.Bidirectional(backward, backward)
+
+
+def test_layers_without_bias_run_with_zero_bias(rng):
+    p = _params("lstm", "standard", rng)
+    no_bias = {k: v for k, v in p.items() if k != "b"}
+    x = torch.from_numpy(rng.standard_normal((N, T, D)))
+    expected = lstm_ref.lstm_forward(x.numpy(), {**no_bias, "b": np.zeros_like(p["b"])}, return_sequences=False)[0]
+    out = layers.LSTM(no_bias, dtype=torch.float64)(x)
+    np.testing.assert_allclose(out.detach().numpy(), expected, rtol=RTOL, atol=ATOL)
