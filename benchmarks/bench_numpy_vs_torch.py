@@ -7,7 +7,8 @@ per shape and dtype, ``lstm_forward`` + ``lstm_backward`` against
 ``nn.LSTM`` forward + ``backward`` of ``(out * dout).sum()`` (input
 gradient included on both sides), with the same weights. It prints the
 median time of each, their ratio (NumPy / torch: below 1 means NumPy is
-faster), the GFLOP/s achieved (6 N T (D + H) 4H flops for forward +
+faster; the two run in turn, repeat by repeat, so that both see the same
+load from other processes), the same ratio by process CPU time, the GFLOP/s achieved (6 N T (D + H) 4H flops for forward +
 backward: the matmuls only) and, for scale, this machine's own NumPy matmul
 GFLOP/s measured in the same run.
 
@@ -23,26 +24,36 @@ import subprocess
 import sys
 import time
 
+import numpy as np  # safe at the top: each worker process starts with its thread variables already set
+
 SHAPES = [(32, 10, 1, 64), (64, 100, 32, 128), (128, 200, 64, 256)]  # (N, T, D, H)
 DTYPES = ["float32", "float64"]
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _median_time(fn, min_repeats: int, budget_s: float) -> float:
-    """Median wall time of ``fn()`` over at least ``min_repeats`` runs (more while within budget)."""
-    fn()  # warm-up: allocations, BLAS thread start-up
-    times: list[float] = []
+def _interleaved_medians(fns: dict, min_repeats: int, budget_s: float) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds of each function, run in turn so that all see the same load.
+
+    At least ``min_repeats`` rounds, more while within ``budget_s`` (at most 50).
+    CPU time is this process's (all its threads), which other processes' load
+    does not inflate the way it inflates wall time.
+    """
+    for fn in fns.values():
+        fn()  # warm-up: allocations, BLAS thread start-up
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
     start = time.perf_counter()
-    while len(times) < min_repeats or (time.perf_counter() - start < budget_s and len(times) < 50):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+    rounds = 0
+    while rounds < min_repeats or (time.perf_counter() - start < budget_s and rounds < 50):
+        for name, fn in fns.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            times[name].append((time.perf_counter() - w0, time.process_time() - c0))
+        rounds += 1
+    return {name: tuple(float(np.median(col)) for col in zip(*ts)) for name, ts in times.items()}
 
 
 def worker(threads: int, min_repeats: int, budget_s: float) -> dict:
     """Time every shape and dtype in this process (threads already fixed by the environment)."""
-    import numpy as np
     import torch
 
     import lstm_ref
@@ -54,8 +65,8 @@ def worker(threads: int, min_repeats: int, budget_s: float) -> dict:
     results = {"threads": threads, "matmul_gflops": {}, "rows": []}
     for dtype in DTYPES:
         a = rng.standard_normal((1024, 1024)).astype(dtype)
-        seconds = _median_time(lambda: a @ a, min_repeats, budget_s)
-        results["matmul_gflops"][dtype] = 2 * 1024**3 / seconds / 1e9
+        wall, _ = _interleaved_medians({"matmul": lambda: a @ a}, min_repeats, budget_s)["matmul"]
+        results["matmul_gflops"][dtype] = 2 * 1024**3 / wall / 1e9
     for N, T, D, H in SHAPES:
         for dtype in DTYPES:
             params = init_lstm_params(D, H, scheme="pytorch", seed=rng, dtype=dtype)
@@ -77,11 +88,12 @@ def worker(threads: int, min_repeats: int, budget_s: float) -> dict:
                 out, _ = module(x_t)
                 out.backward(dout_t)
 
-            t_np = _median_time(numpy_step, min_repeats, budget_s)
-            t_torch = _median_time(torch_step, min_repeats, budget_s)
+            medians = _interleaved_medians({"numpy": numpy_step, "torch": torch_step}, min_repeats, budget_s)
+            (t_np, cpu_np), (t_torch, cpu_torch) = medians["numpy"], medians["torch"]
             flops = 6 * N * T * (D + H) * 4 * H
             results["rows"].append(
                 {"shape": [N, T, D, H], "dtype": dtype, "numpy_s": t_np, "torch_s": t_torch,
+                 "cpu_ratio": cpu_np / cpu_torch,
                  "numpy_gflops": flops / t_np / 1e9, "torch_gflops": flops / t_torch / 1e9}
             )
     return results
@@ -100,13 +112,14 @@ def _table(res: dict) -> str:
         f"### {res['threads']} thread(s): NumPy matmul 1024x1024 = "
         f"{mm['float32']:.1f} GFLOP/s float32, {mm['float64']:.1f} GFLOP/s float64",
         "",
-        "| N, T, D, H | dtype | NumPy ms | torch ms | ratio NumPy/torch | NumPy GFLOP/s | torch GFLOP/s |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| N, T, D, H | dtype | NumPy ms | torch ms | ratio NumPy/torch | ratio by CPU time | NumPy GFLOP/s | torch GFLOP/s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in res["rows"]:
         lines.append(
             f"| {', '.join(map(str, r['shape']))} | {r['dtype']} | {1e3 * r['numpy_s']:.2f} | {1e3 * r['torch_s']:.2f} "
-            f"| **{r['numpy_s'] / r['torch_s']:.2f}** | {r['numpy_gflops']:.1f} | {r['torch_gflops']:.1f} |"
+            f"| **{r['numpy_s'] / r['torch_s']:.2f}** | {r['cpu_ratio']:.2f} "
+            f"| {r['numpy_gflops']:.1f} | {r['torch_gflops']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -122,7 +135,6 @@ def main() -> int:
     if args.worker is not None:
         print(json.dumps(worker(args.worker, args.repeats, args.budget)))
         return 0
-    import numpy as np
     import torch
 
     print(f"# lstm_ref NumPy LSTM vs torch.nn.LSTM, forward + backward, CPU ({os.cpu_count()} cores)")

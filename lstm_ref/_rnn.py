@@ -128,14 +128,9 @@ def rnn_backward(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Backprop through time for ``rnn_forward``.
 
-    Args:
-        dout: upstream gradient of ``out``: (N, T, H), or (N, H) when the
-            forward pass had ``return_sequences=False``.
-        cache: the ``RNNCache`` of the forward pass.
-        dh_T: upstream gradient of the final state (N, H); zeros when None.
-
-    Returns:
-        (dx (N, T, D), dh0 (N, H), grads), weight gradients summed over time and batch.
+    ``dout`` is the upstream gradient of ``out`` ((N, T, H), or (N, H) after
+    ``return_sequences=False``) and ``dh_T`` that of the final state (zeros
+    when None). Returns (dx (N, T, D), dh0 (N, H), grads summed over time and batch).
     """
     dout_tm, (dh,) = backward_upstream(dout, cache, dh_T=dh_T)  # (T, N, H), (N, H)
     da = np.empty_like(dout_tm)  # (T, N, H)

@@ -14,9 +14,14 @@ os.environ.setdefault("KERAS_BACKEND", "torch")  # before any keras import
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 import lstm_ref  # noqa: E402
 from lstm_ref import init  # noqa: E402
+
+# The tests multiply small matrices, fastest on one BLAS thread; a multi-threaded BLAS whose
+# threads wait on cores busy with other work can be tens of times slower.
+threadpool_limits(limits=1, user_api="blas")
 
 # (cell, options) for every cell, LSTM variant and GRU reset mode.
 CASES = (
