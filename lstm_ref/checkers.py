@@ -433,8 +433,10 @@ def _lstm_step_mistakes(params: Params, D: int, H: int) -> list[tuple[str, Step]
     return mistakes
 
 
-def _lstm_inputs(shape: tuple[int, ...], H: int, seed: int, dtype: np.dtype):
-    """x ``shape`` (N, D) or (N, T, D), non-zero h0 and c0 (N, H), and params, all in ``dtype``."""
+def _lstm_inputs(
+    shape: tuple[int, ...], H: int, seed: int, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray], np.random.Generator]:
+    """x ``shape`` (N, D) or (N, T, D), non-zero h0 and c0 (N, H), params, and the generator for more."""
     rng = np.random.default_rng(seed)
     params = _random_params(shape[-1], H, 4, rng, dtype)
     x, h0, c0 = _normal(rng, shape, dtype), _normal(rng, (shape[0], H), dtype, 0.5), _normal(rng, (shape[0], H), dtype)
