@@ -266,36 +266,23 @@ def test_piecewise_learn_rate_schedule():
 
 
 # ------------------------------------------------------------- initialisers
-def test_lstm_initial_weights_glorot_orthogonal_unit_forget_gate():
-    C, H = 3, 6
-    layers = [m.sequenceInputLayer(C), m.lstmLayer(H, "OutputMode", "last"), m.fullyConnectedLayer(1),
-              m.regressionLayer()]
+@pytest.mark.parametrize(("make", "directions"), [(m.lstmLayer, 1), (m.bilstmLayer, 2)])
+def test_lstm_initial_weights_glorot_orthogonal_unit_forget_gate(make, directions):
+    """MATLAB's initial learnables; a bilstmLayer's InputWeights is ONE 8H-by-C matrix (Glorot over C + 8H, one QR)."""
+    C, H = 4, 8
+    rows = directions * 4 * H
+    layers = [m.sequenceInputLayer(C), make(H, "OutputMode", "last"), m.fullyConnectedLayer(1), m.regressionLayer()]
     net, _ = _train(_cell(4, C, 2, 13), np.zeros((4, 1)), layers, "sgdm", "InitialLearnRate", 1e-300,
                     "MaxEpochs", 1, "MiniBatchSize", 4)
     lstm = net.Layers[1]
-    assert lstm.InputWeights.shape == (4 * H, C) and lstm.RecurrentWeights.shape == (4 * H, H)
-    assert lstm.Bias.shape == (4 * H, 1) and lstm.InputSize == C
-    np.testing.assert_allclose(lstm.Bias[:, 0], np.repeat([0.0, 1.0, 0.0, 0.0], H), rtol=0, atol=1e-200,
-                               err_msg="unit-forget-gate bias: rows i, f, g, o = 0, 1, 0, 0")
-    bound = math.sqrt(6 / (C + 4 * H))
-    assert 0.9 * bound < np.abs(lstm.InputWeights).max() <= bound, "Glorot bound sqrt(6/(C+4H))"
+    assert lstm.InputWeights.shape == (rows, C) and lstm.RecurrentWeights.shape == (rows, H)
+    assert lstm.Bias.shape == (rows, 1) and lstm.InputSize == C
+    np.testing.assert_allclose(lstm.Bias[:, 0], np.tile(np.repeat([0.0, 1.0, 0.0, 0.0], H), directions),
+                               rtol=0, atol=1e-200, err_msg="unit-forget-gate bias: rows i, f, g, o = 0, 1, 0, 0")
+    bound = math.sqrt(6 / (C + rows))
+    assert 0.9 * bound < np.abs(lstm.InputWeights).max() <= bound, f"Glorot bound sqrt(6/(C+{rows // H}H))"
     np.testing.assert_allclose(lstm.RecurrentWeights.T @ lstm.RecurrentWeights, np.eye(H), atol=1e-12,
-                               err_msg="orthogonal RecurrentWeights (4H-by-H, orthonormal columns)")
-
-
-def test_bilstm_initialisers_draw_one_8h_matrix():
-    """bilstmLayer's InputWeights is one 8H-by-C learnable: Glorot bound sqrt(6/(C+8H)), one orthogonal QR."""
-    C, H = 4, 8
-    layers = [m.sequenceInputLayer(C), m.bilstmLayer(H, "OutputMode", "last"), m.fullyConnectedLayer(1),
-              m.regressionLayer()]
-    net, _ = _train(_cell(4, C, 2, 23), np.zeros((4, 1)), layers, "sgdm", "InitialLearnRate", 1e-300,
-                    "MaxEpochs", 1, "MiniBatchSize", 4)
-    bi = net.Layers[1]
-    bound = math.sqrt(6 / (C + 8 * H))
-    assert 0.9 * bound < np.abs(bi.InputWeights).max() <= bound, "Glorot over (C, 8H), not per direction"
-    np.testing.assert_allclose(bi.RecurrentWeights.T @ bi.RecurrentWeights, np.eye(H), atol=1e-12,
-                               err_msg="RecurrentWeights 8H-by-H with orthonormal columns")
-    np.testing.assert_allclose(bi.Bias[:, 0], np.tile(np.repeat([0.0, 1.0, 0.0, 0.0], H), 2), rtol=0, atol=1e-200)
+                               err_msg=f"orthogonal RecurrentWeights ({rows // H}H-by-H, orthonormal columns)")
 
 
 @pytest.mark.parametrize(("mode", "bias_rows"), [("after-multiplication", 3), ("before-multiplication", 3),
