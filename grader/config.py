@@ -63,8 +63,8 @@ def course_config(root: str, *, db_url: str | None = None, limits: Limits | None
     c.TrustedExecute.cpu_seconds = int(limits.cpu_seconds)
     c.TrustedExecute.max_processes = int(limits.max_processes)
     c.TrustedExecute.output_bytes = int(limits.output_bytes)
-    c.TrustedExecute.hidden_paths = [root, REPO, *map(os.path.abspath, hidden_paths)]
-    c.TrustedExecute.report_dir = report_dir or os.path.join(root, "reports")
+    c.TrustedExecute.hidden_paths = list(dict.fromkeys([root, REPO, *map(os.path.abspath, hidden_paths)]))
+    c.TrustedExecute.report_dir = report_dir or os.path.join(root, "grader_work", "reports")
     c.GenerateFeedback.preprocessors = [
         "nbgrader.preprocessors.GetGrades",
         "nbgrader.preprocessors.ClearHiddenTests",

@@ -29,6 +29,8 @@ import multiprocessing
 import os
 import re
 import sys
+import time
+import warnings
 import zipfile
 
 from .config import RELEASE, SOURCE, course_config
@@ -101,13 +103,17 @@ class ImportReport:
 def _grade_worker(root: str, config_kwargs: dict, assignment: str, student: str) -> dict:
     """Autograde one submission with nbgrader (in a worker process)."""
     _ensure_tools_on_path()
+    # nbgrader's gradebook triggers these SQLAlchemy warnings on every submission; they are harmless.
+    warnings.filterwarnings("ignore", message=r"Object of type <Submitted\w+> not in session")
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
+    started = time.monotonic()
     config = course_config(root, **config_kwargs)
     api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
     result = api.autograde(assignment, student, force=True, create=True)
-    return {"success": bool(result.get("success")), "log": result.get("log", ""), "error": result.get("error", "")}
+    return {"success": bool(result.get("success")), "log": result.get("log", ""), "error": result.get("error", ""),
+            "seconds": round(time.monotonic() - started, 3)}
 
 
 def _failure_reason(result: dict) -> str:
@@ -270,7 +276,7 @@ class Course:
                     except Exception as exc:  # a worker that died takes only its own submission
                         result = {"success": False, "log": "", "error": f"grader worker failed: {exc!r}"}
                     if result["success"]:
-                        states[student] = self._save_graded(assignment, student, fingerprint)
+                        states[student] = self._save_graded(assignment, student, fingerprint, result["seconds"])
                     else:
                         states[student] = self._save_state(assignment, student, fingerprint, "ungradable",
                                                            _failure_reason(result))
@@ -295,10 +301,10 @@ class Course:
         _write_json(self._state_path(assignment, student), state)
         return state
 
-    def _save_graded(self, assignment: str, student: str, fingerprint: str) -> dict:
+    def _save_graded(self, assignment: str, student: str, fingerprint: str, seconds: float) -> dict:
         from nbgrader.api import Gradebook
 
-        tests = []
+        tests, needs_manual, stopped, executing = [], [], "", 0.0
         with Gradebook(self.config.CourseDirectory.db_url) as gb:
             submission = gb.find_submission(assignment, student)
             score, max_score = submission.score, submission.max_score
@@ -312,10 +318,12 @@ class Course:
                         tests.append({"notebook": notebook.name, "grade_id": grade.name, "score": grade.score,
                                       "max_score": grade.max_score, "ename": t.get("ename", ""),
                                       "message": t.get("message", ""), "hidden": t.get("hidden", False)})
-                needs_manual = [g.name for g in notebook.grades if g.needs_manual_grade]
-                stopped = report.get("kernel_stopped", "")
+                needs_manual += [g.name for g in notebook.grades if g.needs_manual_grade]
+                stopped = stopped or report.get("kernel_stopped", "")
+                executing += report.get("seconds", 0.0)
         return self._save_state(assignment, student, fingerprint, "graded", stopped, score=score,
-                                max_score=max_score, tests=tests, needs_manual_grade=needs_manual)
+                                max_score=max_score, tests=tests, needs_manual_grade=needs_manual,
+                                seconds={"nbgrader": seconds, "execution": executing})
 
     # -- reports --------------------------------------------------------------
     def states(self, assignment: str) -> dict:

@@ -92,12 +92,37 @@ class Remote:
         return f"<student's {self._handle['type']} (runs in the student's kernel)>"
 
 
+# Copied into a sandbox from the notebook's folder: data, not code or notebooks.
+CODE_SUFFIXES = (".py", ".pyc", ".pth", ".so", ".ipynb")
+
+
+def copy_data_files(src: str, dest: str) -> list:
+    """Copy the data files of ``src`` (the assignment's files, e.g. a CSV) into ``dest``.
+
+    Python files, notebooks and hidden files are left out: nothing shipped with
+    a submission can shadow a module, and the kernel holds no other notebook.
+    """
+    copied = []
+    for folder, dirs, files in os.walk(src):
+        dirs[:] = [d for d in dirs if not d.startswith((".", "__"))]
+        for name in files:
+            if name.startswith(".") or name.endswith(CODE_SUFFIXES):
+                continue
+            rel = os.path.relpath(os.path.join(folder, name), src)
+            os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
+            shutil.copyfile(os.path.join(folder, name), os.path.join(dest, rel))
+            copied.append(rel)
+    return copied
+
+
 class Sandbox:
     """A student's kernel: cells run with time limits, and the grader's calls into it."""
 
-    def __init__(self, nb: nbformat.NotebookNode, limits: Limits, hidden_paths: list) -> None:
+    def __init__(self, nb: nbformat.NotebookNode, limits: Limits, hidden_paths: list, data_dir: str = "") -> None:
         self.limits = limits
         self.dir = new_sandbox_dir()
+        if data_dir:
+            copy_data_files(data_dir, self.dir)
         kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
         self.km = SandboxKernelManager(kernel_name=kernel, sandbox_dir=self.dir, hidden_paths=hidden_paths,
                                        limits=limits)
@@ -366,7 +391,8 @@ class TrustedExecute(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         started = time.monotonic()
         tests = []
-        with Sandbox(nb, self.limits(), list(self.hidden_paths)) as sandbox:
+        data_dir = resources.get("metadata", {}).get("path", "")
+        with Sandbox(nb, self.limits(), list(self.hidden_paths), data_dir) as sandbox:
             ns = TrustedNamespace(sandbox)
             for cell in nb.cells:
                 if cell.cell_type != "code":

@@ -157,3 +157,28 @@ def test_cli_help_names_every_command():
     bad = subprocess.run([sys.executable, "-m", "grader", "--workers", "0", "summary", "toy"], cwd=REPO,
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "workers must be a positive int" in bad.stderr
+
+
+def test_plain_nbgrader_autograde_uses_the_protections(toy):
+    """An instructor's own ``nbgrader autograde`` runs the tests outside the student's kernel too."""
+    from nbgrader.api import Gradebook
+
+    root = toy["root"]
+    with open(os.path.join(root, "nbgrader_config.py"), "w", encoding="utf-8") as fh:
+        fh.write(f"import sys\nsys.path.insert(0, {REPO!r})\nfrom grader.config import course_config\n"
+                 f"c = get_config()\nc.merge(course_config({root!r}))\n")
+    cheat = ("get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\n"
+             "import sys\nsys.excepthook = lambda *a: None\nprint('all tests passed')\n")
+    nb = nbformat.reads(toy_submission(toy["release"], "x", "x").decode(), as_version=4)
+    answer = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "sigmoid")
+    answer.source = cheat + answer.source
+    os.makedirs(os.path.join(root, "submitted", "mallory", ASSIGNMENT))
+    nbformat.write(nb, os.path.join(root, "submitted", "mallory", ASSIGNMENT, "toy.ipynb"))
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "nbgrader"), "autograde", ASSIGNMENT,
+                    "--student", "mallory"], cwd=root, env=env, check=True, capture_output=True, timeout=300)
+    with Gradebook(toy["course"].config.CourseDirectory.db_url) as gb:
+        assert gb.find_submission(ASSIGNMENT, "mallory").score == 0.0
+    report = os.path.join(root, "grader_work", "reports", "mallory", ASSIGNMENT, "toy.json")
+    with open(report, encoding="utf-8") as fh:
+        assert [t["passed"] for t in json.load(fh)["tests"]] == [False, False, False]

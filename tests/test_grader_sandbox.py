@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from grader.sandbox import Limits, describe_protections, protections
-from grader.trusted import HIDDEN_FAILED, Remote, Sandbox, TrustedNamespace, run_trusted_cell, split_hidden
+from grader.trusted import (HIDDEN_FAILED, Remote, Sandbox, TrustedNamespace, copy_data_files, run_trusted_cell,
+                            split_hidden)
 
 
 def _code(source: str, **nbgrader) -> nbformat.NotebookNode:
@@ -164,3 +165,13 @@ def test_limits_are_validated():
     with pytest.raises(ValueError, match="memory_mb"):
         Limits(memory_mb=-1)
     assert np.isfinite(Limits().notebook_timeout)
+
+
+def test_only_data_files_reach_the_sandbox(tmp_path):
+    src, dest = tmp_path / "autograded", tmp_path / "sandbox"
+    (src / "data").mkdir(parents=True)
+    dest.mkdir()
+    for name in ("data/series.csv", "numpy.py", "lstm_ref.py", "other.ipynb", ".secret", "notes.txt"):
+        (src / name).write_text("x")
+    assert sorted(copy_data_files(str(src), str(dest))) == ["data/series.csv", "notes.txt"]
+    assert sorted(p.name for p in dest.rglob("*") if p.is_file()) == ["notes.txt", "series.csv"]
