@@ -33,6 +33,7 @@ from ._rnn import rnn_backward, rnn_forward
 from ._validate import check_choice
 
 CELLS = ("lstm", "gru", "rnn")
+State = np.ndarray | tuple[np.ndarray, np.ndarray]  # h, or (h, c) for the LSTM
 
 
 def _lstm_state(name: str, state):
@@ -77,8 +78,8 @@ def bidirectional_forward(
     x: np.ndarray,
     params_fw: dict,
     params_bw: dict,
-    state0_fw=None,
-    state0_bw=None,
+    state0_fw: State | None = None,
+    state0_bw: State | None = None,
     *,
     return_sequences: bool = True,
     **options,
@@ -107,7 +108,7 @@ def bidirectional_forward(
 
 
 def bidirectional_backward(
-    dout: np.ndarray, cache: BidirectionalCache, dstate_fw=None, dstate_bw=None
+    dout: np.ndarray, cache: BidirectionalCache, dstate_fw: State | None = None, dstate_bw: State | None = None
 ) -> tuple[np.ndarray, tuple, tuple[dict, dict]]:
     """Backward of ``bidirectional_forward``.
 
