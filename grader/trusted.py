@@ -206,7 +206,7 @@ class Sandbox:
         if "error" in answer:
             ename, message = answer["error"]
             cls = getattr(builtins, str(ename), None)
-            if isinstance(cls, type) and issubclass(cls, Exception) and not issubclass(cls, (KernelStopped,)):
+            if isinstance(cls, type) and issubclass(cls, Exception):
                 raise cls(message)
             raise RuntimeError(f"{ename}: {message}")
         return answer

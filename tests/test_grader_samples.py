@@ -141,3 +141,13 @@ def test_second_run_skips_graded_work_and_forced_regrade_agrees(graded):
 def test_sandboxes_leave_no_process_or_cgroup_behind(graded):
     # the fork bomb's daemons lived in a pids cgroup and a sandbox folder of this run
     assert _sandbox_traces() <= graded["traces_before"]
+
+
+def test_committed_samples_follow_the_solutions(tmp_path):
+    """samples/ is what ``python -m grader.samples gates`` builds from solutions/ today."""
+    from grader.samples import build
+
+    zip_path, expected_path = build("gates", str(tmp_path))
+    for built, committed in ((zip_path, ZIP), (expected_path, os.path.join(SAMPLES, "gates_expected.json"))):
+        with open(built, "rb") as new, open(committed, "rb") as old:
+            assert new.read() == old.read(), f"{committed} is stale: run python -m grader.samples gates"
