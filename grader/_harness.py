@@ -118,13 +118,15 @@ def load(path: str) -> tuple:
     return tree, arrays
 
 
-def _guarded(fn, args):
+def _guarded(fn, args, kwargs):
     """Call ``fn`` as the course's checkers do: calling the reference implementation fails."""
     try:
         from lstm_ref.checkers import _call
     except ImportError:
-        return fn(*args)
-    return _call(fn, getattr(fn, "__name__", "the function"), *args)
+        return fn(*args, **kwargs)
+    import functools
+
+    return _call(functools.partial(fn, **kwargs), getattr(fn, "__name__", "the function"), *args)
 
 
 def kernel_side(user_ns: dict):
@@ -164,8 +166,8 @@ def kernel_side(user_ns: dict):
             req = decode(*load(request_path), from_handle=lambda h: handles[h["id"]])
             if req["op"] == "lookup":
                 answer = lookup(req["name"])
-            elif req.get("guard") and not req["kwargs"]:
-                answer = {"result": _guarded(req["target"], req["args"])}
+            elif req.get("guard"):
+                answer = {"result": _guarded(req["target"], req["args"], req["kwargs"])}
             else:
                 answer = {"result": req["target"](*req["args"], **req["kwargs"])}
             tree, arrays = encode(answer, handle_of)

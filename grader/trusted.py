@@ -56,6 +56,11 @@ class KernelStopped(RuntimeError):
     """The student's kernel died or was stopped; nothing more runs in it."""
 
 
+class CannotTransfer(TypeError):
+    """A test needs to share an object with the student's code that is not plain data
+    (a trusted callback, a torch module to fill in, an attribute of a student's object)."""
+
+
 class CappedClient(NotebookClient):
     """A notebook client that keeps at most ``output_bytes`` of outputs per notebook."""
 
@@ -90,6 +95,11 @@ class Remote:
 
     def __repr__(self) -> str:
         return f"<student's {self._handle['type']} (runs in the student's kernel)>"
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name in ("_sandbox", "_handle"):
+            raise AttributeError(name)
+        raise CannotTransfer(f"the tests read .{name} of the student's {self._handle['type']}")
 
 
 # Copied into a sandbox from the notebook's folder: data, not code or notebooks.
@@ -189,7 +199,7 @@ class Sandbox:
         try:
             tree, arrays = _harness.encode(request, lambda obj: obj._handle if isinstance(obj, Remote) else None)
         except _harness.Opaque as exc:
-            raise TypeError(f"the tests cannot pass {exc} to the student's code") from None
+            raise CannotTransfer(f"the tests pass {exc} to the student's code") from None
         _harness.save(req, tree, arrays)
         cell = nbformat.v4.new_code_cell(f"_grader_rpc({req!r}, {rep!r})")
         self._run(cell, store_history=False)
@@ -320,6 +330,9 @@ def run_trusted_cell(cell, ns: TrustedNamespace) -> dict:
                     value = eval(expr, ns)
             except KeyboardInterrupt:
                 raise
+            except CannotTransfer as exc:
+                result.update(passed=False, ename="CannotTransfer", message=str(exc), untransferable=True)
+                break
             except BaseException as exc:  # any failure of a test, SystemExit included, fails the cell
                 result.update(passed=False, hidden=hidden, ename=type(exc).__name__, message=str(exc))
                 if hidden:
@@ -342,6 +355,28 @@ def run_trusted_cell(cell, ns: TrustedNamespace) -> dict:
                                               execution_count=None))
     cell.outputs = outputs
     return result
+
+
+def run_in_kernel(cell, sandbox: Sandbox, why: str) -> dict:
+    """Run a test cell in the student's kernel, as nbgrader does, when its objects cannot cross.
+
+    Such a cell is not protected from the student's code (the report marks it
+    ``in_kernel``). Its stderr is shown as ordinary output, and a failure in a
+    cell with hidden tests shows no traceback.
+    """
+    cell.outputs = []
+    sandbox.run_cell(cell)
+    errors = [o for o in cell.outputs if o.output_type == "error"]
+    hidden = any(h for _, _, h in split_hidden(cell.source))
+    for output in cell.outputs:
+        if output.output_type == "stream":
+            output.name = "stdout"
+    if errors and hidden:
+        cell.outputs = [nbformat.v4.new_output("error", ename=errors[0].ename, evalue=HIDDEN_FAILED,
+                                               traceback=[f"A test failed ({errors[0].ename})."])]
+    first = errors[0] if errors else None
+    return {"passed": not errors, "hidden": bool(errors) and hidden, "ename": first.ename if first else "",
+            "message": first.evalue if first else "", "in_kernel": why}
 
 
 def _is_test(cell) -> bool:
@@ -399,6 +434,8 @@ class TrustedExecute(NbGraderPreprocessor):
                     continue
                 if _is_test(cell):
                     outcome = run_trusted_cell(cell, ns)
+                    if outcome.get("untransferable"):
+                        outcome = run_in_kernel(cell, sandbox, outcome["message"])
                     tests.append({"grade_id": cell.metadata.nbgrader["grade_id"],
                                   "points": float(cell.metadata.nbgrader.get("points", 0)), **outcome})
                     continue
