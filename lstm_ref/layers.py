@@ -48,8 +48,9 @@ class _ParamModule(nn.Module):
                  device: torch.device | str | None) -> None:
         super().__init__()
         for key, value in params.items():
+            # torch.tensor copies: training must never write into the caller's arrays.
             self.register_parameter(
-                key, nn.Parameter(torch.as_tensor(np.asarray(value), dtype=dtype, device=device))
+                key, nn.Parameter(torch.tensor(np.asarray(value), dtype=dtype, device=device))
             )
 
     def params(self) -> dict[str, Tensor]:

@@ -14,6 +14,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")  # before any keras import
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import lstm_ref  # noqa: E402
@@ -22,6 +23,9 @@ from lstm_ref import init  # noqa: E402
 # The tests multiply small matrices, fastest on one BLAS thread; a multi-threaded BLAS whose
 # threads wait on cores busy with other work can be tens of times slower.
 threadpool_limits(limits=1, user_api="blas")
+# Likewise torch's intra-op threads: small LSTMs gain nothing from them, and oversubscribed
+# threads on a busy machine slow training by an order of magnitude.
+torch.set_num_threads(1)
 
 # (cell, options) for every cell, LSTM variant and GRU reset mode.
 CASES = (

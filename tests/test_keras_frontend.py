@@ -12,14 +12,6 @@ from lstm_ref.data import sum_of_sequence
 from lstm_ref.keras import GRU, LSTM, Bidirectional, Dense, Dropout, Embedding, Input, Sequential
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small LSTMs gain nothing from intra-op threads, and on a busy machine
-    oversubscribed threads slow training by an order of magnitude."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_the_seed_lines_run_with_only_the_import_changed():

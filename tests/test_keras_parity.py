@@ -14,7 +14,6 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 from lstm_ref import keras as lk  # noqa: E402
 from lstm_ref.data import embedding_classification, sum_of_sequence  # noqa: E402
@@ -25,14 +24,6 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
 )
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small LSTMs gain nothing from intra-op threads, and on a busy machine
-    oversubscribed threads slow training by an order of magnitude."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 PREDICT_ATOL = 1e-5
