@@ -363,3 +363,16 @@ def test_bad_arguments_are_named():
         training.fit(IndexTarget(), x, y, optimizer="adagrad", verbose=0)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         training.fit(lambda v: v, x, y)
+
+
+def test_training_never_writes_into_the_arrays_a_layer_was_built_from():
+    from lstm_ref.layers import Dense
+
+    params = {"W": np.ones((3, 1)), "b": np.zeros(1)}
+    before = {k: v.copy() for k, v in params.items()}
+    model = Dense(params, dtype=torch.float64)
+    x = np.random.default_rng(0).standard_normal((8, 3))
+    training.fit(model, x, x.sum(axis=1, keepdims=True) * 2, epochs=2, batch_size=4, seed=0, verbose=0)
+    assert not torch.equal(model.W.detach(), torch.ones(3, 1, dtype=torch.float64))
+    for key in params:
+        np.testing.assert_array_equal(params[key], before[key], err_msg=f"params[{key!r}] changed")
