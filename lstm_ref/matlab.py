@@ -480,11 +480,16 @@ _SOLVER_OPTIONS: dict[str, Spec] = {
         "SquaredGradientDecayFactor": (0.999, _fraction),
         "Epsilon": (1e-8, _positive),
     },
+    "rmsprop": {
+        "SquaredGradientDecayFactor": (0.9, _fraction),
+        "Epsilon": (1e-8, _positive),
+    },
 }
-_DEFAULT_LEARN_RATE = {"sgdm": 0.01, "adam": 1e-3}
-# The solver options' names in lstm_ref.presets.Preset.
+_DEFAULT_LEARN_RATE = {"sgdm": 0.01, "adam": 1e-3, "rmsprop": 1e-3}
+# The solver options' names in lstm_ref.presets.Preset (rmsprop's squared-gradient decay is rho).
 _SOLVER_FIELDS = {"Momentum": "momentum", "GradientDecayFactor": "beta_1",
                   "SquaredGradientDecayFactor": "beta_2", "Epsilon": "adam_epsilon"}
+_RMSPROP_FIELDS = {**_SOLVER_FIELDS, "SquaredGradientDecayFactor": "rho"}
 
 
 @dataclass(frozen=True)
@@ -518,7 +523,7 @@ class TrainingOptions:
 
 
 def trainingOptions(solverName: str, *args: object, **kwargs: object) -> TrainingOptions:
-    """Training options for ``solverName`` 'adam' or 'sgdm', with MATLAB's defaults.
+    """Training options for ``solverName`` 'adam', 'sgdm' or 'rmsprop', with MATLAB's defaults.
 
     Common options (defaults): 'InitialLearnRate' (1e-3 adam, 0.01 sgdm),
     'MaxEpochs' (30), 'MiniBatchSize' (128), 'Shuffle' ('once' | 'never' |
@@ -532,16 +537,14 @@ def trainingOptions(solverName: str, *args: object, **kwargs: object) -> Trainin
     'Plots' ('none' | 'training-progress': a matplotlib figure after training),
     'ExecutionEnvironment' ('auto' | 'cpu' | 'gpu').
     sgdm: 'Momentum' (0.9). adam: 'GradientDecayFactor' (0.9),
-    'SquaredGradientDecayFactor' (0.999), 'Epsilon' (1e-8).
+    'SquaredGradientDecayFactor' (0.999), 'Epsilon' (1e-8). rmsprop:
+    'SquaredGradientDecayFactor' (0.9), 'Epsilon' (1e-8).
     """
     if not isinstance(solverName, str):
-        raise TypeError(f"trainingOptions: solverName must be 'adam' or 'sgdm', got {solverName!r}")
+        raise TypeError(f"trainingOptions: solverName must be 'adam', 'sgdm' or 'rmsprop', got {solverName!r}")
     solver = solverName.lower()
-    if solver == "rmsprop":
-        raise ValueError("trainingOptions: solver 'rmsprop' is not supported by lstm_ref's training engine; "
-                         "use 'adam' or 'sgdm'")
     if solver not in _SOLVER_OPTIONS:
-        raise ValueError(f"trainingOptions: solverName must be 'adam' or 'sgdm', got {solverName!r}")
+        raise ValueError(f"trainingOptions: solverName must be 'adam', 'sgdm' or 'rmsprop', got {solverName!r}")
     o = _parse("trainingOptions", args, kwargs, {**_COMMON_OPTIONS, **_SOLVER_OPTIONS[solver]})
     if o["InitialLearnRate"] is None:
         o["InitialLearnRate"] = _DEFAULT_LEARN_RATE[solver]
@@ -1048,7 +1051,8 @@ def trainNetwork(X: object, Y: object, layers: Sequence[Layer], options: Trainin
         l2=options.L2Regularization, gradient_threshold=options.GradientThreshold,
         gradient_threshold_method=options.GradientThresholdMethod, learning_rate=options.InitialLearnRate,
         dtype="float64" if dtype == torch.float64 else "float32",
-        **{field: getattr(options, name) for name, field in _SOLVER_FIELDS.items()
+        **{field: getattr(options, name)
+           for name, field in (_RMSPROP_FIELDS if options.SolverName == "rmsprop" else _SOLVER_FIELDS).items()
            if getattr(options, name) is not None},
     )
     schedule = None

@@ -94,8 +94,9 @@ def test_name_value_pairs_are_case_insensitive_and_keywords_work():
         (lambda: m.trainingOptions("adam", 10, "MaxEpochs"), TypeError, "option name"),
         (lambda: m.trainingOptions("adam", "MaxEpochs", 0), ValueError, "'MaxEpochs' must be a positive integer"),
         (lambda: m.trainingOptions("adam", "Shuffle", "always"), ValueError, "'Shuffle' must be one of"),
-        (lambda: m.trainingOptions("rmsprop"), ValueError, "'rmsprop' is not supported.*'adam' or 'sgdm'"),
-        (lambda: m.trainingOptions("lbfgs"), ValueError, "solverName must be 'adam' or 'sgdm'"),
+        (lambda: m.trainingOptions("rmsprop", "Momentum", 0.9), ValueError,
+         r"'Momentum' is not a recognized parameter"),
+        (lambda: m.trainingOptions("lbfgs"), ValueError, "solverName must be 'adam', 'sgdm' or 'rmsprop'"),
         (lambda: m.trainingOptions("adam", "SequenceLength", "shortest"), ValueError, "'SequenceLength'"),
         (lambda: m.trainingOptions("adam", "ValidationData", 3), ValueError, "ValidationData"),
         (lambda: m.lstmLayer(0), ValueError, "numHiddenUnits"),
@@ -254,6 +255,21 @@ def test_gradient_threshold_l2norm_clips_each_parameter_alone():
              - lstm["RecurrentWeights"], net.Layers[1].Bias - lstm["Bias"], net.Layers[2].Weights - fc["Weights"]]
     np.testing.assert_allclose([np.linalg.norm(d) for d in moved], 0.1 * 1e-3, rtol=1e-6,
                                err_msg="per-parameter clipping ('l2norm')")
+
+
+def test_rmsprop_first_step_is_lr_over_sqrt_one_minus_decay():
+    """rmsprop, one step from v = 0: v = (1 - rho) g^2, so each weight moves by lr / sqrt(1 - rho) (eps 1e-8 aside)."""
+    X, Y, H = _cell(8, 1, 4, 12), 100 * np.ones((8, 1)), 3
+    lstm = _lstm_weights(H, 1, 13)
+    fc = {"Weights": np.ones((1, H)), "Bias": np.zeros((1, 1))}
+    layers = [m.sequenceInputLayer(1), m.lstmLayer(H, "OutputMode", "last", **lstm), m.fullyConnectedLayer(1, **fc),
+              m.regressionLayer()]
+    assert m.trainingOptions("rmsprop").SquaredGradientDecayFactor == 0.9
+    net, _ = _train(X, Y, layers, "rmsprop", "SquaredGradientDecayFactor", 0.5, "InitialLearnRate", 0.01,
+                    "L2Regularization", 0, "MaxEpochs", 1, "MiniBatchSize", 8)
+    moved = np.abs(np.concatenate([(net.Layers[2].Weights - fc["Weights"]).ravel(),
+                                   (net.Layers[2].Bias - fc["Bias"]).ravel()]))
+    np.testing.assert_allclose(moved, 0.01 / np.sqrt(0.5), rtol=1e-6, err_msg="rmsprop first step")
 
 
 def test_piecewise_learn_rate_schedule():
