@@ -1,4 +1,5 @@
-"""The usual mistakes, planted in the gates and bptt notebooks, cost exactly their test cells' points.
+"""The usual mistakes, planted in the gates and bptt notebooks, cost exactly their test cells' points;
+every solution notebook earns full marks and every untouched release notebook zero.
 
 Each submission is a solution notebook with one mistake written into an answer
 cell (the text between ``### BEGIN SOLUTION`` and ``### END SOLUTION``). All
@@ -31,6 +32,7 @@ from nbgrader.api import Gradebook
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
+RELEASE = ROOT / "course"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 
 
@@ -174,7 +176,9 @@ def test_each_mistake_costs_exactly_its_test_cells(tmp_path: Path, assignment: s
     assert all(len(b) == sum(len(m.breaks) for m in students[s]) for s, b in breaks.items()), "overlapping mistakes"
     submissions = {"correct": _submission(source, [], keep_demo=assignment == "gates")}
     submissions.update({student: _submission(source, planted, keep_demo=False) for student, planted in students.items()})
+    submissions["blank"] = nbformat.read(RELEASE / assignment / f"{assignment}.ipynb", as_version=4)
     graded = _autograde(tmp_path, assignment, submissions)
+    assert graded.scores["blank"] == dict.fromkeys(graded.points, 0.0), "the untouched release earns points"
 
     assert sum(graded.points.values()) >= 10, f"{assignment} has only {sum(graded.points.values())} autograded points"
     assert graded.scores["correct"] == graded.points, f"the solution loses points: {graded.scores['correct']}"
@@ -190,3 +194,16 @@ def test_each_mistake_costs_exactly_its_test_cells(tmp_path: Path, assignment: s
         assert graded.scores[student] == expected, f"{student}: {graded.scores[student]}"
         lost = sum(graded.points.values()) - sum(graded.scores[student].values())
         assert lost == sum(graded.points[c] for c in broken)
+
+
+@pytest.mark.parametrize("assignment", ["gru", "sequence_tasks"])
+def test_solution_earns_every_point_and_the_release_none(tmp_path: Path, assignment: str) -> None:
+    """The other graded assignments: the whole solution notebook (demo cells included) and the untouched release."""
+    source = SOLUTIONS / assignment / f"{assignment}.ipynb"
+    submissions = {"solution": _submission(source, [], keep_demo=True),
+                   "blank": nbformat.read(RELEASE / assignment / f"{assignment}.ipynb", as_version=4)}
+    graded = _autograde(tmp_path, assignment, submissions)
+    assert sum(graded.points.values()) >= 10, f"{assignment} has only {sum(graded.points.values())} autograded points"
+    assert graded.scores["solution"] == graded.points and graded.errors["solution"] == {}, graded.errors["solution"]
+    assert graded.scores["blank"] == dict.fromkeys(graded.points, 0.0), "the untouched release earns points"
+    assert set(graded.errors["blank"]) == set(graded.points), "every test cell of the release must fail"
