@@ -156,8 +156,14 @@ class Sandbox:
         return self
 
     def __exit__(self, *exc) -> None:
+        kc = self.client.kc
         try:
             self._stack.close()
+            for name in ("shell", "stdin", "control"):  # nbclient leaves these open
+                channel = getattr(kc, f"_{name}_channel", None) if kc is not None else None
+                socket = getattr(channel, "socket", None)
+                if socket is not None and not socket.closed:
+                    socket.close(linger=0)
         finally:
             self.km.kill_all()
             shutil.rmtree(self.dir, ignore_errors=True)
