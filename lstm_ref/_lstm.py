@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._sequence import backward_upstream, batch_first, sigmoid_, flat, input_grad, input_projection, state_or_zeros, time_major
+from ._sequence import backward_upstream, batch_first, flat, input_grad, input_projection, state_or_zeros, time_major
 from ._validate import Dim, check_array, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
 
 # Gate blocks of W, U and b per variant, in column order.
@@ -69,25 +69,52 @@ def _blocks(a: np.ndarray, variant: str) -> dict[str, np.ndarray]:
     return {name: a[..., k * H : (k + 1) * H] for k, name in enumerate(gates)}
 
 
-def _core_forward(z, h_prev, c_prev, params, variant, c, tanh_c, h) -> None:
+def _forward_constants(params: dict, variant: str, H: int) -> dict[str, np.ndarray]:
+    """What the forward core multiplies by, with the sigmoid gates' weights halved.
+
+    sigmoid(a) = 0.5 tanh(a / 2) + 0.5, so with the columns of W, U, b of
+    the sigmoid gates (i, f, o) and the peepholes halved, z holds z_g and
+    z_i / 2, z_f / 2, z_o / 2, and one tanh call over the contiguous
+    (N, G*H) block followed by ``* scale + shift`` (0.5 and 0.5 on sigmoid
+    columns, 1 and 0 on g's) activates every gate. Halving is exact in
+    floating point, so the gates are those of the equations bit for bit;
+    three contiguous passes replace a separate call per gate on strided
+    (N, H) column blocks, which NumPy runs several times slower.
+    """
+    dtype = params["W"].dtype
+    scale = np.concatenate([np.full(H, 1 if k == "g" else 0.5, dtype) for k in LSTM_VARIANTS[variant]])  # (G*H,)
+    consts = {k: params[k] * scale for k in ("W", "U", "b")}
+    consts.update({k: params[k] * 0.5 for k in _PEEPHOLES if k in params})
+    return {**consts, "scale": scale, "shift": 1 - scale}
+
+
+def _core_forward(z, h_prev, c_prev, fwd, variant, c, tanh_c, h, zu) -> None:
     """The recurrent part of one step, shared by the step and sequence functions.
 
-    On entry ``z`` (N, G*H) holds the input projection x W + b; on exit the
-    activated gates. Writes c, tanh(c) and h (each (N, H)) into the given
-    arrays, so that the sequence loop fills its preallocated buffers.
+    ``fwd`` comes from ``_forward_constants``. On entry ``z`` (N, G*H) holds
+    the input projection x W + b with the sigmoid gates' columns halved; on
+    exit the activated gates. Writes c, tanh(c) and h (each (N, H)) into
+    the given arrays, so that the sequence loop fills its preallocated
+    buffers, and uses ``zu`` (N, G*H) as scratch for h_prev U: every
+    operation writes into an existing array, because a fresh temporary per
+    step costs as much as an elementwise pass (new pages from the
+    allocator). ``tanh_c`` serves as scratch until tanh(c) is written into it.
     """
-    z += h_prev @ params["U"]  # (N, G*H)
+    np.matmul(h_prev, fwd["U"], out=zu)
+    z += zu  # (N, G*H)
     gate = _blocks(z, variant)
     i, g = gate["i"], gate["g"]
     if variant == "peephole":
-        i += params["p_i"] * c_prev
-        gate["f"] += params["p_f"] * c_prev
-    H = c.shape[1]
-    sigmoid_(z[:, : LSTM_VARIANTS[variant].index("g") * H])  # i, and f where present: the blocks before g
-    np.tanh(g, out=g)
+        i += np.multiply(fwd["p_i"], c_prev, out=tanh_c)
+        gate["f"] += np.multiply(fwd["p_f"], c_prev, out=tanh_c)
+    n = 3 * c.shape[1] if variant == "peephole" else z.shape[1]  # all gates but a peephole o, which sees c
+    act = z[:, :n]
+    np.tanh(act, out=act)
+    act *= fwd["scale"][:n]
+    act += fwd["shift"][:n]
     if "f" in gate:
         np.multiply(gate["f"], c_prev, out=c)
-        c += i * g
+        c += np.multiply(i, g, out=tanh_c)
     elif variant == "coupled":  # f = 1 - i
         np.subtract(g, c_prev, out=c)
         c *= i
@@ -98,20 +125,25 @@ def _core_forward(z, h_prev, c_prev, params, variant, c, tanh_c, h) -> None:
     np.tanh(c, out=tanh_c)
     if "o" in gate:
         o = gate["o"]
-        if variant == "peephole":
-            o += params["p_o"] * c
-        sigmoid_(o)
+        if variant == "peephole":  # sigmoid of the halved pre-activation, as above
+            o += np.multiply(fwd["p_o"], c, out=h)
+            np.tanh(o, out=o)
+            o *= 0.5
+            o += 0.5
         np.multiply(o, tanh_c, out=h)
     else:  # no_output: o = 1
         h[...] = tanh_c
 
 
-def _core_backward(dh, dc, gates, c_prev, tanh_c, params, variant, dz) -> tuple[np.ndarray, np.ndarray]:
-    """Backward through the recurrent part of one step.
+def _core_backward(dh, dc, gates, c_prev, tanh_c, params, variant, dz, U_T, dc_t) -> None:
+    """Backward through the recurrent part of one step, in place.
 
-    Writes the pre-activation gradient into ``dz`` (N, G*H) and returns
-    (dh_prev, dc_prev). First each gate's local derivative times its path
-    to c (i, f, g) or to h (o), independent of the upstream gradients::
+    On entry ``dh``, ``dc`` (N, H) hold the upstream gradients of h and c; on
+    exit dh_prev and dc_prev. Writes the pre-activation gradient into ``dz``
+    (N, G*H); ``U_T`` is U^T as a contiguous (G*H, H) array (a transposed
+    view makes the matmul slower) and ``dc_t`` (N, H) is scratch. First each
+    gate's local derivative times its path to c (i, f, g) or to h (o),
+    independent of the upstream gradients::
 
         dc/dz_i = g i (1 - i)  (coupled: (g - c_prev) i (1 - i))
         dc/dz_f = c_prev f (1 - f)     dc/dz_g = i (1 - g^2)     dh/dz_o = tanh(c) o (1 - o)
@@ -119,6 +151,8 @@ def _core_backward(dh, dc, gates, c_prev, tanh_c, params, variant, dz) -> tuple[
     then the chain rule with dc_t = dc + dh o (1 - tanh(c)^2). f = 1 - i
     (coupled) is recomputed from i rather than stored by forward: one
     subtraction per element instead of another (N, H) buffer per step.
+    Once consumed, ``dh`` and ``dc`` serve as scratch before they receive
+    dh_prev and dc_prev, so that no step allocates.
     """
     gate, d = _blocks(gates, variant), _blocks(dz, variant)
     i, g = gate["i"], gate["g"]
@@ -127,29 +161,36 @@ def _core_backward(dh, dc, gates, c_prev, tanh_c, params, variant, dz) -> tuple[
     np.multiply(g, g, out=d["g"])
     np.subtract(1, d["g"], out=d["g"])
     d["g"] *= i
-    d["i"] *= (g - c_prev) if variant == "coupled" else g
-    dh_dc = 1 - tanh_c * tanh_c  # (N, H)
+    if variant == "coupled":
+        d["i"] *= np.subtract(g, c_prev, out=dc_t)
+    else:
+        d["i"] *= g
+    np.multiply(tanh_c, tanh_c, out=dc_t)
+    np.subtract(1, dc_t, out=dc_t)  # dh/dc through tanh: 1 - tanh(c)^2
     if "f" in gate:
         d["f"] *= c_prev
     if "o" in gate:
         d["o"] *= tanh_c
         d["o"] *= dh  # dz_o
-        dh_dc *= gate["o"]
-    dc_t = dh * dh_dc
+        dc_t *= gate["o"]
+    dc_t *= dh
     dc_t += dc  # total gradient of c (N, H)
     if variant == "peephole":
-        dc_t += d["o"] * params["p_o"]  # o sees c through p_o
+        dc_t += np.multiply(d["o"], params["p_o"], out=dc)  # o sees c through p_o
     for name in "ifg":
         if name in d:
             d[name] *= dc_t  # dz_i, dz_f, dz_g
     if "f" in gate:
-        dc_prev = dc_t * gate["f"]
+        np.multiply(dc_t, gate["f"], out=dc)
+    elif variant == "coupled":
+        np.subtract(1, i, out=dc)
+        dc *= dc_t
     else:
-        dc_prev = dc_t * (1 - i) if variant == "coupled" else dc_t
+        dc[...] = dc_t
     if variant == "peephole":
-        dc_prev += d["i"] * params["p_i"] + d["f"] * params["p_f"]
-    dh_prev = dz @ params["U"].T  # (N, H)
-    return dh_prev, dc_prev
+        dc += np.multiply(d["i"], params["p_i"], out=dh)
+        dc += np.multiply(d["f"], params["p_f"], out=dh)
+    np.matmul(dz, U_T, out=dh)  # dh_prev (N, H)
 
 
 def _param_grads(x, h_prev, c_prev, c, dz, variant) -> dict[str, np.ndarray]:
@@ -219,9 +260,10 @@ def lstm_step_forward(
     x, p, N, H, dtype = _check_step(x, params, variant)
     h_prev = check_array("h_prev", h_prev, (("N", N), ("H", H)), dtype)
     c_prev = check_array("c_prev", c_prev, (("N", N), ("H", H)), dtype)
-    z = x @ p["W"] + p["b"]  # (N, G*H)
+    fwd = _forward_constants(p, variant, H)
+    z = x @ fwd["W"] + fwd["b"]  # (N, G*H)
     c, tanh_c, h = (np.empty((N, H), dtype) for _ in range(3))
-    _core_forward(z, h_prev, c_prev, p, variant, c, tanh_c, h)
+    _core_forward(z, h_prev, c_prev, fwd, variant, c, tanh_c, h, np.empty_like(z))
     return h, c, LSTMStepCache(x, h_prev, c_prev, z, c, tanh_c, p, variant)
 
 
@@ -241,8 +283,12 @@ def lstm_step_backward(
     N, H = cache.c.shape
     dh = check_array("dh", dh, (("N", N), ("H", H)), cache.c.dtype)
     dc = check_array("dc", dc, (("N", N), ("H", H)), cache.c.dtype)
+    dh_prev, dc_prev = dh.copy(), dc.copy()  # updated in place by the core
     dz = np.empty_like(cache.gates)  # (N, G*H)
-    dh_prev, dc_prev = _core_backward(dh, dc, cache.gates, cache.c_prev, cache.tanh_c, cache.params, cache.variant, dz)
+    U_T = np.ascontiguousarray(cache.params["U"].T)  # (G*H, H)
+    _core_backward(
+        dh_prev, dc_prev, cache.gates, cache.c_prev, cache.tanh_c, cache.params, cache.variant, dz, U_T, np.empty_like(dc)
+    )
     grads = _param_grads(cache.x, cache.h_prev, cache.c_prev, cache.c, dz, cache.variant)
     return dz @ cache.params["W"].T, dh_prev, dc_prev, grads
 
@@ -274,14 +320,16 @@ def lstm_forward(
     H = infer_hidden_size("params", params)
     p = check_params("params", params, lstm_param_dims(D, H, variant), dtype)
     x_tm = time_major(x)  # (T, N, D)
-    gates = input_projection(x_tm, p["W"], p["b"])  # (T, N, G*H)
+    fwd = _forward_constants(p, variant, H)
+    gates = input_projection(x_tm, fwd["W"], fwd["b"])  # (T, N, G*H)
     h = np.empty((T + 1, N, H), dtype)
     c = np.empty((T + 1, N, H), dtype)
     tanh_c = np.empty((T, N, H), dtype)
     h[0] = state_or_zeros("h0", h0, N, H, dtype)
     c[0] = state_or_zeros("c0", c0, N, H, dtype)
+    zu = np.empty_like(gates[0])  # scratch (N, G*H)
     for t in range(T):
-        _core_forward(gates[t], h[t], c[t], p, variant, c[t + 1], tanh_c[t], h[t + 1])
+        _core_forward(gates[t], h[t], c[t], fwd, variant, c[t + 1], tanh_c[t], h[t + 1], zu)
     out = batch_first(h[1:]) if return_sequences else h[T].copy()
     cache = LSTMCache(x_tm, h, c, gates, tanh_c, p, variant, return_sequences)
     return out, (h[T].copy(), c[T].copy()), cache
@@ -303,10 +351,12 @@ def lstm_backward(
         summed over time and batch, keyed like the parameters.
     """
     dout_tm, (dh, dc) = backward_upstream(dout, cache, dh_T=dh_T, dc_T=dc_T)  # (T, N, H), (N, H)
+    dh, dc = dh.copy(), dc.copy()  # updated in place by the core, step by step
     dz = np.empty_like(cache.gates)  # (T, N, G*H)
+    U_T = np.ascontiguousarray(cache.params["U"].T)  # (G*H, H)
+    dc_t = np.empty_like(dc)  # scratch (N, H)
     for t in reversed(range(len(dz))):
-        dh, dc = _core_backward(
-            dh + dout_tm[t], dc, cache.gates[t], cache.c[t], cache.tanh_c[t], cache.params, cache.variant, dz[t]
-        )
+        dh += dout_tm[t]
+        _core_backward(dh, dc, cache.gates[t], cache.c[t], cache.tanh_c[t], cache.params, cache.variant, dz[t], U_T, dc_t)
     grads = _param_grads(flat(cache.x), flat(cache.h[:-1]), flat(cache.c[:-1]), flat(cache.c[1:]), flat(dz), cache.variant)
     return input_grad(dz, cache.params["W"]), dh, dc, grads
