@@ -6,9 +6,12 @@ system allows them (``unshare``):
 
 - network namespace: no network at all (the kernel talks to the grader over
   Unix sockets in its folder);
-- mount namespace: the course root (solutions, gradebook, submissions, other
-  sandboxes) is covered by empty read-only mounts, except the packages the
-  kernel imports and its own folder;
+- mount namespace: every top-level folder that holds data rather than the
+  system (/tmp, /home, /root, /srv, ...: course roots, other checkouts,
+  gradebooks, other sandboxes) and the course root are covered by empty
+  mounts; the Python installation, lstm_ref and the kernel's own folder
+  (which also holds its connection file) are bound back, read-only but for
+  the folder;
 - PID namespace: killing the kernel's first process kills every process it
   started, daemons included;
 - a pids cgroup per kernel (fork bombs), RLIMIT_AS (memory), RLIMIT_CPU,
@@ -41,6 +44,23 @@ NAMESPACE_FLAGS = ["--fork", "--pid", "--mount-proc", "--mount", "--net", "--kil
 KERNEL_ENV = {"LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "OPENBLAS_NUM_THREADS": "1", "KERAS_BACKEND": "torch",
               "PYDEVD_DISABLE_FILE_VALIDATION": "1", "PYTHONHASHSEED": "0"}
+
+
+# Top-level folders of the system itself; every other one may hold someone's files.
+_SYSTEM_ROOTS = {"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run", "sbin", "sys",
+                 "usr", "var"}
+
+
+def _data_roots() -> list:
+    """The folders a kernel has no business reading: every non-system top-level folder, and /var/tmp."""
+    roots = [os.path.join("/", d) for d in sorted(os.listdir("/"))
+             if d not in _SYSTEM_ROOTS and os.path.isdir(os.path.join("/", d)) and not os.path.islink(os.path.join("/", d))]
+    return [*roots, "/var/tmp"]
+
+
+def _python_prefixes() -> list:
+    """The Python installation the kernel runs from: the environment and its base."""
+    return sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +177,8 @@ class SandboxKernelManager(AsyncKernelManager):
         super().__init__(**kwargs)
         if not self.sandbox_dir:
             self.sandbox_dir = new_sandbox_dir()
+        # Jupyter's runtime folder is masked inside the sandbox: the kernel reads its own from here.
+        self.connection_file = os.path.join(self.sandbox_dir, "kernel.json")
         self._cgroup = ""
         p = protections()
         if p["namespaces"]:
@@ -195,10 +217,12 @@ class SandboxKernelManager(AsyncKernelManager):
                 "PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/bin", "/bin"])}
 
     def _masked(self) -> list:
-        return [os.path.dirname(self.sandbox_dir), *self.hidden_paths]
+        return [*_data_roots(), os.path.dirname(self.sandbox_dir), *self.hidden_paths]
 
     def _kept(self) -> list:
-        kept = [self.sandbox_dir]
+        """The sandbox folder, then what the kernel runs on: the Python installation
+        (a virtual environment may live inside the masked course root) and lstm_ref."""
+        kept = [self.sandbox_dir, *_python_prefixes()]
         for package in ("lstm_ref",):
             spec = importlib.util.find_spec(package)
             if spec is not None and spec.submodule_search_locations:
@@ -206,8 +230,7 @@ class SandboxKernelManager(AsyncKernelManager):
         return kept
 
     def _read_only(self) -> list:
-        prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-        return sorted(prefixes) + self._kept()[1:]
+        return self._kept()[1:]
 
     def _make_cgroup(self) -> str:
         root = protections()["pids_cgroup"]
