@@ -4,20 +4,39 @@ The test cells of a notebook run in the grader's trusted process; the names a
 student defined live in the student's sandboxed kernel. When a test reads a
 student's name or calls a student's function, the grader writes a request file
 into the sandbox, runs ``_grader_rpc(request, reply)`` in the kernel, and reads
-the reply file back. Both files hold plain data only: one ``.npz`` archive
-(``allow_pickle=False``) with a JSON tree ``__tree__`` whose leaves point at
-arrays. Whatever the student's code does in its kernel, it can only choose the
-data that comes back, never run code in the grader.
+the reply file back. Messages are one ``.npz`` archive (``allow_pickle=False``)
+with a JSON tree ``__tree__`` whose leaves point at arrays.
+
+What the kernel sends is plain data only: whatever the student's code does in
+its kernel, it can only choose the data that comes back, never run code in the
+grader. The grader's requests may also carry what the tests hand to a student's
+function besides data, since the kernel may trust the grader:
+
+- a test's own function (a callback) stays in the grader: the kernel gets a
+  stand-in that sends each call over the sandbox's Unix socket and returns the
+  grader's answer (data);
+- a torch module is sent pickled; after the call the kernel sends its
+  ``state_dict`` back as arrays, and the grader loads it into the test's module;
+- every argument comes back after the call, so that what the student's code did
+  to it in place (an array written, a generator drawn from, a dict changed) is
+  copied into the test's own object.
 
 This module is self-contained (NumPy and the standard library only): the grader
 imports it, and its source is executed once in each student kernel.
 """
+import importlib
+import io
 import json
 import os
+import pickle
+import socket
+import struct
 
 import numpy as np
 
 _ARRAY_KINDS = "biufcU"  # bool, int, uint, float, complex, str: no object/void dtypes
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+RECORD_PACKAGE = "lstm_ref"  # NamedTuples of this package (e.g. its caches) travel field by field
 MAX_REPLY_BYTES = 256 * 2**20
 
 
@@ -25,14 +44,15 @@ class Opaque(Exception):
     """Raised by :func:`encode` for a value that is not plain data."""
 
 
-def encode(value, handle_of=None) -> tuple:
+def encode(value, special=None) -> tuple:
     """Split ``value`` into a JSON tree and a list of arrays.
 
-    Supported: None, bool, int, float, complex, str, list, tuple, dict with
+    Plain data: None, bool, int, float, complex, str, list, tuple, dict with
     str keys, NumPy arrays and scalars of bool/number/str dtype, torch tensors
-    (sent as arrays). ``handle_of(obj) -> dict | None`` names other objects
-    (functions, caches of a student's own class) by a handle; without it, or
-    when it returns None, such an object raises :class:`Opaque`.
+    (sent as arrays), NumPy Generators (their bit generator's state) and the
+    NamedTuples of ``lstm_ref`` (field by field). ``special(obj, walk) -> node
+    | None`` encodes any other object (``walk`` encodes a nested value); without
+    it, or when it returns None, such an object raises :class:`Opaque`.
     """
     arrays = []
 
@@ -59,16 +79,49 @@ def encode(value, handle_of=None) -> tuple:
             return {"t": type(v).__name__, "v": [walk(x) for x in v]}
         if type(v) is dict and all(isinstance(k, str) for k in v):
             return {"t": "dict", "v": [[k, walk(x)] for k, x in v.items()]}
-        handle = handle_of(v) if handle_of is not None else None
-        if handle is None:
+        if type(v) is np.random.Generator:
+            return {"t": "generator", "v": walk(v.bit_generator.state)}
+        if isinstance(v, tuple) and hasattr(type(v), "_fields") and _is_record(type(v)):
+            return {"t": "record", "module": type(v).__module__, "class": type(v).__qualname__,
+                    "v": [walk(x) for x in v]}
+        node = special(v, walk) if special is not None else None
+        if node is None:
             raise Opaque(f"a value of type {type(v).__module__}.{type(v).__qualname__}")
-        return {"t": "handle", "v": handle}
+        return node
 
     return walk(value), arrays
 
 
-def decode(tree, arrays, from_handle=None):
-    """Rebuild a value from :func:`encode`'s tree and arrays (no code runs)."""
+def _is_record(cls) -> bool:
+    module = getattr(cls, "__module__", "")
+    return isinstance(module, str) and (module == RECORD_PACKAGE or module.startswith(RECORD_PACKAGE + "."))
+
+
+def _record_class(module: str, name: str):
+    if not _is_record(type("probe", (), {"__module__": module})):
+        raise ValueError(f"a record of module {module!r} in a grader message")
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, tuple) and hasattr(cls, "_fields")):
+        raise ValueError(f"{module}.{name} in a grader message is not a NamedTuple")
+    return cls
+
+
+def _generator(state):
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if name not in _BIT_GENERATORS:
+        raise ValueError(f"unknown bit generator {name!r} in a grader message")
+    bits = getattr(np.random, name)()
+    bits.state = state
+    return np.random.Generator(bits)
+
+
+def decode(tree, arrays, special=None):
+    """Rebuild a value from :func:`encode`'s tree and arrays.
+
+    ``special`` maps the type of each non-data node a side accepts to
+    ``f(node, walk)``; any other node is refused.
+    """
+    special = special or {}
 
     def walk(n):
         t = n["t"]
@@ -93,29 +146,74 @@ def decode(tree, arrays, from_handle=None):
             return items if t == "list" else tuple(items)
         if t == "dict":
             return {str(k): walk(x) for k, x in n["v"]}
-        if t == "handle" and from_handle is not None:
-            return from_handle(n["v"])
-        raise ValueError(f"unknown node type {t!r} in a grader message")
+        if t == "generator":
+            return _generator(walk(n["v"]))
+        if t == "record":
+            cls = _record_class(str(n["module"]), str(n["class"]))
+            fields = [walk(x) for x in n["v"]]
+            if len(fields) != len(cls._fields):
+                raise ValueError(f"{cls.__name__} in a grader message has {len(fields)} fields")
+            return cls(*fields)
+        if t in special:
+            return special[t](n, walk)
+        raise ValueError(f"unexpected node type {t!r} in a grader message")
 
     return walk(tree)
 
 
-def save(path: str, tree, arrays) -> None:
-    """Write a message: arrays ``a0..`` plus the tree as ``__tree__``, then rename."""
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as fh:
-        np.savez(fh, __tree__=np.array(json.dumps(tree)), **{f"a{i}": a for i, a in enumerate(arrays)})
-    os.replace(tmp, path)
+def dumps(tree, arrays) -> bytes:
+    """A message as bytes: arrays ``a0..`` plus the tree as ``__tree__``."""
+    buffer = io.BytesIO()
+    np.savez(buffer, __tree__=np.array(json.dumps(tree)), **{f"a{i}": a for i, a in enumerate(arrays)})
+    return buffer.getvalue()
 
 
-def load(path: str) -> tuple:
-    """Read a message written by :func:`save`; refuses pickles and oversized files."""
-    if os.path.getsize(path) > MAX_REPLY_BYTES:
-        raise ValueError(f"grader message {path} is larger than {MAX_REPLY_BYTES} bytes")
-    with np.load(path, allow_pickle=False) as z:
+def loads(data: bytes) -> tuple:
+    """Read a message written by :func:`dumps`; refuses pickles and oversized messages."""
+    if len(data) > MAX_REPLY_BYTES:
+        raise ValueError(f"a grader message is larger than {MAX_REPLY_BYTES} bytes")
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
         tree = json.loads(str(z["__tree__"]))
         arrays = [z[f"a{i}"] for i in range(len(z.files) - 1)]
     return tree, arrays
+
+
+def save(path: str, tree, arrays) -> None:
+    """Write a message to ``path`` (a temporary file, then renamed)."""
+    with open(path + ".tmp", "wb") as fh:
+        fh.write(dumps(tree, arrays))
+    os.replace(path + ".tmp", path)
+
+
+def load(path: str) -> tuple:
+    """Read a message file written by :func:`save`."""
+    if os.path.getsize(path) > MAX_REPLY_BYTES:
+        raise ValueError(f"grader message {path} is larger than {MAX_REPLY_BYTES} bytes")
+    with open(path, "rb") as fh:
+        return loads(fh.read())
+
+
+def send(sock, data: bytes) -> None:
+    """Send one length-prefixed message over a stream socket."""
+    sock.sendall(struct.pack("!Q", len(data)) + data)
+
+
+def receive(sock) -> bytes:
+    """Receive one message sent by :func:`send`."""
+    def exactly(n):
+        chunks = []
+        while n:
+            chunk = sock.recv(min(n, 2**20))
+            if not chunk:
+                raise ConnectionError("the other side closed the connection")
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    (size,) = struct.unpack("!Q", exactly(8))
+    if size > MAX_REPLY_BYTES:
+        raise ValueError(f"a grader message is larger than {MAX_REPLY_BYTES} bytes")
+    return exactly(size)
 
 
 def _guarded(fn, args, kwargs):
@@ -129,21 +227,36 @@ def _guarded(fn, args, kwargs):
     return _call(functools.partial(fn, **kwargs), getattr(fn, "__name__", "the function"), *args)
 
 
-def kernel_side(user_ns: dict):
+def kernel_side(user_ns: dict, address: str):
     """Return the function the grader calls in the student's kernel.
 
     Requests: ``{"op": "lookup", "name": str}`` answers ``{"kind": ...}`` with
     kind ``missing``, ``module`` (its name), ``import`` (a function of an
     installed module, by module and qualname), ``value`` (plain data) or
     ``handle`` (anything else); ``{"op": "call", "target": handle, "args":
-    [...], "kwargs": {...}}`` answers ``{"result": value}``. A failure answers
-    ``{"error": [type name, message]}``.
+    [...], "kwargs": {...}, "guard": bool, "errstate": {...}}`` (run under the
+    checkers' guard and NumPy's error handling ``errstate``) answers
+    ``{"result": value, "args": [...], "kwargs": {...}}``, the arguments as the
+    call left them. A failure answers
+    ``{"error": [type name, message]}``. The grader's functions are called over
+    the Unix socket at ``address``.
     """
+    import builtins
+
     handles = []
+    received = {}  # id(module) -> (module, the grader's number for it), for the current request
+    stand_ins = {}  # id(function) -> (stand-in, the grader's number for its function)
 
     def handle_of(obj):
         handles.append(obj)
         return {"id": len(handles) - 1, "callable": callable(obj), "type": type(obj).__qualname__}
+
+    def outgoing(obj, walk):
+        if id(obj) in stand_ins and stand_ins[id(obj)][0] is obj:
+            return {"t": "callback", "v": stand_ins[id(obj)][1]}
+        if id(obj) in received and received[id(obj)][0] is obj:
+            return {"t": "state", "id": received[id(obj)][1], "v": walk(dict(obj.state_dict()))}
+        return {"t": "handle", "v": handle_of(obj)}
 
     def lookup(name):
         if name not in user_ns:
@@ -161,18 +274,49 @@ def kernel_side(user_ns: dict):
             return {"kind": "handle", "handle": obj}
         return {"kind": "value", "value": obj}
 
+    def stand_in(number):
+        """A function that runs the grader's function ``number`` on plain data."""
+        def call(*args, **kwargs):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(address)
+                send(sock, dumps(*encode({"id": number, "args": list(args), "kwargs": kwargs}, outgoing)))
+                answer = decode(*loads(receive(sock)), special=incoming)
+            if "error" in answer:
+                ename, message = answer["error"]
+                cls = getattr(builtins, str(ename), None)
+                raise (cls if isinstance(cls, type) and issubclass(cls, Exception) else RuntimeError)(message)
+            return answer["result"]
+
+        stand_ins[id(call)] = (call, number)
+        return call
+
+    def unpickle(node, walk):
+        obj = pickle.loads(walk(node["v"]).tobytes())
+        received[id(obj)] = (obj, node["id"])
+        return obj
+
+    incoming = {"handle": lambda n, walk: handles[n["v"]["id"]],
+                "callback": lambda n, walk: stand_in(n["v"]),
+                "pickle": unpickle}
+
     def rpc(request_path, reply_path):
         try:
-            req = decode(*load(request_path), from_handle=lambda h: handles[h["id"]])
+            req = decode(*load(request_path), special=incoming)
             if req["op"] == "lookup":
                 answer = lookup(req["name"])
-            elif req.get("guard"):
-                answer = {"result": _guarded(req["target"], req["args"], req["kwargs"])}
             else:
-                answer = {"result": req["target"](*req["args"], **req["kwargs"])}
-            tree, arrays = encode(answer, handle_of)
+                args, kwargs = req["args"], req["kwargs"]
+                with np.errstate(**req.get("errstate", {})):
+                    if req.get("guard"):
+                        result = _guarded(req["target"], args, kwargs)
+                    else:
+                        result = req["target"](*args, **kwargs)
+                answer = {"result": result, "args": args, "kwargs": kwargs}
+            tree, arrays = encode(answer, outgoing)
         except BaseException as exc:  # the grader reads the failure from the reply
             tree, arrays = encode({"error": [type(exc).__name__, str(exc)[:2000]]})
+        received.clear()
+        stand_ins.clear()
         save(reply_path, tree, arrays)
 
     return rpc

@@ -12,7 +12,12 @@ it in ``Autograde.autograde_preprocessors``:
   need and the setup did not define is looked up in the student's kernel and
   comes back as plain data (:mod:`grader._harness`); a student's function comes
   back as a :class:`Remote` whose calls run in the kernel and return data. The
-  checkers, ``assert`` and NumPy the tests use are the grader's own;
+  checkers, ``assert`` and NumPy the tests use are the grader's own. A test's
+  own function handed to a student's function runs in the grader when the
+  student's code calls it (a :class:`CallbackServer` on the sandbox's Unix
+  socket), and what the student's code does to the arguments of a call (an
+  array filled in, a generator drawn from, a torch module's weights loaded)
+  reaches the test's own objects (:func:`sync_back`);
 - a hidden test's source and traceback never reach the notebook's outputs;
 - a dead or killed kernel fails every later test (no reply, no points).
 
@@ -30,13 +35,17 @@ import itertools
 import json
 import linecache
 import os
+import pickle
 import shutil
+import socket
 import sys
+import threading
 import time
 import traceback
 import warnings
 
 import nbformat
+import numpy as np
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbgrader import utils
@@ -57,8 +66,9 @@ class KernelStopped(RuntimeError):
 
 
 class CannotTransfer(TypeError):
-    """A test needs to share an object with the student's code that is not plain data
-    (a trusted callback, a torch module to fill in, an attribute of a student's object)."""
+    """A test needs to share an object with the student's code that cannot cross
+    (e.g. an attribute of a student's object, or a call back into the student's code
+    from a test's function)."""
 
 
 class CappedClient(NotebookClient):
@@ -91,6 +101,9 @@ class Remote:
         self._sandbox, self._handle = sandbox, handle
 
     def __call__(self, *args, **kwargs):
+        if self._sandbox.busy:
+            raise CannotTransfer(f"a test's function calls the student's {self._handle['type']} "
+                                 "while the student's code runs")
         return self._sandbox.call(self, args, kwargs)
 
     def __repr__(self) -> str:
@@ -125,6 +138,112 @@ def copy_data_files(src: str, dest: str) -> list:
     return copied
 
 
+def _torch_module(obj) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def sync_back(original, after):
+    """Copy into a test's argument ``original`` what the student's code did to its copy ``after``.
+
+    Arrays and tensors are written in place (same shape and dtype), a Generator
+    takes the state its copy ended in, dicts and lists take the items the call
+    left (recursively, so unchanged arrays keep their identity); anything else
+    (immutable values, objects that stayed on their side) is left as it is.
+    Returns the object the test's container should hold.
+    """
+    if original is after:
+        return original
+    if isinstance(original, np.ndarray) and isinstance(after, np.ndarray):
+        if (original.shape == after.shape and original.dtype == after.dtype and original.flags.writeable
+                and not np.array_equal(original, after, equal_nan=original.dtype.kind in "fc")):
+            np.copyto(original, after)
+        return original
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(original, torch.Tensor) and isinstance(after, torch.Tensor):
+        if original.shape == after.shape and original.dtype == after.dtype and not torch.equal(original, after):
+            with torch.no_grad():
+                original.copy_(after)
+        return original
+    if isinstance(original, np.random.Generator) and isinstance(after, np.random.Generator):
+        original.bit_generator.state = after.bit_generator.state
+        return original
+    if type(original) is dict and type(after) is dict:
+        for key in [k for k in original if k not in after]:
+            del original[key]
+        for key, value in after.items():
+            original[key] = sync_back(original[key], value) if key in original else value
+        return original
+    if type(original) is list and type(after) is list:
+        if len(original) == len(after):
+            original[:] = [sync_back(o, a) for o, a in zip(original, after)]
+        else:
+            original[:] = after
+        return original
+    if isinstance(original, tuple) and isinstance(after, tuple) and len(original) == len(after):
+        for o, a in zip(original, after):
+            sync_back(o, a)
+    return original
+
+
+class CallbackServer:
+    """Serves the calls a student's code makes to the tests' functions during one call into it.
+
+    Listens on a Unix socket in the sandbox folder; each connection carries one
+    call (plain data, see :mod:`grader._harness`) and gets its answer. An
+    exception a test's function raises is answered to the student's code and
+    also kept in ``failures``, so that the test fails even if the student's code
+    catches it.
+    """
+
+    def __init__(self, path: str, sent: dict, outgoing, incoming: dict, timeout: float) -> None:
+        self.path, self.sent, self.outgoing, self.incoming = path, sent, outgoing, incoming
+        self.failures = []
+        self._stop = threading.Event()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.bind(path)
+        os.chmod(path, 0o666)  # the kernel may run as another user
+        self._sock.listen()
+        self._sock.settimeout(0.05)
+        self._timeout = timeout
+        self._thread = threading.Thread(target=self._serve, name="grader-callbacks", daemon=True)
+
+    def __enter__(self) -> "CallbackServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+        with contextlib.suppress(OSError):
+            os.remove(self.path)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            with conn:
+                conn.settimeout(self._timeout)
+                self._answer(conn)
+
+    def _answer(self, conn) -> None:
+        try:
+            request = _harness.decode(*_harness.loads(_harness.receive(conn)), special=self.incoming)
+            function = self.sent.get(request["id"])
+            if function is None or _torch_module(function):
+                raise ValueError(f"no test function numbered {request['id']!r}")
+            tree, arrays = _harness.encode({"result": function(*request["args"], **request["kwargs"])},
+                                           self.outgoing)
+        except BaseException as exc:  # answered to the student's code, kept for the test
+            self.failures.append(exc)
+            tree, arrays = _harness.encode({"error": [type(exc).__name__, str(exc)[:2000]]})
+        with contextlib.suppress(OSError):
+            _harness.send(conn, _harness.dumps(tree, arrays))
+
+
 class Sandbox:
     """A student's kernel: cells run with time limits, and the grader's calls into it."""
 
@@ -144,14 +263,17 @@ class Sandbox:
                                    resources={"metadata": {"path": self.dir}})
         self.deadline = time.monotonic() + limits.notebook_timeout
         self.stopped = ""
+        self.busy = False
+        self.socket_path = os.path.join(self.dir, ".grader.sock")
         self._calls = itertools.count()
+        self._numbers = itertools.count()
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> "Sandbox":
         self._stack.enter_context(self.client.setup_kernel())
         harness = ("exec(compile({src!r}, '<grader>', 'exec'), __grader__ := {{}})\n"
-                   "_grader_rpc = __grader__['kernel_side'](get_ipython().user_ns)\n"
-                   "del __grader__").format(src=_HARNESS_SOURCE)
+                   "_grader_rpc = __grader__['kernel_side'](get_ipython().user_ns, {sock!r})\n"
+                   "del __grader__").format(src=_HARNESS_SOURCE, sock=self.socket_path)
         self._run(nbformat.v4.new_code_cell(harness), store_history=False)
         return self
 
@@ -200,23 +322,59 @@ class Sandbox:
                                                        traceback=[f"KernelStopped: {exc}"]))
 
     def _request(self, request: dict) -> object:
+        """Send ``request`` to the kernel; return its answer with the call's arguments synced back."""
         n = next(self._calls)
         req, rep = os.path.join(self.dir, f".call-{n}.npz"), os.path.join(self.dir, f".reply-{n}.npz")
+        sent, states = {}, []  # number -> the test's function or module; state_dicts to load
+
+        def outgoing(obj, walk):
+            if isinstance(obj, Remote):
+                return {"t": "handle", "v": obj._handle}
+            if not callable(obj) or isinstance(obj, type):
+                return None
+            number = next(self._numbers)
+            sent[number] = obj
+            if _torch_module(obj):
+                return {"t": "pickle", "id": number, "v": walk(np.frombuffer(pickle.dumps(obj), np.uint8))}
+            return {"t": "callback", "v": number}
+
+        def sent_object(number):
+            if number not in sent:
+                raise ValueError(f"no object numbered {number!r} was sent")
+            return sent[number]
+
+        def state(node, walk):
+            module = sent_object(node["id"])
+            states.append((module, walk(node["v"])))
+            return module
+
+        incoming = {"handle": lambda node, walk: Remote(self, node["v"]),
+                    "callback": lambda node, walk: sent_object(node["v"]),
+                    "state": state}
         try:
-            tree, arrays = _harness.encode(request, lambda obj: obj._handle if isinstance(obj, Remote) else None)
+            tree, arrays = _harness.encode(request, outgoing)
         except _harness.Opaque as exc:
             raise CannotTransfer(f"the tests pass {exc} to the student's code") from None
         _harness.save(req, tree, arrays)
         cell = nbformat.v4.new_code_cell(f"_grader_rpc({req!r}, {rep!r})")
-        self._run(cell, store_history=False)
+        with contextlib.ExitStack() as stack:
+            server = None
+            if any(not _torch_module(obj) for obj in sent.values()):
+                server = stack.enter_context(CallbackServer(self.socket_path, sent, outgoing, incoming,
+                                                            self.limits.cell_timeout))
+            self.busy = True
+            stack.callback(setattr, self, "busy", False)
+            self._run(cell, store_history=False)
         try:
-            answer = _harness.decode(*_harness.load(rep), from_handle=lambda h: Remote(self, h))
+            answer = _harness.decode(*_harness.load(rep), special=incoming)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise KernelStopped(f"no valid answer from the student's kernel ({exc})") from None
         finally:
             for path in (req, rep):
                 with contextlib.suppress(OSError):
                     os.remove(path)
+        if server is not None and server.failures:
+            raise server.failures[0]
         if not isinstance(answer, dict):
             raise KernelStopped("no valid answer from the student's kernel")
         if "error" in answer:
@@ -225,6 +383,17 @@ class Sandbox:
             if isinstance(cls, type) and issubclass(cls, Exception):
                 raise cls(message)
             raise RuntimeError(f"{ename}: {message}")
+        for module, values in states:
+            if not isinstance(values, dict):
+                raise KernelStopped("no valid answer from the student's kernel (a module's state is not a dict)")
+            torch = sys.modules["torch"]
+            module.load_state_dict({k: torch.as_tensor(v) for k, v in values.items()})
+        if request["op"] == "call":
+            for original, after in zip(request["args"], answer.get("args", ())):
+                sync_back(original, after)
+            for key, original in request["kwargs"].items():
+                if key in answer.get("kwargs", {}):
+                    sync_back(original, answer["kwargs"][key])
         return answer
 
     def lookup(self, name: str) -> dict:
@@ -232,10 +401,11 @@ class Sandbox:
 
     def call(self, target: Remote, args: tuple, kwargs: dict):
         # Under a checker's profiler hook, the kernel runs the call under the
-        # same hook, so that an answer calling the reference is refused there too.
+        # same hook, so that an answer calling the reference is refused there too;
+        # and under the test's NumPy error handling (e.g. overflow raising).
         guard = sys.getprofile() is not None
         return self._request({"op": "call", "target": target, "args": list(args), "kwargs": kwargs,
-                              "guard": guard})["result"]
+                              "guard": guard, "errstate": np.geterr()})["result"]
 
 
 class _NoShell:

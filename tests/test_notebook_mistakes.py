@@ -4,8 +4,9 @@ every solution notebook earns full marks and every untouched release notebook ze
 Each submission is a solution notebook with one mistake written into an answer
 cell (the text between ``### BEGIN SOLUTION`` and ``### END SOLUTION``). All
 submissions of an assignment go through one real ``nbgrader autograde`` run in
-a temporary course (source = ``solutions/``, as ``grader/nbgrader_config.py``
-sets it), then:
+a temporary course configured as ``grader/nbgrader_config.py`` configures the
+course (source = ``solutions/``, student cells in a sandboxed kernel, every
+test cell in the grader's process, as each notebook's report shows), then:
 
 (a) in the autograded notebook, each test cell the mistake breaks ends with an
     AssertionError whose message names the mistake;
@@ -19,6 +20,7 @@ correct submission of "gates" keeps every cell.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -137,19 +139,17 @@ def _autograde(tmp: Path, assignment: str, submissions: dict[str, nbformat.Noteb
     shutil.copytree(SOLUTIONS / assignment, course / "solutions" / assignment)
     db = course / "gradebook.db"
     (course / "nbgrader_config.py").write_text(
+        "from grader.config import course_config\n"
         "c = get_config()  # noqa: F821\n"
-        f"c.CourseDirectory.root = {str(course)!r}\n"
-        'c.CourseDirectory.source_directory = "solutions"\n'
-        'c.CourseDirectory.release_directory = "course"\n'
-        f'c.CourseDirectory.db_url = "sqlite:///{db}"\n'
-        "c.ExecutePreprocessor.timeout = 120\n"
+        f"c.merge(course_config({str(course)!r}, db_url={f'sqlite:///{db}'!r}))\n"
     )
     for student, nb in submissions.items():
         folder = course / "submitted" / student / assignment
         folder.mkdir(parents=True)
         nbformat.write(nb, folder / f"{assignment}.ipynb")
     # nbgrader runs the `alembic` command of its own environment.
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     for step in (["generate_assignment", assignment], ["autograde", assignment]):
         proc = subprocess.run([sys.executable, "-m", "nbgrader", *step, "--force"], cwd=course, env=env,
                               capture_output=True, text=True, timeout=600)  # fmt: skip
@@ -168,6 +168,11 @@ def _autograde(tmp: Path, assignment: str, submissions: dict[str, nbformat.Noteb
                 for c in graded.cells if _meta(c).get("grade_id") in points
                 for o in c.outputs if o.output_type == "error"
             }  # fmt: skip
+            report = json.loads((course / "grader_work" / "reports" / student / assignment
+                                 / f"{assignment}.json").read_text())
+            # every test ran in the grader's process, none in the student's kernel
+            assert [t["grade_id"] for t in report["tests"]] == list(points), report
+            assert not [t for t in report["tests"] if "in_kernel" in t], report
     return Graded(scores, points, errors)
 
 
