@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._sequence import backward_upstream, batch_first, flat, input_grad, input_projection, state_or_zeros, time_major
+from ._sequence import backward_upstream, batch_first, flat, input_projection, state_or_zeros, time_major
 from ._validate import Dim, check_array, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
 
 # Gate blocks of W, U and b per variant, in column order.
@@ -47,6 +47,12 @@ LSTM_VARIANTS: dict[str, str] = {
     "no_output": "ifg",
 }
 _PEEPHOLES = ("p_i", "p_f", "p_o")
+# The sequence functions run in chunks of k steps whose (k, N, G*H) gate
+# arrays take about this many bytes: large enough that the matmuls over the
+# chunk's k*N rows (input projection, weight gradients) run at full speed and
+# the local derivatives cost a few NumPy calls per chunk, small enough that
+# the chunk stays in cache between those matmuls and the step loop.
+_CHUNK_BYTES = 2**20
 
 
 def lstm_param_dims(D: int, H: int, variant: str = "standard") -> dict[str, tuple[Dim, ...]]:
@@ -135,24 +141,23 @@ def _core_forward(z, h_prev, c_prev, fwd, variant, c, tanh_c, h, zu) -> None:
         h[...] = tanh_c
 
 
-def _core_backward(dh, dc, gates, c_prev, tanh_c, params, variant, dz, U_T, dc_t) -> None:
-    """Backward through the recurrent part of one step, in place.
+def _chunk_steps(T: int, step: np.ndarray) -> int:
+    """Steps per chunk, 1 to T, for per-step (N, G*H) arrays like ``step``."""
+    return max(1, min(T, _CHUNK_BYTES // step.nbytes))
 
-    On entry ``dh``, ``dc`` (N, H) hold the upstream gradients of h and c; on
-    exit dh_prev and dc_prev. Writes the pre-activation gradient into ``dz``
-    (N, G*H); ``U_T`` is U^T as a contiguous (G*H, H) array (a transposed
-    view makes the matmul slower) and ``dc_t`` (N, H) is scratch. First each
-    gate's local derivative times its path to c (i, f, g) or to h (o),
-    independent of the upstream gradients::
+
+def _local_grads(gates, c_prev, tanh_c, variant, dz, dh_dc) -> None:
+    """Each gate's local derivative times its path to c or h, for one or many steps.
+
+    Fills ``dz`` (..., N, G*H), laid out like ``gates``, with what does not
+    depend on the upstream gradients::
 
         dc/dz_i = g i (1 - i)  (coupled: (g - c_prev) i (1 - i))
         dc/dz_f = c_prev f (1 - f)     dc/dz_g = i (1 - g^2)     dh/dz_o = tanh(c) o (1 - o)
 
-    then the chain rule with dc_t = dc + dh o (1 - tanh(c)^2). f = 1 - i
-    (coupled) is recomputed from i rather than stored by forward: one
-    subtraction per element instead of another (N, H) buffer per step.
-    Once consumed, ``dh`` and ``dc`` serve as scratch before they receive
-    dh_prev and dc_prev, so that no step allocates.
+    and ``dh_dc`` (..., N, H) with dc/dh = o (1 - tanh(c)^2) (1 - tanh(c)^2
+    without an output gate). Run over a chunk of steps at once, these
+    passes cost a few NumPy calls per chunk instead of per step.
     """
     gate, d = _blocks(gates, variant), _blocks(dz, variant)
     i, g = gate["i"], gate["g"]
@@ -162,49 +167,89 @@ def _core_backward(dh, dc, gates, c_prev, tanh_c, params, variant, dz, U_T, dc_t
     np.subtract(1, d["g"], out=d["g"])
     d["g"] *= i
     if variant == "coupled":
-        d["i"] *= np.subtract(g, c_prev, out=dc_t)
+        d["i"] *= np.subtract(g, c_prev, out=dh_dc)  # dh_dc as scratch until written below
     else:
         d["i"] *= g
-    np.multiply(tanh_c, tanh_c, out=dc_t)
-    np.subtract(1, dc_t, out=dc_t)  # dh/dc through tanh: 1 - tanh(c)^2
     if "f" in gate:
         d["f"] *= c_prev
+    np.multiply(tanh_c, tanh_c, out=dh_dc)
+    np.subtract(1, dh_dc, out=dh_dc)  # 1 - tanh(c)^2
     if "o" in gate:
         d["o"] *= tanh_c
-        d["o"] *= dh  # dz_o
-        dc_t *= gate["o"]
-    dc_t *= dh
+        dh_dc *= gate["o"]
+
+
+def _core_backward(dh, dc, dz, dh_dc, gates, params, variant, U_T, dc_t) -> None:
+    """Backward through the recurrent part of one step, in place.
+
+    On entry ``dh``, ``dc`` (N, H) hold the upstream gradients of h and c,
+    and ``dz`` (N, G*H), ``dh_dc`` (N, H) what ``_local_grads`` wrote; on
+    exit ``dh``, ``dc`` hold dh_prev and dc_prev and ``dz`` the
+    pre-activation gradient, by the chain rule with the total gradient of c
+    dc_t = dc + dh dh_dc::
+
+        dz_o = dh dh/dz_o     dz_i, dz_f, dz_g = dc_t dc/dz_i, ...     dc_prev = dc_t f     dh_prev = dz U^T
+
+    ``U_T`` is U^T as a contiguous (G*H, H) array (a transposed view makes
+    the matmul slower) and ``dc_t`` (N, H) is scratch; ``dc`` and ``dh``
+    serve as scratch once consumed, so that no step allocates. f = 1 - i
+    (coupled) is recomputed from i: one subtraction instead of a stored
+    buffer. The c-path blocks (all but o, which is last when present) are
+    multiplied by dc_t in one broadcast call.
+    """
+    N, H = dh.shape
+    gate = _blocks(gates, variant)
+    d = dz.reshape(N, -1, H)  # (N, G, H)
+    np.multiply(dh, dh_dc, out=dc_t)
     dc_t += dc  # total gradient of c (N, H)
-    if variant == "peephole":
-        dc_t += np.multiply(d["o"], params["p_o"], out=dc)  # o sees c through p_o
-    for name in "ifg":
-        if name in d:
-            d[name] *= dc_t  # dz_i, dz_f, dz_g
+    n_c = d.shape[1]  # blocks on the path to c
+    if "o" in gate:
+        n_c -= 1
+        d[:, n_c] *= dh  # dz_o
+        if variant == "peephole":
+            dc_t += np.multiply(d[:, n_c], params["p_o"], out=dc)  # o sees c through p_o
+    d[:, :n_c] *= dc_t[:, None]  # dz_i, dz_f, dz_g
     if "f" in gate:
         np.multiply(dc_t, gate["f"], out=dc)
-    elif variant == "coupled":
-        np.subtract(1, i, out=dc)
+    elif variant == "coupled":  # f = 1 - i
+        np.subtract(1, gate["i"], out=dc)
         dc *= dc_t
-    else:
+    else:  # no_forget: f = 1
         dc[...] = dc_t
     if variant == "peephole":
-        dc += np.multiply(d["i"], params["p_i"], out=dh)
-        dc += np.multiply(d["f"], params["p_f"], out=dh)
+        dc += np.multiply(d[:, 0], params["p_i"], out=dh)
+        dc += np.multiply(d[:, 1], params["p_f"], out=dh)
     np.matmul(dz, U_T, out=dh)  # dh_prev (N, H)
 
 
-def _param_grads(x, h_prev, c_prev, c, dz, variant) -> dict[str, np.ndarray]:
-    """Weight gradients from stacked rows: x (M, D), h_prev, c_prev, c (M, H), dz (M, G*H).
+def _add_param_grads(grads, xh, c_prev, c, dz, variant) -> None:
+    """Add the weight gradients of stacked rows into ``grads``.
 
-    M is N for one step and T*N for a sequence (BPTT sums over time).
+    Rows: xh = [x | h_prev] (M, D+H), c_prev, c (M, H), dz (M, G*H); M is N
+    for one step and k*N for k steps (BPTT sums over time). ``grads`` holds
+    "WU" ((D+H, G*H): dW stacked over dU, one matmul for both), "b" and the
+    peepholes.
     """
-    grads = {"W": x.T @ dz, "U": h_prev.T @ dz, "b": dz.sum(axis=0)}
+    grads["WU"] += xh.T @ dz
+    grads["b"] += dz.sum(axis=0)
     if variant == "peephole":
         dgate = _blocks(dz, variant)
-        grads["p_i"] = np.einsum("mh,mh->h", dgate["i"], c_prev)
-        grads["p_f"] = np.einsum("mh,mh->h", dgate["f"], c_prev)
-        grads["p_o"] = np.einsum("mh,mh->h", dgate["o"], c)
-    return grads
+        grads["p_i"] += np.einsum("mh,mh->h", dgate["i"], c_prev)
+        grads["p_f"] += np.einsum("mh,mh->h", dgate["f"], c_prev)
+        grads["p_o"] += np.einsum("mh,mh->h", dgate["o"], c)
+
+
+def _zero_grads(params: dict, D: int) -> dict[str, np.ndarray]:
+    """Zeroed accumulators for ``_add_param_grads``."""
+    H, GH = params["U"].shape
+    grads = {k: np.zeros_like(v) for k, v in params.items() if k not in ("W", "U")}
+    return {"WU": np.zeros((D + H, GH), params["U"].dtype), **grads}
+
+
+def _split_grads(grads: dict, D: int) -> dict[str, np.ndarray]:
+    """The accumulated gradients keyed like the parameters: "WU" split into W (D, G*H) and U (H, G*H)."""
+    WU = grads.pop("WU")
+    return {"W": WU[:D], "U": WU[D:], **grads}
 
 
 class LSTMStepCache(NamedTuple):
@@ -284,13 +329,15 @@ def lstm_step_backward(
     dh = check_array("dh", dh, (("N", N), ("H", H)), cache.c.dtype)
     dc = check_array("dc", dc, (("N", N), ("H", H)), cache.c.dtype)
     dh_prev, dc_prev = dh.copy(), dc.copy()  # updated in place by the core
-    dz = np.empty_like(cache.gates)  # (N, G*H)
+    dz, dh_dc = np.empty_like(cache.gates), np.empty_like(dc)  # (N, G*H), (N, H)
+    _local_grads(cache.gates, cache.c_prev, cache.tanh_c, cache.variant, dz, dh_dc)
     U_T = np.ascontiguousarray(cache.params["U"].T)  # (G*H, H)
-    _core_backward(
-        dh_prev, dc_prev, cache.gates, cache.c_prev, cache.tanh_c, cache.params, cache.variant, dz, U_T, np.empty_like(dc)
-    )
-    grads = _param_grads(cache.x, cache.h_prev, cache.c_prev, cache.c, dz, cache.variant)
-    return dz @ cache.params["W"].T, dh_prev, dc_prev, grads
+    _core_backward(dh_prev, dc_prev, dz, dh_dc, cache.gates, cache.params, cache.variant, U_T, np.empty_like(dc))
+    D = cache.x.shape[1]
+    grads = _zero_grads(cache.params, D)
+    xh = np.concatenate([cache.x, cache.h_prev], axis=1)  # (N, D+H)
+    _add_param_grads(grads, xh, cache.c_prev, cache.c, dz, cache.variant)
+    return dz @ cache.params["W"].T, dh_prev, dc_prev, _split_grads(grads, D)
 
 
 def lstm_forward(
@@ -321,15 +368,20 @@ def lstm_forward(
     p = check_params("params", params, lstm_param_dims(D, H, variant), dtype)
     x_tm = time_major(x)  # (T, N, D)
     fwd = _forward_constants(p, variant, H)
-    gates = input_projection(x_tm, fwd["W"], fwd["b"])  # (T, N, G*H)
+    G = len(LSTM_VARIANTS[variant])
+    gates = np.empty((T, N, G * H), dtype)
     h = np.empty((T + 1, N, H), dtype)
     c = np.empty((T + 1, N, H), dtype)
     tanh_c = np.empty((T, N, H), dtype)
     h[0] = state_or_zeros("h0", h0, N, H, dtype)
     c[0] = state_or_zeros("c0", c0, N, H, dtype)
-    zu = np.empty_like(gates[0])  # scratch (N, G*H)
-    for t in range(T):
-        _core_forward(gates[t], h[t], c[t], fwd, variant, c[t + 1], tanh_c[t], h[t + 1], zu)
+    zu = np.empty((N, G * H), dtype)  # scratch
+    K = _chunk_steps(T, gates[0])
+    for start in range(0, T, K):
+        end = min(T, start + K)
+        input_projection(x_tm[start:end], fwd["W"], fwd["b"], out=gates[start:end])  # (k, N, G*H), still in cache for the loop
+        for t in range(start, end):
+            _core_forward(gates[t], h[t], c[t], fwd, variant, c[t + 1], tanh_c[t], h[t + 1], zu)
     out = batch_first(h[1:]) if return_sequences else h[T].copy()
     cache = LSTMCache(x_tm, h, c, gates, tanh_c, p, variant, return_sequences)
     return out, (h[T].copy(), c[T].copy()), cache
@@ -352,11 +404,27 @@ def lstm_backward(
     """
     dout_tm, (dh, dc) = backward_upstream(dout, cache, dh_T=dh_T, dc_T=dc_T)  # (T, N, H), (N, H)
     dh, dc = dh.copy(), dc.copy()  # updated in place by the core, step by step
-    dz = np.empty_like(cache.gates)  # (T, N, G*H)
-    U_T = np.ascontiguousarray(cache.params["U"].T)  # (G*H, H)
+    p, variant = cache.params, cache.variant
+    T, N, GH = cache.gates.shape
+    D, H = cache.x.shape[2], dh.shape[1]
+    K = _chunk_steps(T, cache.gates[0])
+    dz = np.empty((K, N, GH), dh.dtype)
+    dh_dc = np.empty((K, N, H), dh.dtype)
+    xh = np.empty((K, N, D + H), dh.dtype)  # [x_t | h_(t-1)] rows of the chunk
+    U_T = np.ascontiguousarray(p["U"].T)  # (G*H, H)
     dc_t = np.empty_like(dc)  # scratch (N, H)
-    for t in reversed(range(len(dz))):
-        dh += dout_tm[t]
-        _core_backward(dh, dc, cache.gates[t], cache.c[t], cache.tanh_c[t], cache.params, cache.variant, dz[t], U_T, dc_t)
-    grads = _param_grads(flat(cache.x), flat(cache.h[:-1]), flat(cache.c[:-1]), flat(cache.c[1:]), flat(dz), cache.variant)
-    return input_grad(dz, cache.params["W"]), dh, dc, grads
+    dx = np.empty((T, N, D), dh.dtype)
+    grads = _zero_grads(p, D)
+    for end in range(T, 0, -K):
+        start = max(0, end - K)
+        k = end - start
+        _local_grads(cache.gates[start:end], cache.c[start:end], cache.tanh_c[start:end], variant, dz[:k], dh_dc[:k])
+        for t in reversed(range(k)):
+            dh += dout_tm[start + t]
+            _core_backward(dh, dc, dz[t], dh_dc[t], cache.gates[start + t], p, variant, U_T, dc_t)
+        xh[:k, :, :D] = cache.x[start:end]
+        xh[:k, :, D:] = cache.h[start:end]
+        dz_k = flat(dz[:k])  # (k*N, G*H)
+        _add_param_grads(grads, flat(xh[:k]), flat(cache.c[start:end]), flat(cache.c[start + 1 : end + 1]), dz_k, variant)
+        np.matmul(dz_k, p["W"].T, out=flat(dx[start:end]))  # (k*N, D)
+    return batch_first(dx), dh, dc, _split_grads(grads, D)
