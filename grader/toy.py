@@ -12,7 +12,7 @@ import os
 import nbformat
 
 ASSIGNMENT = "toy"
-SOLUTION_SIGMOID = "1.0 / (1.0 + np.exp(-x))"
+SOLUTION_SIGMOID = "np.exp(-np.logaddexp(0.0, -x))"  # no overflow for any x
 SOLUTION_SQUARED = "np.asarray(x) ** 2"
 
 

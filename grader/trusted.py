@@ -148,20 +148,23 @@ def sync_back(original, after):
 
     Arrays and tensors are written in place (same shape and dtype), a Generator
     takes the state its copy ended in, dicts and lists take the items the call
-    left (recursively, so unchanged arrays keep their identity); anything else
-    (immutable values, objects that stayed on their side) is left as it is.
-    Returns the object the test's container should hold.
+    left (recursively, so unchanged arrays keep their identity), a tuple's items
+    are synced. Returns the object the test's container should hold: the test's
+    own where it was updated in place, else what the call left (e.g. a new int).
     """
     if original is after:
         return original
     if isinstance(original, np.ndarray) and isinstance(after, np.ndarray):
-        if (original.shape == after.shape and original.dtype == after.dtype and original.flags.writeable
-                and not np.array_equal(original, after, equal_nan=original.dtype.kind in "fc")):
+        if original.shape != after.shape or original.dtype != after.dtype:
+            return after
+        if original.flags.writeable and not np.array_equal(original, after, equal_nan=original.dtype.kind in "fc"):
             np.copyto(original, after)
         return original
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(original, torch.Tensor) and isinstance(after, torch.Tensor):
-        if original.shape == after.shape and original.dtype == after.dtype and not torch.equal(original, after):
+        if original.shape != after.shape or original.dtype != after.dtype:
+            return after
+        if not torch.equal(original, after):
             with torch.no_grad():
                 original.copy_(after)
         return original
@@ -183,7 +186,8 @@ def sync_back(original, after):
     if isinstance(original, tuple) and isinstance(after, tuple) and len(original) == len(after):
         for o, a in zip(original, after):
             sync_back(o, a)
-    return original
+        return original
+    return after
 
 
 class CallbackServer:
