@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._sequence import backward_upstream, batch_first, flat, input_projection, state_or_zeros, time_major
+from ._sequence import backward_upstream, state_or_zeros, time_major
 from ._validate import Dim, check_array, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
 
 # Gate blocks of W, U and b per variant, in column order.
@@ -69,55 +69,69 @@ def lstm_param_dims(D: int, H: int, variant: str = "standard") -> dict[str, tupl
 
 
 def _blocks(a: np.ndarray, variant: str) -> dict[str, np.ndarray]:
-    """Views of the gate blocks of a (..., G*H) array, keyed by gate letter."""
+    """Views of the gate blocks of a feature-major (..., G*H, N) array, keyed by gate letter."""
     gates = LSTM_VARIANTS[variant]
-    H = a.shape[-1] // len(gates)
-    return {name: a[..., k * H : (k + 1) * H] for k, name in enumerate(gates)}
+    H = a.shape[-2] // len(gates)
+    return {name: a[..., k * H : (k + 1) * H, :] for k, name in enumerate(gates)}
 
 
 def _forward_constants(params: dict, variant: str, H: int) -> dict[str, np.ndarray]:
-    """What the forward core multiplies by, with the sigmoid gates' weights halved.
+    """What the forward core multiplies by: transposed weights, the sigmoid gates' halved.
 
-    sigmoid(a) = 0.5 tanh(a / 2) + 0.5, so with the columns of W, U, b of
+    sigmoid(a) = 0.5 tanh(a / 2) + 0.5, so with the rows of W^T, U^T, b of
     the sigmoid gates (i, f, o) and the peepholes halved, z holds z_g and
     z_i / 2, z_f / 2, z_o / 2, and one tanh call over the contiguous
-    (N, G*H) block followed by ``* scale + shift`` (0.5 and 0.5 on sigmoid
-    columns, 1 and 0 on g's) activates every gate. Halving is exact in
-    floating point, so the gates are those of the equations bit for bit;
-    three contiguous passes replace a separate call per gate on strided
-    (N, H) column blocks, which NumPy runs several times slower.
+    (G*H, N) block followed by ``* 0.5 + 0.5`` on the sigmoid gates'
+    blocks activates every gate. Halving is exact in floating point, so
+    the gates are those of the equations bit for bit. W^T (G*H, D), U^T
+    (G*H, H) are contiguous; b (G*H, 1) and the peepholes (H, 1) are
+    columns, to broadcast over the batch.
     """
     dtype = params["W"].dtype
     scale = np.concatenate([np.full(H, 1 if k == "g" else 0.5, dtype) for k in LSTM_VARIANTS[variant]])  # (G*H,)
-    consts = {k: params[k] * scale for k in ("W", "U", "b")}
-    consts.update({k: params[k] * 0.5 for k in _PEEPHOLES if k in params})
-    return {**consts, "scale": scale, "shift": 1 - scale}
+    consts = {"W_T": (params["W"] * scale).T.copy(), "U_T": (params["U"] * scale).T.copy(), "b": (params["b"] * scale)[:, None]}
+    consts.update({k: (params[k] * 0.5)[:, None] for k in _PEEPHOLES if k in params})
+    return consts
+
+
+def _half_affine(a: np.ndarray) -> None:
+    """a <- 0.5 a + 0.5 in place: sigmoid(2 z) from tanh(z)."""
+    a *= 0.5
+    a += 0.5
 
 
 def _core_forward(z, h_prev, c_prev, fwd, variant, c, tanh_c, h, zu) -> None:
     """The recurrent part of one step, shared by the step and sequence functions.
 
-    ``fwd`` comes from ``_forward_constants``. On entry ``z`` (N, G*H) holds
-    the input projection x W + b with the sigmoid gates' columns halved; on
-    exit the activated gates. Writes c, tanh(c) and h (each (N, H)) into
-    the given arrays, so that the sequence loop fills its preallocated
-    buffers, and uses ``zu`` (N, G*H) as scratch for h_prev U: every
-    operation writes into an existing array, because a fresh temporary per
-    step costs as much as an elementwise pass (new pages from the
-    allocator). ``tanh_c`` serves as scratch until tanh(c) is written into it.
+    Every array is feature-major: z (G*H, N), the states (H, N), so that
+    each gate block is a contiguous (H, N) array (NumPy runs an operation
+    on a strided column block of an (N, G*H) array about three times
+    slower) and the matmul U^T h_prev runs faster than h_prev U.
+
+    ``fwd`` comes from ``_forward_constants``. On entry ``z`` holds the
+    input projection W^T x + b with the sigmoid gates' rows halved; on
+    exit the activated gates. Writes c, tanh(c) and h into the given
+    arrays, so that the sequence loop fills its preallocated buffers, and
+    uses ``zu`` (G*H, N) as scratch for U^T h_prev: every operation writes
+    into an existing array, because a fresh temporary per step costs as
+    much as an elementwise pass (new pages from the allocator). ``tanh_c``
+    serves as scratch until tanh(c) is written into it.
     """
-    np.matmul(h_prev, fwd["U"], out=zu)
-    z += zu  # (N, G*H)
+    np.matmul(fwd["U_T"], h_prev, out=zu)
+    z += zu  # (G*H, N)
     gate = _blocks(z, variant)
     i, g = gate["i"], gate["g"]
     if variant == "peephole":
         i += np.multiply(fwd["p_i"], c_prev, out=tanh_c)
         gate["f"] += np.multiply(fwd["p_f"], c_prev, out=tanh_c)
-    n = 3 * c.shape[1] if variant == "peephole" else z.shape[1]  # all gates but a peephole o, which sees c
-    act = z[:, :n]
+    H = c.shape[0]
+    n = 3 * H if variant == "peephole" else z.shape[0]  # all gates but a peephole o, which sees c
+    act = z[:n]
     np.tanh(act, out=act)
-    act *= fwd["scale"][:n]
-    act += fwd["shift"][:n]
+    k_g = LSTM_VARIANTS[variant].index("g")
+    for sigmoid_rows in (z[: k_g * H], z[(k_g + 1) * H : n]):  # the blocks before and after g
+        if sigmoid_rows.size:
+            _half_affine(sigmoid_rows)
     if "f" in gate:
         np.multiply(gate["f"], c_prev, out=c)
         c += np.multiply(i, g, out=tanh_c)
@@ -134,28 +148,37 @@ def _core_forward(z, h_prev, c_prev, fwd, variant, c, tanh_c, h, zu) -> None:
         if variant == "peephole":  # sigmoid of the halved pre-activation, as above
             o += np.multiply(fwd["p_o"], c, out=h)
             np.tanh(o, out=o)
-            o *= 0.5
-            o += 0.5
+            _half_affine(o)
         np.multiply(o, tanh_c, out=h)
     else:  # no_output: o = 1
         h[...] = tanh_c
 
 
 def _chunk_steps(T: int, step: np.ndarray) -> int:
-    """Steps per chunk, 1 to T, for per-step (N, G*H) arrays like ``step``."""
+    """Steps per chunk, 1 to T, for per-step (G*H, N) arrays like ``step``."""
     return max(1, min(T, _CHUNK_BYTES // step.nbytes))
+
+
+def _project(x_tm: np.ndarray, fwd: dict, out: np.ndarray) -> None:
+    """W^T x_t + b for k steps x_tm (k, N, D) into feature-major ``out`` (k, G*H, N)."""
+    x_T = x_tm.transpose(0, 2, 1)  # (k, D, N)
+    if x_T.shape[1] == 1:  # an outer product, the same numbers; NumPy's matmul is several times slower at inner size 1
+        np.multiply(fwd["W_T"], x_T, out=out)
+    else:
+        np.matmul(fwd["W_T"], x_T, out=out)
+    out += fwd["b"]
 
 
 def _local_grads(gates, c_prev, tanh_c, variant, dz, dh_dc) -> None:
     """Each gate's local derivative times its path to c or h, for one or many steps.
 
-    Fills ``dz`` (..., N, G*H), laid out like ``gates``, with what does not
-    depend on the upstream gradients::
+    Feature-major like ``_core_forward``: fills ``dz`` (..., G*H, N), laid
+    out like ``gates``, with what does not depend on the upstream gradients::
 
         dc/dz_i = g i (1 - i)  (coupled: (g - c_prev) i (1 - i))
         dc/dz_f = c_prev f (1 - f)     dc/dz_g = i (1 - g^2)     dh/dz_o = tanh(c) o (1 - o)
 
-    and ``dh_dc`` (..., N, H) with dc/dh = o (1 - tanh(c)^2) (1 - tanh(c)^2
+    and ``dh_dc`` (..., H, N) with dc/dh = o (1 - tanh(c)^2) (1 - tanh(c)^2
     without an output gate). Run over a chunk of steps at once, these
     passes cost a few NumPy calls per chunk instead of per step.
     """
@@ -179,36 +202,34 @@ def _local_grads(gates, c_prev, tanh_c, variant, dz, dh_dc) -> None:
         dh_dc *= gate["o"]
 
 
-def _core_backward(dh, dc, dz, dh_dc, gates, params, variant, U_T, dc_t) -> None:
-    """Backward through the recurrent part of one step, in place.
+def _core_backward(dh, dc, dz, dh_dc, gates, params, variant, dc_t) -> None:
+    """Backward through the recurrent part of one step, in place, feature-major.
 
-    On entry ``dh``, ``dc`` (N, H) hold the upstream gradients of h and c,
-    and ``dz`` (N, G*H), ``dh_dc`` (N, H) what ``_local_grads`` wrote; on
+    On entry ``dh``, ``dc`` (H, N) hold the upstream gradients of h and c,
+    and ``dz`` (G*H, N), ``dh_dc`` (H, N) what ``_local_grads`` wrote; on
     exit ``dh``, ``dc`` hold dh_prev and dc_prev and ``dz`` the
     pre-activation gradient, by the chain rule with the total gradient of c
     dc_t = dc + dh dh_dc::
 
-        dz_o = dh dh/dz_o     dz_i, dz_f, dz_g = dc_t dc/dz_i, ...     dc_prev = dc_t f     dh_prev = dz U^T
+        dz_o = dh dh/dz_o     dz_i, dz_f, dz_g = dc_t dc/dz_i, ...     dc_prev = dc_t f     dh_prev = U dz
 
-    ``U_T`` is U^T as a contiguous (G*H, H) array (a transposed view makes
-    the matmul slower) and ``dc_t`` (N, H) is scratch; ``dc`` and ``dh``
-    serve as scratch once consumed, so that no step allocates. f = 1 - i
-    (coupled) is recomputed from i: one subtraction instead of a stored
-    buffer. The c-path blocks (all but o, which is last when present) are
-    multiplied by dc_t in one broadcast call.
+    ``dc_t`` (H, N) is scratch; ``dc`` and ``dh`` serve as scratch once
+    consumed, so that no step allocates. f = 1 - i (coupled) is recomputed
+    from i: one subtraction instead of a stored buffer. The c-path blocks
+    (all but o, which is last when present) are multiplied by dc_t in one
+    broadcast call.
     """
-    N, H = dh.shape
     gate = _blocks(gates, variant)
-    d = dz.reshape(N, -1, H)  # (N, G, H)
+    d = dz.reshape(-1, *dh.shape)  # (G, H, N)
     np.multiply(dh, dh_dc, out=dc_t)
-    dc_t += dc  # total gradient of c (N, H)
-    n_c = d.shape[1]  # blocks on the path to c
+    dc_t += dc  # total gradient of c (H, N)
+    n_c = d.shape[0]  # blocks on the path to c
     if "o" in gate:
         n_c -= 1
-        d[:, n_c] *= dh  # dz_o
+        d[n_c] *= dh  # dz_o
         if variant == "peephole":
-            dc_t += np.multiply(d[:, n_c], params["p_o"], out=dc)  # o sees c through p_o
-    d[:, :n_c] *= dc_t[:, None]  # dz_i, dz_f, dz_g
+            dc_t += np.multiply(d[n_c], params["p_o"][:, None], out=dc)  # o sees c through p_o
+    d[:n_c] *= dc_t  # dz_i, dz_f, dz_g
     if "f" in gate:
         np.multiply(dc_t, gate["f"], out=dc)
     elif variant == "coupled":  # f = 1 - i
@@ -217,39 +238,40 @@ def _core_backward(dh, dc, dz, dh_dc, gates, params, variant, U_T, dc_t) -> None
     else:  # no_forget: f = 1
         dc[...] = dc_t
     if variant == "peephole":
-        dc += np.multiply(d[:, 0], params["p_i"], out=dh)
-        dc += np.multiply(d[:, 1], params["p_f"], out=dh)
-    np.matmul(dz, U_T, out=dh)  # dh_prev (N, H)
+        dc += np.multiply(d[0], params["p_i"][:, None], out=dh)
+        dc += np.multiply(d[1], params["p_f"][:, None], out=dh)
+    np.matmul(params["U"], dz, out=dh)  # dh_prev (H, N)
 
 
-def _add_param_grads(grads, xh, c_prev, c, dz, variant) -> None:
-    """Add the weight gradients of stacked rows into ``grads``.
+def _add_param_grads(grads, xh, dz, c_prev, c, variant) -> None:
+    """Add the weight gradients of k steps into ``grads`` (BPTT sums over time).
 
-    Rows: xh = [x | h_prev] (M, D+H), c_prev, c (M, H), dz (M, G*H); M is N
-    for one step and k*N for k steps (BPTT sums over time). ``grads`` holds
-    "WU" ((D+H, G*H): dW stacked over dU, one matmul for both), "b" and the
-    peepholes.
+    xh = [x_t; h_(t-1)] (D+H, k, N) and dz (G*H, k, N) are feature-major
+    with the steps in the middle, so that the k*N columns merge and dW, dU
+    are one matmul: ``grads["WU_T"]`` (G*H, D+H) accumulates [dW; dU]^T.
+    c_prev, c (k, H, N) are the cell states the peepholes saw.
     """
-    grads["WU"] += xh.T @ dz
-    grads["b"] += dz.sum(axis=0)
+    dz2 = dz.reshape(dz.shape[0], -1)  # (G*H, k*N)
+    grads["WU_T"] += dz2 @ xh.reshape(xh.shape[0], -1).T
+    grads["b"] += dz2.sum(axis=1)
     if variant == "peephole":
-        dgate = _blocks(dz, variant)
-        grads["p_i"] += np.einsum("mh,mh->h", dgate["i"], c_prev)
-        grads["p_f"] += np.einsum("mh,mh->h", dgate["f"], c_prev)
-        grads["p_o"] += np.einsum("mh,mh->h", dgate["o"], c)
+        dgate = _blocks(dz.transpose(1, 0, 2), variant)  # (k, H, N) each
+        grads["p_i"] += np.einsum("khn,khn->h", dgate["i"], c_prev)
+        grads["p_f"] += np.einsum("khn,khn->h", dgate["f"], c_prev)
+        grads["p_o"] += np.einsum("khn,khn->h", dgate["o"], c)
 
 
 def _zero_grads(params: dict, D: int) -> dict[str, np.ndarray]:
     """Zeroed accumulators for ``_add_param_grads``."""
     H, GH = params["U"].shape
     grads = {k: np.zeros_like(v) for k, v in params.items() if k not in ("W", "U")}
-    return {"WU": np.zeros((D + H, GH), params["U"].dtype), **grads}
+    return {"WU_T": np.zeros((GH, D + H), params["U"].dtype), **grads}
 
 
 def _split_grads(grads: dict, D: int) -> dict[str, np.ndarray]:
-    """The accumulated gradients keyed like the parameters: "WU" split into W (D, G*H) and U (H, G*H)."""
-    WU = grads.pop("WU")
-    return {"W": WU[:D], "U": WU[D:], **grads}
+    """The accumulated gradients keyed like the parameters: W (D, G*H) and U (H, G*H) from "WU_T"."""
+    WU = grads.pop("WU_T").T  # (D+H, G*H)
+    return {"W": WU[:D].copy(), "U": WU[D:].copy(), **grads}
 
 
 class LSTMStepCache(NamedTuple):
@@ -266,7 +288,12 @@ class LSTMStepCache(NamedTuple):
 
 
 class LSTMCache(NamedTuple):
-    """What ``lstm_backward`` needs from a sequence forward pass (time-major)."""
+    """What ``lstm_backward`` needs from a sequence forward pass (time-major).
+
+    ``lstm_forward`` fills h, c, gates and tanh_c with transposed views of
+    its feature-major buffers ((T+1, H, N), ...): the shapes and values
+    below, in memory order (T, feature, N).
+    """
 
     x: np.ndarray  #: inputs (T, N, D)
     h: np.ndarray  #: hidden states (T+1, N, H), h[0] = h0
@@ -306,10 +333,11 @@ def lstm_step_forward(
     h_prev = check_array("h_prev", h_prev, (("N", N), ("H", H)), dtype)
     c_prev = check_array("c_prev", c_prev, (("N", N), ("H", H)), dtype)
     fwd = _forward_constants(p, variant, H)
-    z = x @ fwd["W"] + fwd["b"]  # (N, G*H)
-    c, tanh_c, h = (np.empty((N, H), dtype) for _ in range(3))
-    _core_forward(z, h_prev, c_prev, fwd, variant, c, tanh_c, h, np.empty_like(z))
-    return h, c, LSTMStepCache(x, h_prev, c_prev, z, c, tanh_c, p, variant)
+    z = np.empty((fwd["W_T"].shape[0], N), dtype)  # feature-major (G*H, N)
+    _project(x[None], fwd, z[None])
+    c, tanh_c, h = (np.empty((H, N), dtype) for _ in range(3))
+    _core_forward(z, h_prev.T, c_prev.T, fwd, variant, c, tanh_c, h, np.empty_like(z))
+    return h.T.copy(), c.T.copy(), LSTMStepCache(x, h_prev, c_prev, z.T, c.T, tanh_c.T, p, variant)
 
 
 def lstm_step_backward(
@@ -328,16 +356,17 @@ def lstm_step_backward(
     N, H = cache.c.shape
     dh = check_array("dh", dh, (("N", N), ("H", H)), cache.c.dtype)
     dc = check_array("dc", dc, (("N", N), ("H", H)), cache.c.dtype)
-    dh_prev, dc_prev = dh.copy(), dc.copy()  # updated in place by the core
-    dz, dh_dc = np.empty_like(cache.gates), np.empty_like(dc)  # (N, G*H), (N, H)
-    _local_grads(cache.gates, cache.c_prev, cache.tanh_c, cache.variant, dz, dh_dc)
-    U_T = np.ascontiguousarray(cache.params["U"].T)  # (G*H, H)
-    _core_backward(dh_prev, dc_prev, dz, dh_dc, cache.gates, cache.params, cache.variant, U_T, np.empty_like(dc))
+    dh_prev, dc_prev = dh.T.copy(), dc.T.copy()  # feature-major (H, N), updated in place by the core
+    gates = cache.gates.T  # (G*H, N)
+    dz, dh_dc = np.empty(gates.shape, gates.dtype), np.empty_like(dh_prev)
+    _local_grads(gates, cache.c_prev.T, cache.tanh_c.T, cache.variant, dz, dh_dc)
+    _core_backward(dh_prev, dc_prev, dz, dh_dc, gates, cache.params, cache.variant, np.empty_like(dh_dc))
     D = cache.x.shape[1]
     grads = _zero_grads(cache.params, D)
-    xh = np.concatenate([cache.x, cache.h_prev], axis=1)  # (N, D+H)
-    _add_param_grads(grads, xh, cache.c_prev, cache.c, dz, cache.variant)
-    return dz @ cache.params["W"].T, dh_prev, dc_prev, _split_grads(grads, D)
+    xh = np.concatenate([cache.x.T, cache.h_prev.T])[:, None]  # (D+H, 1, N)
+    _add_param_grads(grads, xh, dz[:, None], cache.c_prev.T[None], cache.c.T[None], cache.variant)
+    dx = (cache.params["W"] @ dz).T  # (N, D)
+    return dx.copy(), dh_prev.T.copy(), dc_prev.T.copy(), _split_grads(grads, D)
 
 
 def lstm_forward(
@@ -368,23 +397,23 @@ def lstm_forward(
     p = check_params("params", params, lstm_param_dims(D, H, variant), dtype)
     x_tm = time_major(x)  # (T, N, D)
     fwd = _forward_constants(p, variant, H)
-    G = len(LSTM_VARIANTS[variant])
-    gates = np.empty((T, N, G * H), dtype)
-    h = np.empty((T + 1, N, H), dtype)
-    c = np.empty((T + 1, N, H), dtype)
-    tanh_c = np.empty((T, N, H), dtype)
-    h[0] = state_or_zeros("h0", h0, N, H, dtype)
-    c[0] = state_or_zeros("c0", c0, N, H, dtype)
-    zu = np.empty((N, G * H), dtype)  # scratch
+    GH = fwd["U_T"].shape[0]
+    gates = np.empty((T, GH, N), dtype)  # feature-major, as every buffer of the loop
+    h = np.empty((T + 1, H, N), dtype)
+    c = np.empty((T + 1, H, N), dtype)
+    tanh_c = np.empty((T, H, N), dtype)
+    h[0] = state_or_zeros("h0", h0, N, H, dtype).T
+    c[0] = state_or_zeros("c0", c0, N, H, dtype).T
+    zu = np.empty((GH, N), dtype)  # scratch
     K = _chunk_steps(T, gates[0])
     for start in range(0, T, K):
         end = min(T, start + K)
-        input_projection(x_tm[start:end], fwd["W"], fwd["b"], out=gates[start:end])  # (k, N, G*H), still in cache for the loop
+        _project(x_tm[start:end], fwd, gates[start:end])  # still in cache for the loop
         for t in range(start, end):
             _core_forward(gates[t], h[t], c[t], fwd, variant, c[t + 1], tanh_c[t], h[t + 1], zu)
-    out = batch_first(h[1:]) if return_sequences else h[T].copy()
-    cache = LSTMCache(x_tm, h, c, gates, tanh_c, p, variant, return_sequences)
-    return out, (h[T].copy(), c[T].copy()), cache
+    out = np.ascontiguousarray(h[1:].transpose(2, 0, 1)) if return_sequences else h[T].T.copy()  # (N, T, H) or (N, H)
+    cache = LSTMCache(x_tm, *(a.transpose(0, 2, 1) for a in (h, c, gates, tanh_c)), p, variant, return_sequences)
+    return out, (h[T].T.copy(), c[T].T.copy()), cache
 
 
 def lstm_backward(
@@ -403,28 +432,29 @@ def lstm_backward(
         summed over time and batch, keyed like the parameters.
     """
     dout_tm, (dh, dc) = backward_upstream(dout, cache, dh_T=dh_T, dc_T=dc_T)  # (T, N, H), (N, H)
-    dh, dc = dh.copy(), dc.copy()  # updated in place by the core, step by step
+    dh, dc = dh.T.copy(), dc.T.copy()  # feature-major (H, N), updated in place by the core, step by step
     p, variant = cache.params, cache.variant
-    T, N, GH = cache.gates.shape
-    D, H = cache.x.shape[2], dh.shape[1]
-    K = _chunk_steps(T, cache.gates[0])
-    dz = np.empty((K, N, GH), dh.dtype)
-    dh_dc = np.empty((K, N, H), dh.dtype)
-    xh = np.empty((K, N, D + H), dh.dtype)  # [x_t | h_(t-1)] rows of the chunk
-    U_T = np.ascontiguousarray(p["U"].T)  # (G*H, H)
-    dc_t = np.empty_like(dc)  # scratch (N, H)
-    dx = np.empty((T, N, D), dh.dtype)
+    gates, h, c, tanh_c = (a.transpose(0, 2, 1) for a in (cache.gates, cache.h, cache.c, cache.tanh_c))  # feature-major views
+    T, GH, N = gates.shape
+    D, H = cache.x.shape[2], dh.shape[0]
+    K = _chunk_steps(T, gates[0])
+    dz = np.empty((K, GH, N), dh.dtype)
+    dh_dc = np.empty((K, H, N), dh.dtype)
+    dc_t = np.empty_like(dh)  # scratch (H, N)
+    dz_k = np.empty((GH, K, N), dh.dtype)  # the chunk's dz with the steps in the middle
+    xh = np.empty((D + H, K, N), dh.dtype)  # [x_t; h_(t-1)] likewise
+    dx = np.empty((D, T, N), dh.dtype)
     grads = _zero_grads(p, D)
     for end in range(T, 0, -K):
         start = max(0, end - K)
         k = end - start
-        _local_grads(cache.gates[start:end], cache.c[start:end], cache.tanh_c[start:end], variant, dz[:k], dh_dc[:k])
+        _local_grads(gates[start:end], c[start:end], tanh_c[start:end], variant, dz[:k], dh_dc[:k])
         for t in reversed(range(k)):
-            dh += dout_tm[start + t]
-            _core_backward(dh, dc, dz[t], dh_dc[t], cache.gates[start + t], p, variant, U_T, dc_t)
-        xh[:k, :, :D] = cache.x[start:end]
-        xh[:k, :, D:] = cache.h[start:end]
-        dz_k = flat(dz[:k])  # (k*N, G*H)
-        _add_param_grads(grads, flat(xh[:k]), flat(cache.c[start:end]), flat(cache.c[start + 1 : end + 1]), dz_k, variant)
-        np.matmul(dz_k, p["W"].T, out=flat(dx[start:end]))  # (k*N, D)
-    return batch_first(dx), dh, dc, _split_grads(grads, D)
+            dh += dout_tm[start + t].T
+            _core_backward(dh, dc, dz[t], dh_dc[t], gates[start + t], p, variant, dc_t)
+        dz_k[:, :k] = dz[:k].transpose(1, 0, 2)
+        xh[:D, :k] = cache.x[start:end].transpose(2, 0, 1)
+        xh[D:, :k] = h[start:end].transpose(1, 0, 2)
+        _add_param_grads(grads, xh[:, :k], dz_k[:, :k], c[start:end], c[start + 1 : end + 1], variant)
+        np.matmul(p["W"], dz_k[:, :k].reshape(GH, -1), out=dx[:, start:end].reshape(D, -1))  # (D, k*N), views
+    return np.ascontiguousarray(dx.transpose(2, 1, 0)), dh.T.copy(), dc.T.copy(), _split_grads(grads, D)

@@ -41,21 +41,15 @@ def batch_first(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a.transpose(1, 0, 2))  # (N, T, K)
 
 
-def input_projection(x_tm: np.ndarray, W: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """x W + b for every step at once: (T, N, D) -> (T, N, G*H), one matmul.
-
-    Written into ``out`` (T, N, G*H), contiguous, when given.
-    """
+def input_projection(x_tm: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """x W + b for every step at once: (T, N, D) -> (T, N, G*H), one matmul."""
     T, N, D = x_tm.shape
-    if out is None:
-        out = np.empty((T, N, W.shape[1]), np.result_type(x_tm, W))
-    z = flat(out)  # (T*N, G*H)
     if D == 1:  # an outer product, the same numbers; NumPy's matmul is several times slower at inner size 1
-        np.multiply(x_tm.reshape(T * N, 1), W, out=z)
+        z = x_tm.reshape(T * N, 1) * W  # (T*N, G*H)
     else:
-        np.matmul(x_tm.reshape(T * N, D), W, out=z)
+        z = x_tm.reshape(T * N, D) @ W  # (T*N, G*H)
     z += b
-    return out
+    return z.reshape(T, N, -1)  # (T, N, G*H)
 
 
 def flat(a: np.ndarray) -> np.ndarray:
