@@ -18,11 +18,19 @@ system allows them (``unshare``):
   RLIMIT_FSIZE; root drops to ``nobody`` so it cannot undo the mounts.
 
 :func:`protections` reports which of these the system granted.
+
+Start-up costs only what a kernel must do: the launcher runs without ``site``,
+each kernel's matplotlib folder starts with the font list a sandboxed process
+built once per grader process (what a student's own machine keeps in its cache
+after the first plot, instead of a rescan of every font file per kernel), and
+the client is ready once the kernel answered, without jupyter_client's
+0.2 s wait for a quiet IOPub channel.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import glob
 import importlib.util
 import json
 import os
@@ -33,12 +41,17 @@ import sys
 import tempfile
 import time
 import uuid
+from queue import Empty
 
+from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Any, List, Unicode
+from traitlets import Any, List, Unicode, default
 
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_launch.py")
+# The launcher needs the standard library only: no site-packages (-S), no environment (-I).
+LAUNCHER_PYTHON = [sys.executable, "-I", "-S", LAUNCHER]
 PIDS_CGROUP_ROOTS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")
+NOBODY = 65534
 NAMESPACE_FLAGS = ["--fork", "--pid", "--mount-proc", "--mount", "--net", "--kill-child"]
 # Only these variables reach a student's kernel; nothing hints at grading.
 KERNEL_ENV = {"LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -115,15 +128,37 @@ def protections() -> dict:
 def _runs_as_nobody() -> bool:
     """Whether a Python started by the launcher as ``nobody`` can import NumPy here."""
     sandbox = new_sandbox_dir()
-    os.chown(sandbox, 65534, 65534)
+    os.chown(sandbox, NOBODY, NOBODY)
     cfg = {"cwd": sandbox, "env": {"PATH": "/usr/bin:/bin", "HOME": sandbox}, "memory_bytes": 2**34,
            "cpu_seconds": 60, "file_bytes": 2**20, "max_processes": 4096, "cgroup": "", "hide": False,
            "masked": [], "kept": [], "read_only": [], "drop_root": True, "setpriv": ""}
-    cmd = [sys.executable, "-I", LAUNCHER, json.dumps(cfg), "--", sys.executable, "-c", "import numpy"]
+    cmd = [*LAUNCHER_PYTHON, json.dumps(cfg), "--", sys.executable, "-c", "import numpy"]
     try:
         return subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
     finally:
         shutil.rmtree(sandbox, ignore_errors=True)
+
+
+@functools.lru_cache(maxsize=None)
+def font_list() -> tuple:
+    """matplotlib's font list as a kernel sees the fonts: ``((file name, JSON bytes),)``,
+    or ``()`` without matplotlib. Built once per process by ``import matplotlib.font_manager``
+    in a sandbox of its own, so that it names only the fonts a kernel can read."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return ()
+    km = SandboxKernelManager()
+    try:
+        km.prepare_dir(fonts=False)
+        cmd = km.sandboxed([sys.executable, "-P", "-c", "import matplotlib.font_manager"])
+        subprocess.run(cmd, env=km._kernel_env(), cwd=km.sandbox_dir, capture_output=True, timeout=120)
+        found = []
+        for path in glob.glob(os.path.join(km._kernel_env()["MPLCONFIGDIR"], "fontlist-*.json")):
+            with open(path, "rb") as fh:
+                found.append((os.path.basename(path), fh.read()))
+        return tuple(found)
+    finally:
+        km.kill_all()
+        shutil.rmtree(km.sandbox_dir, ignore_errors=True)
 
 
 def describe_protections() -> str:
@@ -162,6 +197,45 @@ def new_sandbox_dir() -> str:
     return tempfile.mkdtemp(dir=root)
 
 
+class SandboxKernelClient(AsyncKernelClient):
+    """A kernel client that is ready as soon as the kernel has answered on both channels."""
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        """Ask for ``kernel_info`` until the reply comes on the shell channel and the
+        request's ``idle`` status on IOPub (proof that IOPub is connected).
+
+        jupyter_client's own version then reads IOPub until it has been quiet for
+        0.2 s, idle time in every kernel start; the messages it would drop belong
+        to no cell, and a client only reads the messages of its own requests.
+        """
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        while True:
+            request = self.kernel_info()
+            reply = await self._reply_to(request, self.get_shell_msg, deadline, 1.0)
+            if reply is not None and await self._reply_to(request, self.get_iopub_msg, deadline, 0.2, "idle"):
+                self._handle_kernel_info_reply(reply)
+                return
+            if not await self.is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+
+    @staticmethod
+    async def _reply_to(request: str, get, deadline: float, patience: float, state: str = "") -> dict | None:
+        """The first message ``get`` returns for ``request`` (with ``execution_state`` ``state``
+        if given) within ``patience`` seconds, or None."""
+        until = min(deadline, time.monotonic() + patience)
+        while (left := until - time.monotonic()) > 0:
+            try:
+                msg = await get(timeout=left)
+            except Empty:
+                return None
+            if msg["parent_header"].get("msg_id") == request and (
+                    not state or msg["content"].get("execution_state") == state):
+                return msg
+        return None
+
+
 class SandboxKernelManager(AsyncKernelManager):
     """A kernel manager that starts the kernel inside a sandbox folder.
 
@@ -172,6 +246,10 @@ class SandboxKernelManager(AsyncKernelManager):
     sandbox_dir = Unicode("")
     hidden_paths = List(Unicode())
     limits = Any(Limits())
+
+    @default("client_factory")
+    def _client_factory_default(self) -> type:
+        return SandboxKernelClient
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -190,6 +268,10 @@ class SandboxKernelManager(AsyncKernelManager):
         cmd = super().format_kernel_cmd(extra_arguments)
         if cmd[:2] == [sys.executable, "-m"]:
             cmd.insert(1, "-P")  # the working folder is not on sys.path
+        return self.sandboxed(cmd)
+
+    def sandboxed(self, cmd: list) -> list:
+        """The command line that runs ``cmd`` in this sandbox, through the launcher."""
         p = protections()
         cfg = {
             "cwd": self.sandbox_dir,
@@ -207,9 +289,23 @@ class SandboxKernelManager(AsyncKernelManager):
             "drop_root": p["drop_root"],
             "setpriv": p["setpriv"],
         }
-        launcher = [sys.executable, "-I", LAUNCHER, json.dumps(cfg)]
+        launcher = [*LAUNCHER_PYTHON, json.dumps(cfg)]
         prefix = [shutil.which("unshare"), *NAMESPACE_FLAGS, "--", *launcher] if p["namespaces"] else launcher
         return [*launcher, "--outer", *prefix, "--", *cmd]
+
+    def prepare_dir(self, fonts: bool = True) -> None:
+        """Create the sandbox folder for the kernel's user, with matplotlib's font list
+        (see :func:`font_list`) in its matplotlib folder unless ``fonts`` is false."""
+        mpl = self._kernel_env()["MPLCONFIGDIR"]
+        os.makedirs(mpl, exist_ok=True)
+        owned = [self.sandbox_dir, mpl]
+        for name, data in font_list() if fonts else ():
+            with open(os.path.join(mpl, name), "wb") as fh:
+                fh.write(data)
+            owned.append(os.path.join(mpl, name))
+        if protections()["drop_root"]:
+            for path in owned:
+                os.chown(path, NOBODY, NOBODY)
 
     def _kernel_env(self) -> dict:
         home = self.sandbox_dir
@@ -243,9 +339,8 @@ class SandboxKernelManager(AsyncKernelManager):
         return self._cgroup
 
     async def _async_launch_kernel(self, kernel_cmd: list, **kw) -> None:
-        os.makedirs(self.sandbox_dir, exist_ok=True)
+        self.prepare_dir()
         if protections()["drop_root"]:
-            os.chown(self.sandbox_dir, 65534, 65534)
             os.chmod(self.connection_file, 0o644)
         kw["env"] = self._kernel_env()
         kw["cwd"] = self.sandbox_dir

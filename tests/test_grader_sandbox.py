@@ -74,6 +74,21 @@ def test_cwd_files_do_not_shadow_modules_and_python_is_read_only(sandbox):
         assert "numpy read-only" in out
 
 
+def test_matplotlib_starts_from_a_font_list_of_fonts_the_kernel_can_read(sandbox):
+    cell = _code(
+        "import glob, os\n"
+        "lists = glob.glob(os.path.join(os.environ['MPLCONFIGDIR'], 'fontlist-*.json'))\n"
+        "stamps = [os.stat(p).st_mtime_ns for p in lists]\n"
+        "import matplotlib.font_manager as fm\n"
+        "fonts = [f.fname for f in fm.fontManager.ttflist + fm.fontManager.afmlist]\n"
+        "print('LISTS', len(lists), 'FONTS', len(fonts) > 0)\n"
+        "print('REBUILT', stamps != [os.stat(p).st_mtime_ns for p in lists])\n"
+        "print('UNREADABLE', [f for f in fonts if not os.access(f, os.R_OK)])\n")
+    sandbox.run_cell(cell)
+    out = _text(cell)
+    assert "LISTS 1 FONTS True" in out and "REBUILT False" in out and "UNREADABLE []" in out, out
+
+
 def test_tests_call_student_functions_and_get_plain_data(sandbox):
     sandbox.run_cell(_code(
         "import numpy as np\n"
