@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._sequence import backward_upstream, state_or_zeros, time_major
+from ._sequence import backward_upstream, batch_first, state_or_zeros
 from ._validate import Dim, check_array, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
 
 # Gate blocks of W, U and b per variant, in column order.
@@ -83,13 +83,15 @@ def _forward_constants(params: dict, variant: str, H: int) -> dict[str, np.ndarr
     z_i / 2, z_f / 2, z_o / 2, and one tanh call over the contiguous
     (G*H, N) block followed by ``* 0.5 + 0.5`` on the sigmoid gates'
     blocks activates every gate. Halving is exact in floating point, so
-    the gates are those of the equations bit for bit. W^T (G*H, D), U^T
-    (G*H, H) are contiguous; b (G*H, 1) and the peepholes (H, 1) are
-    columns, to broadcast over the batch.
+    the gates are those of the equations bit for bit. [W^T | b] (G*H, D+1)
+    multiplies inputs with a row of ones (``_ones_row``), U^T (G*H, H) the
+    hidden state, both contiguous; the peepholes are (H, 1) columns, to
+    broadcast over the batch.
     """
     dtype = params["W"].dtype
     scale = np.concatenate([np.full(H, 1 if k == "g" else 0.5, dtype) for k in LSTM_VARIANTS[variant]])  # (G*H,)
-    consts = {"W_T": (params["W"] * scale).T.copy(), "U_T": (params["U"] * scale).T.copy(), "b": (params["b"] * scale)[:, None]}
+    Wb = np.concatenate([params["W"], params["b"][None]])  # (D+1, G*H)
+    consts = {"Wb_T": (Wb * scale).T.copy(), "U_T": (params["U"] * scale).T.copy()}
     consts.update({k: (params[k] * 0.5)[:, None] for k in _PEEPHOLES if k in params})
     return consts
 
@@ -106,7 +108,10 @@ def _core_forward(z, h_prev, c_prev, fwd, variant, c, tanh_c, h, zu) -> None:
     Every array is feature-major: z (G*H, N), the states (H, N), so that
     each gate block is a contiguous (H, N) array (NumPy runs an operation
     on a strided column block of an (N, G*H) array about three times
-    slower) and the matmul U^T h_prev runs faster than h_prev U.
+    slower) and the matmul U^T h_prev runs faster than h_prev U. ``h_prev``
+    and ``h`` may be transposed views of (N, H) arrays: the sequence
+    functions keep h batch-row-major, as the output and the weight
+    gradients read it, and the matmul reads the view at no cost.
 
     ``fwd`` comes from ``_forward_constants``. On entry ``z`` holds the
     input projection W^T x + b with the sigmoid gates' rows halved; on
@@ -159,14 +164,16 @@ def _chunk_steps(T: int, step: np.ndarray) -> int:
     return max(1, min(T, _CHUNK_BYTES // step.nbytes))
 
 
-def _project(x_tm: np.ndarray, fwd: dict, out: np.ndarray) -> None:
-    """W^T x_t + b for k steps x_tm (k, N, D) into feature-major ``out`` (k, G*H, N)."""
-    x_T = x_tm.transpose(0, 2, 1)  # (k, D, N)
-    if x_T.shape[1] == 1:  # an outer product, the same numbers; NumPy's matmul is several times slower at inner size 1
-        np.multiply(fwd["W_T"], x_T, out=out)
-    else:
-        np.matmul(fwd["W_T"], x_T, out=out)
-    out += fwd["b"]
+def _ones_row(x_T: np.ndarray) -> np.ndarray:
+    """Feature-major inputs (..., D, N) with a row of ones below, (..., D+1, N).
+
+    [W^T | b] [x; 1] = W^T x + b is then one matmul, without a pass that
+    broadcasts b over the batch.
+    """
+    xa = np.empty((*x_T.shape[:-2], x_T.shape[-2] + 1, x_T.shape[-1]), x_T.dtype)
+    xa[..., :-1, :] = x_T
+    xa[..., -1, :] = 1
+    return xa
 
 
 def _local_grads(gates, c_prev, tanh_c, variant, dz, dh_dc) -> None:
@@ -246,14 +253,13 @@ def _core_backward(dh, dc, dz, dh_dc, gates, params, variant, dc_t) -> None:
 def _add_param_grads(grads, xh, dz, c_prev, c, variant) -> None:
     """Add the weight gradients of k steps into ``grads`` (BPTT sums over time).
 
-    xh = [x_t; h_(t-1)] (D+H, k, N) and dz (G*H, k, N) are feature-major
-    with the steps in the middle, so that the k*N columns merge and dW, dU
-    are one matmul: ``grads["WU_T"]`` (G*H, D+H) accumulates [dW; dU]^T.
-    c_prev, c (k, H, N) are the cell states the peepholes saw.
+    xh = [x_t | h_(t-1) | 1] (k*N, D+H+1) holds the steps' rows; dz (G*H,
+    k, N) is feature-major with the steps in the middle, so that its k*N
+    columns merge and dW, dU, db are one matmul: ``grads["WUb_T"]`` (G*H,
+    D+H+1) accumulates [dW; dU; db]^T. c_prev, c (k, H, N) are the cell
+    states the peepholes saw.
     """
-    dz2 = dz.reshape(dz.shape[0], -1)  # (G*H, k*N)
-    grads["WU_T"] += dz2 @ xh.reshape(xh.shape[0], -1).T
-    grads["b"] += dz2.sum(axis=1)
+    grads["WUb_T"] += dz.reshape(dz.shape[0], -1) @ xh  # (G*H, k*N) @ (k*N, D+H+1)
     if variant == "peephole":
         dgate = _blocks(dz.transpose(1, 0, 2), variant)  # (k, H, N) each
         grads["p_i"] += np.einsum("khn,khn->h", dgate["i"], c_prev)
@@ -264,14 +270,14 @@ def _add_param_grads(grads, xh, dz, c_prev, c, variant) -> None:
 def _zero_grads(params: dict, D: int) -> dict[str, np.ndarray]:
     """Zeroed accumulators for ``_add_param_grads``."""
     H, GH = params["U"].shape
-    grads = {k: np.zeros_like(v) for k, v in params.items() if k not in ("W", "U")}
-    return {"WU_T": np.zeros((GH, D + H), params["U"].dtype), **grads}
+    grads = {k: np.zeros_like(params[k]) for k in _PEEPHOLES if k in params}
+    return {"WUb_T": np.zeros((GH, D + H + 1), params["U"].dtype), **grads}
 
 
 def _split_grads(grads: dict, D: int) -> dict[str, np.ndarray]:
-    """The accumulated gradients keyed like the parameters: W (D, G*H) and U (H, G*H) from "WU_T"."""
-    WU = grads.pop("WU_T").T  # (D+H, G*H)
-    return {"W": WU[:D].copy(), "U": WU[D:].copy(), **grads}
+    """The accumulated gradients keyed like the parameters: W (D, G*H), U (H, G*H), b from "WUb_T"."""
+    WUb = grads.pop("WUb_T").T  # (D+H+1, G*H)
+    return {"W": WUb[:D].copy(), "U": WUb[D:-1].copy(), "b": WUb[-1].copy(), **grads}
 
 
 class LSTMStepCache(NamedTuple):
@@ -290,9 +296,9 @@ class LSTMStepCache(NamedTuple):
 class LSTMCache(NamedTuple):
     """What ``lstm_backward`` needs from a sequence forward pass (time-major).
 
-    ``lstm_forward`` fills h, c, gates and tanh_c with transposed views of
+    ``lstm_forward`` fills x, c, gates and tanh_c with transposed views of
     its feature-major buffers ((T+1, H, N), ...): the shapes and values
-    below, in memory order (T, feature, N).
+    below, in memory order (T, feature, N); h is a plain (T+1, N, H) array.
     """
 
     x: np.ndarray  #: inputs (T, N, D)
@@ -333,11 +339,11 @@ def lstm_step_forward(
     h_prev = check_array("h_prev", h_prev, (("N", N), ("H", H)), dtype)
     c_prev = check_array("c_prev", c_prev, (("N", N), ("H", H)), dtype)
     fwd = _forward_constants(p, variant, H)
-    z = np.empty((fwd["W_T"].shape[0], N), dtype)  # feature-major (G*H, N)
-    _project(x[None], fwd, z[None])
-    c, tanh_c, h = (np.empty((H, N), dtype) for _ in range(3))
-    _core_forward(z, h_prev.T, c_prev.T, fwd, variant, c, tanh_c, h, np.empty_like(z))
-    return h.T.copy(), c.T.copy(), LSTMStepCache(x, h_prev, c_prev, z.T, c.T, tanh_c.T, p, variant)
+    z = fwd["Wb_T"] @ _ones_row(x.T)  # feature-major (G*H, N)
+    c, tanh_c = np.empty((H, N), dtype), np.empty((H, N), dtype)
+    h = np.empty((N, H), dtype)
+    _core_forward(z, h_prev.T, c_prev.T, fwd, variant, c, tanh_c, h.T, np.empty_like(z))
+    return h, c.T.copy(), LSTMStepCache(x, h_prev, c_prev, z.T, c.T, tanh_c.T, p, variant)
 
 
 def lstm_step_backward(
@@ -363,7 +369,7 @@ def lstm_step_backward(
     _core_backward(dh_prev, dc_prev, dz, dh_dc, gates, cache.params, cache.variant, np.empty_like(dh_dc))
     D = cache.x.shape[1]
     grads = _zero_grads(cache.params, D)
-    xh = np.concatenate([cache.x.T, cache.h_prev.T])[:, None]  # (D+H, 1, N)
+    xh = np.concatenate([cache.x, cache.h_prev, np.ones((N, 1), dh.dtype)], axis=1)  # (N, D+H+1)
     _add_param_grads(grads, xh, dz[:, None], cache.c_prev.T[None], cache.c.T[None], cache.variant)
     dx = (cache.params["W"] @ dz).T  # (N, D)
     return dx.copy(), dh_prev.T.copy(), dc_prev.T.copy(), _split_grads(grads, D)
@@ -395,25 +401,25 @@ def lstm_forward(
     dtype = x.dtype
     H = infer_hidden_size("params", params)
     p = check_params("params", params, lstm_param_dims(D, H, variant), dtype)
-    x_tm = time_major(x)  # (T, N, D)
+    xa = _ones_row(x.transpose(1, 2, 0))  # [x_t; 1] (T, D+1, N)
     fwd = _forward_constants(p, variant, H)
     GH = fwd["U_T"].shape[0]
-    gates = np.empty((T, GH, N), dtype)  # feature-major, as every buffer of the loop
-    h = np.empty((T + 1, H, N), dtype)
+    gates = np.empty((T, GH, N), dtype)  # feature-major, as every buffer of the loop but h
+    h = np.empty((T + 1, N, H), dtype)
     c = np.empty((T + 1, H, N), dtype)
     tanh_c = np.empty((T, H, N), dtype)
-    h[0] = state_or_zeros("h0", h0, N, H, dtype).T
+    h[0] = state_or_zeros("h0", h0, N, H, dtype)
     c[0] = state_or_zeros("c0", c0, N, H, dtype).T
     zu = np.empty((GH, N), dtype)  # scratch
     K = _chunk_steps(T, gates[0])
     for start in range(0, T, K):
         end = min(T, start + K)
-        _project(x_tm[start:end], fwd, gates[start:end])  # still in cache for the loop
+        np.matmul(fwd["Wb_T"], xa[start:end], out=gates[start:end])  # W^T x_t + b, still in cache for the loop
         for t in range(start, end):
-            _core_forward(gates[t], h[t], c[t], fwd, variant, c[t + 1], tanh_c[t], h[t + 1], zu)
-    out = np.ascontiguousarray(h[1:].transpose(2, 0, 1)) if return_sequences else h[T].T.copy()  # (N, T, H) or (N, H)
-    cache = LSTMCache(x_tm, *(a.transpose(0, 2, 1) for a in (h, c, gates, tanh_c)), p, variant, return_sequences)
-    return out, (h[T].T.copy(), c[T].T.copy()), cache
+            _core_forward(gates[t], h[t].T, c[t], fwd, variant, c[t + 1], tanh_c[t], h[t + 1].T, zu)
+    out = batch_first(h[1:]) if return_sequences else h[T].copy()
+    c_, gates_, tanh_c_ = (a.transpose(0, 2, 1) for a in (c, gates, tanh_c))  # (T+1, N, H), (T, N, G*H), (T, N, H)
+    return out, (h[T].copy(), c[T].T.copy()), LSTMCache(xa[:, :D].transpose(0, 2, 1), h, c_, gates_, tanh_c_, p, variant, return_sequences)
 
 
 def lstm_backward(
@@ -434,7 +440,7 @@ def lstm_backward(
     dout_tm, (dh, dc) = backward_upstream(dout, cache, dh_T=dh_T, dc_T=dc_T)  # (T, N, H), (N, H)
     dh, dc = dh.T.copy(), dc.T.copy()  # feature-major (H, N), updated in place by the core, step by step
     p, variant = cache.params, cache.variant
-    gates, h, c, tanh_c = (a.transpose(0, 2, 1) for a in (cache.gates, cache.h, cache.c, cache.tanh_c))  # feature-major views
+    gates, c, tanh_c = (a.transpose(0, 2, 1) for a in (cache.gates, cache.c, cache.tanh_c))  # feature-major views
     T, GH, N = gates.shape
     D, H = cache.x.shape[2], dh.shape[0]
     K = _chunk_steps(T, gates[0])
@@ -442,7 +448,8 @@ def lstm_backward(
     dh_dc = np.empty((K, H, N), dh.dtype)
     dc_t = np.empty_like(dh)  # scratch (H, N)
     dz_k = np.empty((GH, K, N), dh.dtype)  # the chunk's dz with the steps in the middle
-    xh = np.empty((D + H, K, N), dh.dtype)  # [x_t; h_(t-1)] likewise
+    xh = np.empty((K, N, D + H + 1), dh.dtype)  # [x_t | h_(t-1) | 1] rows of the chunk
+    xh[..., -1] = 1
     dx = np.empty((D, T, N), dh.dtype)
     grads = _zero_grads(p, D)
     for end in range(T, 0, -K):
@@ -453,8 +460,8 @@ def lstm_backward(
             dh += dout_tm[start + t].T
             _core_backward(dh, dc, dz[t], dh_dc[t], gates[start + t], p, variant, dc_t)
         dz_k[:, :k] = dz[:k].transpose(1, 0, 2)
-        xh[:D, :k] = cache.x[start:end].transpose(2, 0, 1)
-        xh[D:, :k] = h[start:end].transpose(1, 0, 2)
-        _add_param_grads(grads, xh[:, :k], dz_k[:, :k], c[start:end], c[start + 1 : end + 1], variant)
+        xh[:k, :, :D] = cache.x[start:end]
+        xh[:k, :, D:-1] = cache.h[start:end]
+        _add_param_grads(grads, xh[:k].reshape(k * N, -1), dz_k[:, :k], c[start:end], c[start + 1 : end + 1], variant)
         np.matmul(p["W"], dz_k[:, :k].reshape(GH, -1), out=dx[:, start:end].reshape(D, -1))  # (D, k*N), views
     return np.ascontiguousarray(dx.transpose(2, 1, 0)), dh.T.copy(), dc.T.copy(), _split_grads(grads, D)
