@@ -75,7 +75,7 @@ def _blocks(a: np.ndarray, variant: str) -> dict[str, np.ndarray]:
     return {name: a[..., k * H : (k + 1) * H, :] for k, name in enumerate(gates)}
 
 
-def _forward_constants(params: dict, variant: str, H: int) -> dict[str, np.ndarray]:
+def _forward_constants(params: dict, variant: str, H: int) -> dict:
     """What the forward core multiplies by: transposed weights, the sigmoid gates' halved.
 
     sigmoid(a) = 0.5 tanh(a / 2) + 0.5, so with the rows of W^T, U^T, b of
@@ -86,20 +86,27 @@ def _forward_constants(params: dict, variant: str, H: int) -> dict[str, np.ndarr
     the gates are those of the equations bit for bit. [W^T | b] (G*H, D+1)
     multiplies inputs with a row of ones (``_ones_row``), U^T (G*H, H) the
     hidden state, both contiguous; the peepholes are (H, 1) columns, to
-    broadcast over the batch.
+    broadcast over the batch. "sigmoid_rows" are the row slices that the
+    one tanh call leaves for ``* 0.5 + 0.5`` (the blocks before and after
+    g, less a peephole o, which sees c), and "half" is 0.5 as a 0-d array:
+    NumPy dispatches an array operand faster than a Python float, which
+    counts at small sizes, where a step's time is mostly per-call overhead.
     """
     dtype = params["W"].dtype
-    scale = np.concatenate([np.full(H, 1 if k == "g" else 0.5, dtype) for k in LSTM_VARIANTS[variant]])  # (G*H,)
+    gates = LSTM_VARIANTS[variant]
+    scale = np.concatenate([np.full(H, 1 if k == "g" else 0.5, dtype) for k in gates])  # (G*H,)
     Wb = np.concatenate([params["W"], params["b"][None]])  # (D+1, G*H)
-    consts = {"Wb_T": (Wb * scale).T.copy(), "U_T": (params["U"] * scale).T.copy()}
+    consts = {"Wb_T": (Wb * scale).T.copy(), "U_T": (params["U"] * scale).T.copy(), "half": np.array(0.5, dtype)}
     consts.update({k: (params[k] * 0.5)[:, None] for k in _PEEPHOLES if k in params})
+    k_g, n = gates.index("g"), (3 if variant == "peephole" else len(gates)) * H
+    consts["sigmoid_rows"] = [rows for rows in (slice(0, k_g * H), slice((k_g + 1) * H, n)) if rows.stop > rows.start]
     return consts
 
 
-def _half_affine(a: np.ndarray) -> None:
-    """a <- 0.5 a + 0.5 in place: sigmoid(2 z) from tanh(z)."""
-    a *= 0.5
-    a += 0.5
+def _half_affine(a: np.ndarray, half: np.ndarray) -> None:
+    """a <- 0.5 a + 0.5 in place (``half`` = 0.5): sigmoid(2 z) from tanh(z)."""
+    a *= half
+    a += half
 
 
 def _core_forward(z, h_prev, c_prev, fwd, variant, c, tanh_c, h, zu) -> None:
@@ -129,14 +136,10 @@ def _core_forward(z, h_prev, c_prev, fwd, variant, c, tanh_c, h, zu) -> None:
     if variant == "peephole":
         i += np.multiply(fwd["p_i"], c_prev, out=tanh_c)
         gate["f"] += np.multiply(fwd["p_f"], c_prev, out=tanh_c)
-    H = c.shape[0]
-    n = 3 * H if variant == "peephole" else z.shape[0]  # all gates but a peephole o, which sees c
-    act = z[:n]
+    act = z[: 3 * c.shape[0]] if variant == "peephole" else z  # all gates but a peephole o, which sees c
     np.tanh(act, out=act)
-    k_g = LSTM_VARIANTS[variant].index("g")
-    for sigmoid_rows in (z[: k_g * H], z[(k_g + 1) * H : n]):  # the blocks before and after g
-        if sigmoid_rows.size:
-            _half_affine(sigmoid_rows)
+    for rows in fwd["sigmoid_rows"]:
+        _half_affine(z[rows], fwd["half"])
     if "f" in gate:
         np.multiply(gate["f"], c_prev, out=c)
         c += np.multiply(i, g, out=tanh_c)
@@ -153,7 +156,7 @@ def _core_forward(z, h_prev, c_prev, fwd, variant, c, tanh_c, h, zu) -> None:
         if variant == "peephole":  # sigmoid of the halved pre-activation, as above
             o += np.multiply(fwd["p_o"], c, out=h)
             np.tanh(o, out=o)
-            _half_affine(o)
+            _half_affine(o, fwd["half"])
         np.multiply(o, tanh_c, out=h)
     else:  # no_output: o = 1
         h[...] = tanh_c
