@@ -1,11 +1,13 @@
 """Data-only codec and the kernel side of the grader's remote calls.
 
 The test cells of a notebook run in the grader's trusted process; the names a
-student defined live in the student's sandboxed kernel. When a test reads a
-student's name or calls a student's function, the grader writes a request file
-into the sandbox, runs ``_grader_rpc(request, reply)`` in the kernel, and reads
-the reply file back. Messages are one ``.npz`` archive (``allow_pickle=False``)
-with a JSON tree ``__tree__`` whose leaves point at arrays.
+student defined live in the student's sandboxed kernel. Before any test runs,
+the kernel starts a thread (:func:`serve`) that listens on a Unix socket in the
+sandbox folder. When a test reads a student's name or calls a student's
+function, the grader connects, sends the request and reads the answer; the
+kernel's main thread is idle between cells. Each message is one ``.npz``
+archive (``allow_pickle=False``) with a JSON tree ``__tree__`` whose leaves
+point at arrays, sent with its length.
 
 What the kernel sends is plain data only: whatever the student's code does in
 its kernel, it can only choose the data that comes back, never run code in the
@@ -13,8 +15,8 @@ grader. The grader's requests may also carry what the tests hand to a student's
 function besides data, since the kernel may trust the grader:
 
 - a test's own function (a callback) stays in the grader: the kernel gets a
-  stand-in that sends each call over the sandbox's Unix socket and returns the
-  grader's answer (data);
+  stand-in that sends each call back over the request's connection and returns
+  the grader's answer (data);
 - a torch module is sent pickled; after the call the kernel sends its
   ``state_dict`` back as arrays, and the grader loads it into the test's module;
 - every argument comes back after the call, so that what the student's code did
@@ -27,10 +29,10 @@ imports it, and its source is executed once in each student kernel.
 import importlib
 import io
 import json
-import os
 import pickle
 import socket
 import struct
+import threading
 
 import numpy as np
 
@@ -178,21 +180,6 @@ def loads(data: bytes) -> tuple:
     return tree, arrays
 
 
-def save(path: str, tree, arrays) -> None:
-    """Write a message to ``path`` (a temporary file, then renamed)."""
-    with open(path + ".tmp", "wb") as fh:
-        fh.write(dumps(tree, arrays))
-    os.replace(path + ".tmp", path)
-
-
-def load(path: str) -> tuple:
-    """Read a message file written by :func:`save`."""
-    if os.path.getsize(path) > MAX_REPLY_BYTES:
-        raise ValueError(f"grader message {path} is larger than {MAX_REPLY_BYTES} bytes")
-    with open(path, "rb") as fh:
-        return loads(fh.read())
-
-
 def send(sock, data: bytes) -> None:
     """Send one length-prefixed message over a stream socket."""
     sock.sendall(struct.pack("!Q", len(data)) + data)
@@ -227,25 +214,27 @@ def _guarded(fn, args, kwargs):
     return _call(functools.partial(fn, **kwargs), getattr(fn, "__name__", "the function"), *args)
 
 
-def kernel_side(user_ns: dict, address: str):
-    """Return the function the grader calls in the student's kernel.
+def serve(user_ns: dict, address: str) -> None:
+    """Listen at ``address`` (bound before returning) and answer the grader's requests in a thread.
 
-    Requests: ``{"op": "lookup", "name": str}`` answers ``{"kind": ...}`` with
-    kind ``missing``, ``module`` (its name), ``import`` (a function of an
-    installed module, by module and qualname), ``value`` (plain data) or
-    ``handle`` (anything else); ``{"op": "call", "target": handle, "args":
-    [...], "kwargs": {...}, "guard": bool, "errstate": {...}}`` (run under the
-    checkers' guard and NumPy's error handling ``errstate``) answers
-    ``{"result": value, "args": [...], "kwargs": {...}}``, the arguments as the
-    call left them. A failure answers
-    ``{"error": [type name, message]}``. The grader's functions are called over
-    the Unix socket at ``address``.
+    One connection per request. Requests: ``{"op": "lookup", "name": str}``
+    answers ``{"kind": ...}`` with kind ``missing``, ``module`` (its name),
+    ``import`` (a function of an installed module, by module and qualname),
+    ``value`` (plain data) or ``handle`` (anything else); ``{"op": "call",
+    "target": handle, "args": [...], "kwargs": {...}, "guard": bool,
+    "errstate": {...}}`` (run under the checkers' guard and NumPy's error
+    handling ``errstate``) answers ``{"result": value, "args": [...], "kwargs":
+    {...}}``, the arguments as the call left them. A failure answers ``{"error":
+    [type name, message]}``. The kernel sends ``{"reply": answer}`` last; before
+    it, ``{"callback": {"id": n, "args": [...], "kwargs": {...}}}`` for each call
+    of a grader's function, each answered on the same connection.
     """
     import builtins
 
     handles = []
     received = {}  # id(module) -> (module, the grader's number for it), for the current request
     stand_ins = {}  # id(function) -> (stand-in, the grader's number for its function)
+    current = {}  # "conn": the connection of the request being answered
 
     def handle_of(obj):
         handles.append(obj)
@@ -277,10 +266,12 @@ def kernel_side(user_ns: dict, address: str):
     def stand_in(number):
         """A function that runs the grader's function ``number`` on plain data."""
         def call(*args, **kwargs):
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.connect(address)
-                send(sock, dumps(*encode({"id": number, "args": list(args), "kwargs": kwargs}, outgoing)))
-                answer = decode(*loads(receive(sock)), special=incoming)
+            conn = current.get("conn")
+            if conn is None:
+                raise RuntimeError("the grader's function can only be called during the grader's call")
+            send(conn, dumps(*encode({"callback": {"id": number, "args": list(args), "kwargs": kwargs}},
+                                     outgoing)))
+            answer = decode(*loads(receive(conn)), special=incoming)
             if "error" in answer:
                 ename, message = answer["error"]
                 cls = getattr(builtins, str(ename), None)
@@ -299,11 +290,11 @@ def kernel_side(user_ns: dict, address: str):
                 "callback": lambda n, walk: stand_in(n["v"]),
                 "pickle": unpickle}
 
-    def rpc(request_path, reply_path):
+    def answer(conn):
         try:
-            req = decode(*load(request_path), special=incoming)
+            req = decode(*loads(receive(conn)), special=incoming)
             if req["op"] == "lookup":
-                answer = lookup(req["name"])
+                reply = lookup(req["name"])
             else:
                 args, kwargs = req["args"], req["kwargs"]
                 with np.errstate(**req.get("errstate", {})):
@@ -311,12 +302,28 @@ def kernel_side(user_ns: dict, address: str):
                         result = _guarded(req["target"], args, kwargs)
                     else:
                         result = req["target"](*args, **kwargs)
-                answer = {"result": result, "args": args, "kwargs": kwargs}
-            tree, arrays = encode(answer, outgoing)
+                reply = {"result": result, "args": args, "kwargs": kwargs}
+            tree, arrays = encode({"reply": reply}, outgoing)
         except BaseException as exc:  # the grader reads the failure from the reply
-            tree, arrays = encode({"error": [type(exc).__name__, str(exc)[:2000]]})
+            tree, arrays = encode({"reply": {"error": [type(exc).__name__, str(exc)[:2000]]}})
         received.clear()
         stand_ins.clear()
-        save(reply_path, tree, arrays)
+        send(conn, dumps(tree, arrays))
 
-    return rpc
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address)
+    listener.listen()
+
+    def loop():
+        while True:
+            conn, _ = listener.accept()
+            with conn:
+                current["conn"] = conn
+                try:
+                    answer(conn)
+                except OSError:
+                    pass  # the grader gave up on this request
+                finally:
+                    current.clear()
+
+    threading.Thread(target=loop, name="grader", daemon=True).start()

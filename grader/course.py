@@ -269,19 +269,25 @@ class Course:
                 futures = {pool.submit(_grade_worker, self.root, self.config_kwargs, assignment, s): (s, f)
                            for s, f in todo}
                 bar = tqdm(total=len(futures), desc=f"autograde {assignment}", unit="nb", disable=not progress)
-                for future in concurrent.futures.as_completed(futures):
-                    student, fingerprint = futures[future]
-                    try:
-                        result = future.result()
-                    except Exception as exc:  # a worker that died takes only its own submission
-                        result = {"success": False, "log": "", "error": f"grader worker failed: {exc!r}"}
-                    if result["success"]:
-                        states[student] = self._save_graded(assignment, student, fingerprint, result["seconds"])
-                    else:
-                        states[student] = self._save_state(assignment, student, fingerprint, "ungradable",
-                                                           _failure_reason(result))
-                    bar.update()
-                bar.close()
+                try:
+                    for future in concurrent.futures.as_completed(futures):
+                        student, fingerprint = futures[future]
+                        try:
+                            result = future.result()
+                        except Exception as exc:  # a worker that died takes only its own submission
+                            result = {"success": False, "log": "", "error": f"grader worker failed: {exc!r}"}
+                        if result["success"]:
+                            states[student] = self._save_graded(assignment, student, fingerprint, result["seconds"])
+                        else:
+                            states[student] = self._save_state(assignment, student, fingerprint, "ungradable",
+                                                               _failure_reason(result))
+                        bar.update()
+                except KeyboardInterrupt:
+                    # Ctrl-C reached the workers too; drop the queued submissions (a later run grades them)
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+                finally:
+                    bar.close()
         return dict(sorted(states.items()))
 
     def _submission_problem(self, assignment: str, student: str) -> str:

@@ -14,10 +14,11 @@ it in ``Autograde.autograde_preprocessors``:
   back as a :class:`Remote` whose calls run in the kernel and return data. The
   checkers, ``assert`` and NumPy the tests use are the grader's own. A test's
   own function handed to a student's function runs in the grader when the
-  student's code calls it (a :class:`CallbackServer` on the sandbox's Unix
-  socket), and what the student's code does to the arguments of a call (an
-  array filled in, a generator drawn from, a torch module's weights loaded)
-  reaches the test's own objects (:func:`sync_back`);
+  student's code calls it, and what the student's code does to the arguments
+  of a call (an array filled in, a generator drawn from, a torch module's
+  weights loaded) reaches the test's own objects (:func:`sync_back`). Requests
+  travel over a Unix socket in the sandbox folder to a thread of the kernel;
+  a call past the cell time limit stops the kernel;
 - a hidden test's source and traceback never reach the notebook's outputs;
 - a dead or killed kernel fails every later test (no reply, no points).
 
@@ -39,7 +40,6 @@ import pickle
 import shutil
 import socket
 import sys
-import threading
 import time
 import traceback
 import warnings
@@ -190,64 +190,6 @@ def sync_back(original, after):
     return after
 
 
-class CallbackServer:
-    """Serves the calls a student's code makes to the tests' functions during one call into it.
-
-    Listens on a Unix socket in the sandbox folder; each connection carries one
-    call (plain data, see :mod:`grader._harness`) and gets its answer. An
-    exception a test's function raises is answered to the student's code and
-    also kept in ``failures``, so that the test fails even if the student's code
-    catches it.
-    """
-
-    def __init__(self, path: str, sent: dict, outgoing, incoming: dict, timeout: float) -> None:
-        self.path, self.sent, self.outgoing, self.incoming = path, sent, outgoing, incoming
-        self.failures = []
-        self._stop = threading.Event()
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.bind(path)
-        os.chmod(path, 0o666)  # the kernel may run as another user
-        self._sock.listen()
-        self._sock.settimeout(0.05)
-        self._timeout = timeout
-        self._thread = threading.Thread(target=self._serve, name="grader-callbacks", daemon=True)
-
-    def __enter__(self) -> "CallbackServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sock.close()
-        with contextlib.suppress(OSError):
-            os.remove(self.path)
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            with conn:
-                conn.settimeout(self._timeout)
-                self._answer(conn)
-
-    def _answer(self, conn) -> None:
-        try:
-            request = _harness.decode(*_harness.loads(_harness.receive(conn)), special=self.incoming)
-            function = self.sent.get(request["id"])
-            if function is None or _torch_module(function):
-                raise ValueError(f"no test function numbered {request['id']!r}")
-            tree, arrays = _harness.encode({"result": function(*request["args"], **request["kwargs"])},
-                                           self.outgoing)
-        except BaseException as exc:  # answered to the student's code, kept for the test
-            self.failures.append(exc)
-            tree, arrays = _harness.encode({"error": [type(exc).__name__, str(exc)[:2000]]})
-        with contextlib.suppress(OSError):
-            _harness.send(conn, _harness.dumps(tree, arrays))
-
-
 class Sandbox:
     """A student's kernel: cells run with time limits, and the grader's calls into it."""
 
@@ -269,14 +211,13 @@ class Sandbox:
         self.stopped = ""
         self.busy = False
         self.socket_path = os.path.join(self.dir, ".grader.sock")
-        self._calls = itertools.count()
         self._numbers = itertools.count()
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> "Sandbox":
         self._stack.enter_context(self.client.setup_kernel())
         harness = ("exec(compile({src!r}, '<grader>', 'exec'), __grader__ := {{}})\n"
-                   "_grader_rpc = __grader__['kernel_side'](get_ipython().user_ns, {sock!r})\n"
+                   "__grader__['serve'](get_ipython().user_ns, {sock!r})\n"
                    "del __grader__").format(src=_HARNESS_SOURCE, sock=self.socket_path)
         self._run(nbformat.v4.new_code_cell(harness), store_history=False)
         return self
@@ -327,8 +268,8 @@ class Sandbox:
 
     def _request(self, request: dict) -> object:
         """Send ``request`` to the kernel; return its answer with the call's arguments synced back."""
-        n = next(self._calls)
-        req, rep = os.path.join(self.dir, f".call-{n}.npz"), os.path.join(self.dir, f".reply-{n}.npz")
+        if self.stopped:
+            raise KernelStopped(self.stopped)
         sent, states = {}, []  # number -> the test's function or module; state_dicts to load
 
         def outgoing(obj, walk):
@@ -356,29 +297,17 @@ class Sandbox:
                     "callback": lambda node, walk: sent_object(node["v"]),
                     "state": state}
         try:
-            tree, arrays = _harness.encode(request, outgoing)
+            message = _harness.dumps(*_harness.encode(request, outgoing))
         except _harness.Opaque as exc:
             raise CannotTransfer(f"the tests pass {exc} to the student's code") from None
-        _harness.save(req, tree, arrays)
-        cell = nbformat.v4.new_code_cell(f"_grader_rpc({req!r}, {rep!r})")
-        with contextlib.ExitStack() as stack:
-            server = None
-            if any(not _torch_module(obj) for obj in sent.values()):
-                server = stack.enter_context(CallbackServer(self.socket_path, sent, outgoing, incoming,
-                                                            self.limits.cell_timeout))
-            self.busy = True
-            stack.callback(setattr, self, "busy", False)
-            self._run(cell, store_history=False)
+        failures = []
+        self.busy = True
         try:
-            answer = _harness.decode(*_harness.load(rep), special=incoming)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise KernelStopped(f"no valid answer from the student's kernel ({exc})") from None
+            answer = self._converse(message, incoming, sent, outgoing, failures)
         finally:
-            for path in (req, rep):
-                with contextlib.suppress(OSError):
-                    os.remove(path)
-        if server is not None and server.failures:
-            raise server.failures[0]
+            self.busy = False
+        if failures:
+            raise failures[0]
         if not isinstance(answer, dict):
             raise KernelStopped("no valid answer from the student's kernel")
         if "error" in answer:
@@ -399,6 +328,51 @@ class Sandbox:
                 if key in answer.get("kwargs", {}):
                     sync_back(original, answer["kwargs"][key])
         return answer
+
+    def _converse(self, message: bytes, incoming: dict, sent: dict, outgoing, failures: list):
+        """Send one request, answer the kernel's calls of the tests' functions, return its reply.
+
+        The call (callbacks included) may take the cell time limit, within the
+        notebook's; past it, or when the kernel dies, the kernel is stopped.
+        """
+        deadline = min(time.monotonic() + self.limits.cell_timeout, self.deadline)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            try:
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                sock.connect(self.socket_path)
+                _harness.send(sock, message)
+                while True:
+                    sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                    data = _harness.receive(sock)
+                    try:
+                        received = _harness.decode(*_harness.loads(data), special=incoming)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        raise KernelStopped(f"no valid answer from the student's kernel ({exc})") from None
+                    if not isinstance(received, dict) or not ("reply" in received or "callback" in received):
+                        raise KernelStopped("no valid answer from the student's kernel")
+                    if "reply" in received:
+                        return received["reply"]
+                    _harness.send(sock, self._callback(received["callback"], sent, outgoing, failures))
+            except socket.timeout:
+                limit = "cell" if deadline < self.deadline else "notebook"
+                self.stop(f"a call into the student's code ran past the {limit} time limit; the kernel was stopped")
+            except (OSError, ValueError):
+                self.stop("the kernel died or stopped answering the grader (it exited, crashed, "
+                          "or ran out of memory or CPU time)")
+        raise KernelStopped(self.stopped)
+
+    @staticmethod
+    def _callback(call, sent: dict, outgoing, failures: list) -> bytes:
+        """Run the test's function the student's code called; its answer (an exception is also kept)."""
+        try:
+            function = sent.get(call["id"]) if isinstance(call, dict) else None
+            if function is None or _torch_module(function):
+                raise ValueError("the student's kernel called a function the tests did not pass")
+            tree, arrays = _harness.encode({"result": function(*call["args"], **call["kwargs"])}, outgoing)
+        except BaseException as exc:  # answered to the student's code, and fails the test
+            failures.append(exc)
+            tree, arrays = _harness.encode({"error": [type(exc).__name__, str(exc)[:2000]]})
+        return _harness.dumps(tree, arrays)
 
     def lookup(self, name: str) -> dict:
         return self._request({"op": "lookup", "name": name})

@@ -180,27 +180,40 @@ def test_the_tests_numpy_error_handling_applies_in_the_call(sandbox):
     assert result["passed"], cell.outputs
 
 
-def test_forged_replies_never_run_code_in_the_grader(sandbox, tmp_path):
+def test_forged_replies_never_run_code_in_the_grader(tmp_path):
+    """The student's code replaces the kernel's server with one that answers whatever it likes."""
     marker = tmp_path / "owned"
     forge = (
-        "import json, pickle\nimport numpy as np\n"
-        "class Evil:\n    def __reduce__(self):\n        return (open, ({marker!r}, 'w'))\n"
-        "def _grader_rpc(request, reply, node={node}):\n"
-        "    arrays = {{'a0': np.frombuffer(pickle.dumps(Evil()), np.uint8)}}\n"
-        "    tree = {{'t': 'dict', 'v': [['result', node]]}}\n"
-        "    with open(reply, 'wb') as fh:\n"
-        "        np.savez(fh, __tree__=np.array(json.dumps(tree)), **arrays)\n")
-    nodes = ["{'t': 'pickle', 'id': 0, 'v': {'t': 'array', 'i': 0}}",
-             "{'t': 'record', 'module': 'builtins', 'class': 'open', 'v': [{'t': 'json', 'v': %r}]}" % str(marker),
-             "{'t': 'state', 'id': 0, 'v': {'t': 'dict', 'v': []}}"]
-    result, cell, ns = _test(sandbox, "def answer():\n    return 42\n_saved_rpc = _grader_rpc\n",
-                             "assert answer() == 42\n")
-    assert result["passed"], cell.outputs
-    answer = ns["answer"]
-    for node in nodes:
-        sandbox.run_cell(_code(forge.format(marker=str(marker), node=node)))
-        with pytest.raises(Exception, match="no valid answer"):
-            answer()
-        assert not marker.exists()
-        sandbox.run_cell(_code("_grader_rpc = _saved_rpc"))
-        assert answer() == 42
+        "import json, os, pickle, socket, struct, threading\nimport numpy as np\n"
+        "class Evil:\n    def __reduce__(self):\n        return (__import__('builtins').open, ({marker!r}, 'w'))\n"
+        "FORGED = []\n"
+        "os.unlink({path!r})\n"
+        "server = socket.socket(socket.AF_UNIX)\nserver.bind({path!r})\nserver.listen()\n"
+        "def forge():\n"
+        "    while True:\n"
+        "        conn, _ = server.accept()\n"
+        "        (size,) = struct.unpack('!Q', conn.recv(8))\n"
+        "        while size > 0:\n            size -= len(conn.recv(size))\n"
+        "        tree = {{'t': 'dict', 'v': [['reply', {{'t': 'dict', 'v': [['result', FORGED.pop()]]}}]]}}\n"
+        "        arrays = {{'a0': np.frombuffer(pickle.dumps(Evil()), np.uint8)}}\n"
+        "        buffer = __import__('io').BytesIO()\n"
+        "        np.savez(buffer, __tree__=np.array(json.dumps(tree)), **arrays)\n"
+        "        conn.sendall(struct.pack('!Q', len(buffer.getvalue())) + buffer.getvalue())\n"
+        "        conn.close()\n"
+        "threading.Thread(target=forge, daemon=True).start()\n")
+    nodes = [{"t": "pickle", "id": 0, "v": {"t": "array", "i": 0}},
+             {"t": "record", "module": "builtins", "class": "open", "v": [{"t": "json", "v": str(marker)}]},
+             {"t": "state", "id": 0, "v": {"t": "dict", "v": []}},
+             {"t": "json", "v": 42}]
+    with Sandbox(nbformat.v4.new_notebook(), Limits(cell_timeout=20, notebook_timeout=300), []) as box:
+        result, cell, ns = _test(box, "def answer():\n    return 42\n", "assert answer() == 42\n")
+        assert result["passed"], cell.outputs
+        answer = ns["answer"]
+        box.run_cell(_code(forge.format(marker=str(marker), path=box.socket_path)))
+        for node in nodes[:-1]:
+            box.run_cell(_code(f"FORGED.append({node!r})"))
+            with pytest.raises(Exception, match="no valid answer"):
+                answer()
+            assert not marker.exists()
+        box.run_cell(_code(f"FORGED.append({nodes[-1]!r})"))
+        assert answer() == 42  # the forging server is answering: only data came through
