@@ -1,6 +1,6 @@
 """Autograde throughput: ``python -m grader`` (parallel, sandboxed) against serial plain nbgrader.
 
-    python benchmarks/bench_autograde.py [--submissions 40] [--workers N]
+    python benchmarks/bench_autograde.py [--submissions 40] [--workers N] [--copies 6]
 
 Both grade the same N submissions of the gates assignment in one run, each in
 a fresh course root released from ``solutions/gates``: the full solution and
@@ -11,7 +11,17 @@ per-notebook overhead beyond execution (nbgrader's bookkeeping around
 ``TrustedExecute``: worker wall per notebook minus the time spent starting
 the kernel and running cells and tests), the load average (wall-clock ratios
 depend on what else the machine runs), and the projected wall time for 300
-students x 4 assignments at the measured rate.
+students x 4 assignments.
+
+The projection grades, after the comparison, ``--copies`` copies of the
+solution notebook of each graded assignment (gates, bptt, gru,
+sequence_tasks) with the same workers, and takes each assignment's mean
+worker time per notebook (without each worker's first notebook, which also
+imports the grader's modules): 300 x (the four means added) / workers, times the
+gates run's wall per notebook over its mean worker time / workers (the pool's
+start and the workers' contention for the cores). A complete submission runs
+every cell, so the solutions are the costly case; blank and broken ones stop
+sooner.
 """
 from __future__ import annotations
 
@@ -25,6 +35,8 @@ import tempfile
 import time
 import zipfile
 
+import nbformat
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
@@ -33,33 +45,78 @@ from grader.sandbox import describe_protections  # noqa: E402
 
 KINDS = ("full", "swapped-gates", "missing-bias", "h-c-swapped", "sigmoid-sign", "count-no-bias",
          "calls-reference", "blank")
+ASSIGNMENTS = ("gates", "bptt", "gru", "sequence_tasks")
+STUDENTS = 300
 
 
-def _course(root: str, submissions: int) -> Course:
-    shutil.copytree(os.path.join(REPO, "solutions", "gates"), os.path.join(root, "solutions", "gates"))
-    course = Course(root, workers=1)
-    course.release("gates")
-    with zipfile.ZipFile(os.path.join(REPO, "samples", "gates.zip")) as archive:
-        by_kind = {name.split("_")[0]: archive.read(name) for name in archive.namelist() if name.endswith(".ipynb")}
-    for n in range(submissions):
-        dest = os.path.join(root, "submitted", f"s{n:03d}", "gates", "gates.ipynb")
+def _course(root: str, assignment: str, submissions: list, workers: int = 1) -> Course:
+    """A course root released from ``solutions/<assignment>``, one student per notebook of ``submissions`` (bytes)."""
+    shutil.copytree(os.path.join(REPO, "solutions", assignment), os.path.join(root, "solutions", assignment))
+    course = Course(root, workers=workers)
+    course.release(assignment)
+    for n, notebook in enumerate(submissions):
+        dest = os.path.join(root, "submitted", f"s{n:03d}", assignment, f"{assignment}.ipynb")
         os.makedirs(os.path.dirname(dest))
         with open(dest, "wb") as fh:
-            fh.write(by_kind[KINDS[n % len(KINDS)]])
+            fh.write(notebook)
     return course
+
+
+def _gates_samples(submissions: int) -> list:
+    """The full solution and the sample mistakes of samples/gates.zip, cycled."""
+    with zipfile.ZipFile(os.path.join(REPO, "samples", "gates.zip")) as archive:
+        by_kind = {name.split("_")[0]: archive.read(name) for name in archive.namelist() if name.endswith(".ipynb")}
+    return [by_kind[KINDS[n % len(KINDS)]] for n in range(submissions)]
+
+
+def _solution(assignment: str) -> bytes:
+    """The solution notebook of ``assignment`` as a student would hand it in: answers filled, no outputs."""
+    nb = nbformat.read(os.path.join(REPO, "solutions", assignment, f"{assignment}.ipynb"), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return nbformat.writes(nb).encode()
+
+
+def _worker_seconds(states: dict, drop: int = 0) -> tuple:
+    """Mean worker wall per graded notebook and mean execution (kernel start, cells, tests) in it,
+    without the ``drop`` slowest notebooks."""
+    graded = sorted((s for s in states.values() if s["status"] == "graded"), key=lambda s: s["seconds"]["nbgrader"])
+    kept = graded[:len(graded) - drop]
+    if not kept:
+        raise RuntimeError(f"{len(graded)} submissions graded, {drop} dropped: "
+                           + "; ".join(s["reason"] for s in states.values()))
+    return (statistics.mean(s["seconds"]["nbgrader"] for s in kept),
+            statistics.mean(s["seconds"]["execution"] for s in kept))
+
+
+def per_assignment(tmp: str, workers: int, copies: int) -> dict:
+    """``{assignment: (worker s, execution s)}`` per solution notebook, ``copies`` of each graded by ``workers``.
+
+    Each worker's first notebook also imports the grader's own modules; the ``workers``
+    slowest notebooks are left out, so the figures are those of a worker in its stride."""
+    if copies <= workers:
+        raise ValueError(f"copies must exceed workers ({workers}) to leave a warm notebook, got {copies}")
+    seconds = {}
+    for assignment in ASSIGNMENTS:
+        course = _course(os.path.join(tmp, f"solution-{assignment}"), assignment, [_solution(assignment)] * copies,
+                         workers)
+        seconds[assignment] = _worker_seconds(course.autograde(assignment, progress=False), drop=workers)
+    return seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--submissions", type=int, default=40)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--copies", type=int, default=6, help="solution notebooks per assignment for the projection")
     args = parser.parse_args()
     print(describe_protections())
     with tempfile.TemporaryDirectory() as tmp:
         tool_root, plain_root = os.path.join(tmp, "tool"), os.path.join(tmp, "plain")
-        _course(tool_root, args.submissions)
-        tool = Course(tool_root, workers=args.workers)
-        _course(plain_root, args.submissions)
+        samples = _gates_samples(args.submissions)
+        tool = _course(tool_root, "gates", samples, args.workers)
+        _course(plain_root, "gates", samples)
         with open(os.path.join(plain_root, "nbgrader_config.py"), "w") as fh:
             fh.write("c = get_config()\nc.CourseDirectory.source_directory = 'solutions'\n"
                      "c.CourseDirectory.release_directory = 'course'\n")
@@ -73,12 +130,14 @@ def main() -> None:
         subprocess.run([os.path.join(os.path.dirname(sys.executable), "nbgrader"), "autograde", "gates"],
                        cwd=plain_root, env=env, check=True, capture_output=True)
         t_plain = time.perf_counter() - start
+        solutions = per_assignment(tmp, args.workers, args.copies)
 
     graded = [s for s in states.values() if s["status"] == "graded"]
-    overhead = statistics.mean(s["seconds"]["nbgrader"] - s["seconds"]["execution"] for s in graded)
-    execution = statistics.mean(s["seconds"]["execution"] for s in graded)
+    worker, execution = _worker_seconds(states)
+    overhead = worker - execution
     per_notebook = t_tool / args.submissions
-    projected = per_notebook * 300 * 4 / 60
+    wall_factor = per_notebook / (worker / args.workers)
+    projected = STUDENTS * sum(w for w, _ in solutions.values()) / args.workers * wall_factor / 60
     print(f"submissions: {args.submissions} ({len(graded)} graded), workers: {args.workers}, cores: {os.cpu_count()}")
     print("| runner | wall (s) | s / notebook |")
     print("| --- | ---: | ---: |")
@@ -89,7 +148,15 @@ def main() -> None:
           "(other jobs on the machine take cores from the parallel workers)")
     print(f"grader per notebook: execution {execution:.2f} s (kernel start, cells, tests), "
           f"overhead beyond execution {overhead:.2f} s")
-    print(f"projected 300 students x 4 assignments at this rate: {projected:.1f} min")
+    print(f"projected {STUDENTS} students x 4 assignments if every assignment took as long as this gates mix: "
+          f"{per_notebook * STUDENTS * 4 / 60:.1f} min")
+    print(f"\nsolution notebooks, {args.copies} of each, {args.workers} workers (worker s per notebook):")
+    print("| assignment | worker (s) | execution (s) |")
+    print("| --- | ---: | ---: |")
+    for assignment, (seconds, executing) in solutions.items():
+        print(f"| {assignment} | {seconds:.2f} | {executing:.2f} |")
+    print(f"projected {STUDENTS} students x 4 assignments (the four solutions' worker time / {args.workers} workers "
+          f"x {wall_factor:.2f}, the gates run's wall over worker time): {projected:.1f} min (goal 30 min)")
 
 
 if __name__ == "__main__":
