@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._sequence import backward_upstream, batch_first, state_or_zeros
+from ._sequence import backward_upstream, batch_first, flat, state_or_zeros, time_major
 from ._validate import Dim, check_array, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
 
 # Gate blocks of W, U and b per variant, in column order.
@@ -92,9 +92,9 @@ def _forward_constants(params: dict, variant: str, H: int) -> dict:
     (G*H, N) block followed by ``* 0.5 + 0.5`` on the sigmoid gates'
     blocks activates every gate. Halving is exact in floating point, so
     the gates are those of the equations bit for bit. [W^T | b] (G*H, D+1)
-    multiplies inputs with a row of ones (``_ones_row``), U^T (G*H, H) the
-    hidden state, both contiguous; the peepholes are (H, 1) columns, to
-    broadcast over the batch. "sigmoid_rows" are the row slices that the
+    multiplies inputs with a row of ones ([x^T; 1], so that the bias needs
+    no pass of its own), U^T (G*H, H) the hidden state, both contiguous;
+    the peepholes are (H, 1) columns, to broadcast over the batch. "sigmoid_rows" are the row slices that the
     one tanh call leaves for ``* 0.5 + 0.5`` (the blocks before and after
     g, less a peephole o, which sees c), and "half" is 0.5 as a 0-d array:
     NumPy dispatches an array operand faster than a Python float, which
@@ -173,18 +173,6 @@ def _core_forward(z, h_prev, c_prev, fwd, variant, c, tanh_c, h, zu) -> None:
 def _chunk_steps(T: int, step: np.ndarray) -> int:
     """Steps per chunk, 1 to T, for per-step (G*H, N) arrays like ``step``."""
     return max(1, min(T, _CHUNK_BYTES // step.nbytes))
-
-
-def _ones_row(x_T: np.ndarray) -> np.ndarray:
-    """Feature-major inputs (..., D, N) with a row of ones below, (..., D+1, N).
-
-    [W^T | b] [x; 1] = W^T x + b is then one matmul, without a pass that
-    broadcasts b over the batch.
-    """
-    xa = np.empty((*x_T.shape[:-2], x_T.shape[-2] + 1, x_T.shape[-1]), x_T.dtype)
-    xa[..., :-1, :] = x_T
-    xa[..., -1, :] = 1
-    return xa
 
 
 def _local_grads(gates, c_prev, tanh_c, variant, dz, dh_dc) -> None:
@@ -307,9 +295,9 @@ class LSTMStepCache(NamedTuple):
 class LSTMCache(NamedTuple):
     """What ``lstm_backward`` needs from a sequence forward pass (time-major).
 
-    ``lstm_forward`` fills x, c, gates and tanh_c with transposed views of
-    its feature-major buffers ((T+1, H, N), ...): the shapes and values
-    below, in memory order (T, feature, N); h is a plain (T+1, N, H) array.
+    ``lstm_forward`` fills c, gates and tanh_c with transposed views of its
+    feature-major buffers ((T+1, H, N), ...): the shapes and values below,
+    in memory order (T, feature, N); x and h are plain arrays.
     """
 
     x: np.ndarray  #: inputs (T, N, D)
@@ -350,7 +338,9 @@ def lstm_step_forward(
     h_prev = check_array("h_prev", h_prev, (("N", N), ("H", H)), dtype)
     c_prev = check_array("c_prev", c_prev, (("N", N), ("H", H)), dtype)
     fwd = _forward_constants(p, variant, H)
-    z = fwd["Wb_T"] @ _ones_row(x.T)  # feature-major (G*H, N)
+    x1 = np.ones((x.shape[1] + 1, N), dtype)
+    x1[:-1] = x.T  # [x^T; 1] (D+1, N)
+    z = fwd["Wb_T"] @ x1  # feature-major (G*H, N)
     c, tanh_c = np.empty((H, N), dtype), np.empty((H, N), dtype)
     h = np.empty((N, H), dtype)
     _core_forward(z, h_prev.T, c_prev.T, fwd, variant, c, tanh_c, h.T, np.empty_like(z))
@@ -382,8 +372,8 @@ def lstm_step_backward(
     grads = _zero_grads(cache.params, D)
     xh = np.concatenate([cache.x, cache.h_prev, np.ones((N, 1), dh.dtype)], axis=1)  # (N, D+H+1)
     _add_param_grads(grads, xh, dz[:, None], cache.c_prev.T[None], cache.c.T[None], cache.variant)
-    dx = (cache.params["W"] @ dz).T  # (N, D)
-    return dx.copy(), dh_prev.T.copy(), dc_prev.T.copy(), _split_grads(grads, D)
+    dx = dz.T @ cache.params["W"].T  # (N, D)
+    return dx, dh_prev.T.copy(), dc_prev.T.copy(), _split_grads(grads, D)
 
 
 def lstm_forward(
@@ -412,7 +402,7 @@ def lstm_forward(
     dtype = x.dtype
     H = infer_hidden_size("params", params)
     p = check_params("params", params, lstm_param_dims(D, H, variant), dtype)
-    xa = _ones_row(x.transpose(1, 2, 0))  # [x_t; 1] (T, D+1, N)
+    x_tm = time_major(x)  # (T, N, D)
     fwd = _forward_constants(p, variant, H)
     GH = fwd["U_T"].shape[0]
     gates = np.empty((T, GH, N), dtype)  # feature-major, as every buffer of the loop but h
@@ -423,14 +413,16 @@ def lstm_forward(
     c[0] = state_or_zeros("c0", c0, N, H, dtype).T
     zu = np.empty((GH, N), dtype)  # scratch
     K = _chunk_steps(T, gates[0])
+    x1 = np.ones((K, D + 1, N), dtype)  # [x_t^T; 1] of the chunk's steps
     for start in range(0, T, K):
         end = min(T, start + K)
-        np.matmul(fwd["Wb_T"], xa[start:end], out=gates[start:end])  # W^T x_t + b, still in cache for the loop
+        x1[: end - start, :D] = x_tm[start:end].transpose(0, 2, 1)
+        np.matmul(fwd["Wb_T"], x1[: end - start], out=gates[start:end])  # W^T x_t + b, still in cache for the loop
         for t in range(start, end):
             _core_forward(gates[t], h[t].T, c[t], fwd, variant, c[t + 1], tanh_c[t], h[t + 1].T, zu)
     out = batch_first(h[1:]) if return_sequences else h[T].copy()
     c_, gates_, tanh_c_ = (a.transpose(0, 2, 1) for a in (c, gates, tanh_c))  # (T+1, N, H), (T, N, G*H), (T, N, H)
-    return out, (h[T].copy(), c[T].T.copy()), LSTMCache(xa[:, :D].transpose(0, 2, 1), h, c_, gates_, tanh_c_, p, variant, return_sequences)
+    return out, (h[T].copy(), c[T].T.copy()), LSTMCache(x_tm, h, c_, gates_, tanh_c_, p, variant, return_sequences)
 
 
 def lstm_backward(
@@ -461,7 +453,7 @@ def lstm_backward(
     dz_k = np.empty((GH, K, N), dh.dtype)  # the chunk's dz with the steps in the middle
     xh = np.empty((K, N, D + H + 1), dh.dtype)  # [x_t | h_(t-1) | 1] rows of the chunk
     xh[..., -1] = 1
-    dx = np.empty((D, T, N), dh.dtype)
+    dx = np.empty((T, N, D), dh.dtype)
     grads = _zero_grads(p, D)
     for end in range(T, 0, -K):
         start = max(0, end - K)
@@ -476,5 +468,5 @@ def lstm_backward(
         xh[:k, :, :D] = cache.x[start:end]
         xh[:k, :, D:-1] = cache.h[start:end]
         _add_param_grads(grads, xh[:k].reshape(k * N, -1), dz_k[:, :k], c[start:end], c[start + 1 : end + 1], variant)
-        np.matmul(p["W"], dz_k[:, :k].reshape(GH, -1), out=dx[:, start:end].reshape(D, -1))  # (D, k*N), views
-    return np.ascontiguousarray(dx.transpose(2, 1, 0)), dh.T.copy(), dc.T.copy(), _split_grads(grads, D)
+        np.matmul(dz_k[:, :k].reshape(GH, -1).T, p["W"].T, out=flat(dx[start:end]))  # (k*N, D)
+    return batch_first(dx), dh.T.copy(), dc.T.copy(), _split_grads(grads, D)
