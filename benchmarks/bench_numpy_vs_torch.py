@@ -5,12 +5,15 @@ subprocess with OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS set
 before NumPy is imported and ``torch.set_num_threads`` to match, then times,
 per shape and dtype, ``lstm_forward`` + ``lstm_backward`` against
 ``nn.LSTM`` forward + ``backward`` of ``(out * dout).sum()`` (input
-gradient included on both sides), with the same weights. It prints the
-median time of each, their ratio (NumPy / torch: below 1 means NumPy is
-faster; the two run in turn, repeat by repeat, so that both see the same
-load from other processes), the same ratio by process CPU time, the GFLOP/s achieved (6 N T (D + H) 4H flops for forward +
-backward: the matmuls only) and, for scale, this machine's own NumPy matmul
-GFLOP/s measured in the same run.
+gradient included on both sides), with the same weights. The two run in
+turn, round by round, so that both see the same load from other processes.
+It prints the median time of each, the median over rounds of their ratio
+(NumPy / torch: below 1 means NumPy is faster; a ratio within one round
+compares runs a few milliseconds apart, which a burst of load from other
+processes shifts less than it shifts the medians of the two columns), the
+same ratio by process CPU time, the GFLOP/s achieved (6 N T (D + H) 4H
+flops for forward + backward: the matmuls only) and, for scale, this
+machine's own NumPy matmul GFLOP/s measured in the same run.
 
 Run: ``python benchmarks/bench_numpy_vs_torch.py`` (``--help`` for options).
 """
@@ -31,8 +34,8 @@ DTYPES = ["float32", "float64"]
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _interleaved_medians(fns: dict, min_repeats: int, budget_s: float) -> dict[str, tuple[float, float]]:
-    """Median (wall, CPU) seconds of each function, run in turn so that all see the same load.
+def _interleaved_times(fns: dict, min_repeats: int, budget_s: float) -> dict[str, np.ndarray]:
+    """(wall, CPU) seconds of each function per round, (rounds, 2), run in turn so that all see the same load.
 
     At least ``min_repeats`` rounds, more while within ``budget_s`` (at most 50).
     CPU time is this process's (all its threads), which other processes' load
@@ -49,7 +52,7 @@ def _interleaved_medians(fns: dict, min_repeats: int, budget_s: float) -> dict[s
             fn()
             times[name].append((time.perf_counter() - w0, time.process_time() - c0))
         rounds += 1
-    return {name: tuple(float(np.median(col)) for col in zip(*ts)) for name, ts in times.items()}
+    return {name: np.array(ts) for name, ts in times.items()}
 
 
 def worker(threads: int, min_repeats: int, budget_s: float) -> dict:
@@ -65,7 +68,7 @@ def worker(threads: int, min_repeats: int, budget_s: float) -> dict:
     results = {"threads": threads, "matmul_gflops": {}, "rows": []}
     for dtype in DTYPES:
         a = rng.standard_normal((1024, 1024)).astype(dtype)
-        wall, _ = _interleaved_medians({"matmul": lambda: a @ a}, min_repeats, budget_s)["matmul"]
+        wall = np.median(_interleaved_times({"matmul": lambda: a @ a}, min_repeats, budget_s)["matmul"][:, 0])
         results["matmul_gflops"][dtype] = 2 * 1024**3 / wall / 1e9
     for N, T, D, H in SHAPES:
         for dtype in DTYPES:
@@ -88,12 +91,13 @@ def worker(threads: int, min_repeats: int, budget_s: float) -> dict:
                 out, _ = module(x_t)
                 out.backward(dout_t)
 
-            medians = _interleaved_medians({"numpy": numpy_step, "torch": torch_step}, min_repeats, budget_s)
-            (t_np, cpu_np), (t_torch, cpu_torch) = medians["numpy"], medians["torch"]
+            times = _interleaved_times({"numpy": numpy_step, "torch": torch_step}, min_repeats, budget_s)
+            t_np, t_torch = np.median(times["numpy"][:, 0]), np.median(times["torch"][:, 0])
+            ratio, cpu_ratio = np.median(times["numpy"] / times["torch"], axis=0)  # per round: (wall, CPU)
             flops = 6 * N * T * (D + H) * 4 * H
             results["rows"].append(
                 {"shape": [N, T, D, H], "dtype": dtype, "numpy_s": t_np, "torch_s": t_torch,
-                 "cpu_ratio": cpu_np / cpu_torch,
+                 "ratio": ratio, "cpu_ratio": cpu_ratio, "rounds": len(times["numpy"]),
                  "numpy_gflops": flops / t_np / 1e9, "torch_gflops": flops / t_torch / 1e9}
             )
     return results
@@ -112,13 +116,13 @@ def _table(res: dict) -> str:
         f"### {res['threads']} thread(s): NumPy matmul 1024x1024 = "
         f"{mm['float32']:.1f} GFLOP/s float32, {mm['float64']:.1f} GFLOP/s float64",
         "",
-        "| N, T, D, H | dtype | NumPy ms | torch ms | ratio NumPy/torch | ratio by CPU time | NumPy GFLOP/s | torch GFLOP/s |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| N, T, D, H | dtype | rounds | NumPy ms | torch ms | ratio NumPy/torch | ratio by CPU time | NumPy GFLOP/s | torch GFLOP/s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in res["rows"]:
         lines.append(
-            f"| {', '.join(map(str, r['shape']))} | {r['dtype']} | {1e3 * r['numpy_s']:.2f} | {1e3 * r['torch_s']:.2f} "
-            f"| **{r['numpy_s'] / r['torch_s']:.2f}** | {r['cpu_ratio']:.2f} "
+            f"| {', '.join(map(str, r['shape']))} | {r['dtype']} | {r['rounds']} | {1e3 * r['numpy_s']:.2f} | {1e3 * r['torch_s']:.2f} "
+            f"| **{r['ratio']:.2f}** | {r['cpu_ratio']:.2f} "
             f"| {r['numpy_gflops']:.1f} | {r['torch_gflops']:.1f} |"
         )
     return "\n".join(lines)
@@ -129,11 +133,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1],
                         help="thread counts to run (default: 1 and every core)")
     parser.add_argument("--repeats", type=int, default=5, help="minimum timed runs per measurement (default 5)")
-    parser.add_argument("--budget", type=float, default=1.0, help="seconds per measurement beyond the minimum runs")
+    parser.add_argument("--budget", type=float, default=2.0, help="seconds per measurement beyond the minimum runs (default 2)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
-        print(json.dumps(worker(args.worker, args.repeats, args.budget)))
+        print(json.dumps(worker(args.worker, args.repeats, args.budget), default=float))
         return 0
     import torch
 
