@@ -116,12 +116,14 @@ def _table(res: dict) -> str:
         f"### {res['threads']} thread(s): NumPy matmul 1024x1024 = "
         f"{mm['float32']:.1f} GFLOP/s float32, {mm['float64']:.1f} GFLOP/s float64",
         "",
-        "| N, T, D, H | dtype | rounds | NumPy ms | torch ms | ratio NumPy/torch | ratio by CPU time | NumPy GFLOP/s | torch GFLOP/s |",
+        "| N, T, D, H | dtype | rounds | NumPy ms | torch ms | ratio NumPy/torch | ratio by CPU time "
+        "| NumPy GFLOP/s | torch GFLOP/s |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in res["rows"]:
         lines.append(
-            f"| {', '.join(map(str, r['shape']))} | {r['dtype']} | {r['rounds']} | {1e3 * r['numpy_s']:.2f} | {1e3 * r['torch_s']:.2f} "
+            f"| {', '.join(map(str, r['shape']))} | {r['dtype']} | {r['rounds']} "
+            f"| {1e3 * r['numpy_s']:.2f} | {1e3 * r['torch_s']:.2f} "
             f"| **{r['ratio']:.2f}** | {r['cpu_ratio']:.2f} "
             f"| {r['numpy_gflops']:.1f} | {r['torch_gflops']:.1f} |"
         )
