@@ -28,6 +28,7 @@ the client is ready once the kernel answered, without jupyter_client's
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import glob
@@ -51,6 +52,7 @@ LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_launch.py"
 # The launcher needs the standard library only: no site-packages (-S), no environment (-I).
 LAUNCHER_PYTHON = [sys.executable, "-I", "-S", LAUNCHER]
 PIDS_CGROUP_ROOTS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")
+CGROUP_EXIT_S = 10.0  # how long kill_all waits for a kernel's killed processes to leave its cgroup
 NOBODY = 65534
 NAMESPACE_FLAGS = ["--fork", "--pid", "--mount-proc", "--mount", "--net", "--kill-child"]
 # Only these variables reach a student's kernel; nothing hints at grading.
@@ -367,18 +369,19 @@ class SandboxKernelManager(AsyncKernelManager):
             except OSError:
                 pass
         if self._cgroup and os.path.isdir(self._cgroup):
-            for _ in range(50):
+            # Hundreds of killed processes (a fork bomb's) take a while to exit on a busy
+            # machine, and the cgroup can only be removed once the last one has gone.
+            deadline = time.monotonic() + CGROUP_EXIT_S
+            while True:
                 with open(os.path.join(self._cgroup, "cgroup.procs")) as fh:
                     pids = [int(line) for line in fh if line.strip()]
                 if not pids:
-                    break
+                    with contextlib.suppress(OSError):
+                        os.rmdir(self._cgroup)
+                        return
+                if time.monotonic() > deadline:
+                    return
                 for pid in pids:
-                    try:
+                    with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
                 time.sleep(0.02)
-            try:
-                os.rmdir(self._cgroup)
-            except OSError:
-                pass
