@@ -326,4 +326,4 @@ def serve(user_ns: dict, address: str) -> None:
                 finally:
                     current.clear()
 
-    threading.Thread(target=loop, name="grader", daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()

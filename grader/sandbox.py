@@ -55,6 +55,8 @@ PIDS_CGROUP_ROOTS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")
 CGROUP_EXIT_S = 10.0  # how long kill_all waits for a kernel's killed processes to leave its cgroup
 NOBODY = 65534
 NAMESPACE_FLAGS = ["--fork", "--pid", "--mount-proc", "--mount", "--net", "--kill-child"]
+# Names a kernel can see (its folder, its cgroup): a Jupyter kernel's, nothing about grading.
+SANDBOXES, CGROUP_PREFIX = "jupyter-kernels", "kernel-"
 # Only these variables reach a student's kernel; nothing hints at grading.
 KERNEL_ENV = {"LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "OPENBLAS_NUM_THREADS": "1", "KERAS_BACKEND": "torch",
@@ -117,7 +119,7 @@ def protections() -> dict:
     if unshare and sys.platform.startswith("linux"):
         probe = subprocess.run([unshare, *NAMESPACE_FLAGS, "true"], capture_output=True, timeout=30)
         namespaces = probe.returncode == 0
-    drop_root = namespaces and os.geteuid() == 0 and _runs_as_nobody()
+    drop_root = namespaces and os.geteuid() == 0 and _runs_as_nobody(unshare)
     return {
         "namespaces": namespaces,
         "drop_root": drop_root,
@@ -127,14 +129,18 @@ def protections() -> dict:
     }
 
 
-def _runs_as_nobody() -> bool:
-    """Whether a Python started by the launcher as ``nobody`` can import NumPy here."""
+def _runs_as_nobody(unshare: str) -> bool:
+    """Whether a kernel's Python, in its namespaces and behind its mounts, can run as ``nobody``
+    and import NumPy and lstm_ref (the mounts make a Python under a private home folder
+    reachable: the home is masked by a world-readable empty folder with the Python bound back)."""
     sandbox = new_sandbox_dir()
     os.chown(sandbox, NOBODY, NOBODY)
     cfg = {"cwd": sandbox, "env": {"PATH": "/usr/bin:/bin", "HOME": sandbox}, "memory_bytes": 2**34,
-           "cpu_seconds": 60, "file_bytes": 2**20, "max_processes": 4096, "cgroup": "", "hide": False,
-           "masked": [], "kept": [], "read_only": [], "drop_root": True, "setpriv": ""}
-    cmd = [*LAUNCHER_PYTHON, json.dumps(cfg), "--", sys.executable, "-c", "import numpy"]
+           "cpu_seconds": 60, "file_bytes": 2**20, "max_processes": 4096, "cgroup": "", "hide": True,
+           "masked": [*_data_roots(), os.path.dirname(sandbox)], "kept": _kept_paths(sandbox),
+           "read_only": _kept_paths(sandbox)[1:], "drop_root": True, "setpriv": ""}
+    cmd = [unshare, *NAMESPACE_FLAGS, "--", *LAUNCHER_PYTHON, json.dumps(cfg), "--", sys.executable, "-c",
+           "import numpy, lstm_ref"]
     try:
         return subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
     finally:
@@ -180,7 +186,7 @@ def describe_protections() -> str:
 def _pids_cgroup_root() -> str:
     for root in PIDS_CGROUP_ROOTS:
         if os.path.exists(os.path.join(root, "pids.max")) or os.path.exists(os.path.join(root, "cgroup.procs")):
-            probe = os.path.join(root, f"grader-probe-{uuid.uuid4().hex[:8]}")
+            probe = os.path.join(root, f"{CGROUP_PREFIX}probe-{uuid.uuid4().hex[:8]}")
             try:
                 os.mkdir(probe)
                 ok = os.path.exists(os.path.join(probe, "pids.max"))
@@ -192,9 +198,20 @@ def _pids_cgroup_root() -> str:
     return ""
 
 
+def _kept_paths(sandbox_dir: str) -> list:
+    """The sandbox folder, then what the kernel runs on: the Python installation
+    (a virtual environment may live inside the masked course root) and lstm_ref."""
+    kept = [sandbox_dir, *_python_prefixes()]
+    for package in ("lstm_ref",):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            kept.extend(spec.submodule_search_locations)
+    return kept
+
+
 def new_sandbox_dir() -> str:
     """A fresh, empty folder under the sandboxes' root (hidden from every kernel)."""
-    root = os.path.join(tempfile.gettempdir(), "grader-sandboxes")
+    root = os.path.join(tempfile.gettempdir(), SANDBOXES)
     os.makedirs(root, mode=0o711, exist_ok=True)
     return tempfile.mkdtemp(dir=root)
 
@@ -318,14 +335,7 @@ class SandboxKernelManager(AsyncKernelManager):
         return [*_data_roots(), os.path.dirname(self.sandbox_dir), *self.hidden_paths]
 
     def _kept(self) -> list:
-        """The sandbox folder, then what the kernel runs on: the Python installation
-        (a virtual environment may live inside the masked course root) and lstm_ref."""
-        kept = [self.sandbox_dir, *_python_prefixes()]
-        for package in ("lstm_ref",):
-            spec = importlib.util.find_spec(package)
-            if spec is not None and spec.submodule_search_locations:
-                kept.extend(spec.submodule_search_locations)
-        return kept
+        return _kept_paths(self.sandbox_dir)
 
     def _read_only(self) -> list:
         return self._kept()[1:]
@@ -334,7 +344,7 @@ class SandboxKernelManager(AsyncKernelManager):
         root = protections()["pids_cgroup"]
         if not root:
             return ""
-        self._cgroup = os.path.join(root, f"grader-{uuid.uuid4().hex[:12]}")
+        self._cgroup = os.path.join(root, f"{CGROUP_PREFIX}{uuid.uuid4().hex[:12]}")
         os.mkdir(self._cgroup)
         with open(os.path.join(self._cgroup, "pids.max"), "w") as fh:
             fh.write(str(int(self.limits.max_processes)))

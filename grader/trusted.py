@@ -210,7 +210,7 @@ class Sandbox:
         self.deadline = time.monotonic() + limits.notebook_timeout
         self.stopped = ""
         self.busy = False
-        self.socket_path = os.path.join(self.dir, ".grader.sock")
+        self.socket_path = os.path.join(self.dir, ".kernel.sock")
         self._numbers = itertools.count()
         self._stack = contextlib.ExitStack()
 

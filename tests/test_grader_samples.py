@@ -12,7 +12,7 @@ import tempfile
 import pytest
 
 from grader.course import Course
-from grader.sandbox import Limits, protections
+from grader.sandbox import CGROUP_PREFIX, SANDBOXES, Limits, protections
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(REPO, "samples")
@@ -32,8 +32,8 @@ def _tree_digest(folder: str) -> dict:
 def _sandbox_traces() -> set:
     """The grader's pids cgroups and sandbox folders that exist now."""
     cgroup = protections()["pids_cgroup"]
-    traces = {os.path.join(cgroup, d) for d in os.listdir(cgroup) if d.startswith("grader-")} if cgroup else set()
-    sandboxes = os.path.join(tempfile.gettempdir(), "grader-sandboxes")
+    traces = {os.path.join(cgroup, d) for d in os.listdir(cgroup) if d.startswith(CGROUP_PREFIX)} if cgroup else set()
+    sandboxes = os.path.join(tempfile.gettempdir(), SANDBOXES)
     if os.path.isdir(sandboxes):
         traces |= {os.path.join(sandboxes, d) for d in os.listdir(sandboxes)}
     return traces

@@ -44,17 +44,23 @@ def test_protections_are_reported(sandbox):
     assert "per-cell and per-notebook timeouts" in line
 
 
-def test_kernel_sees_no_instructor_files_no_grading_variables_and_no_network(sandbox, secret_dir):
+def test_kernel_sees_no_instructor_files_no_sign_of_grading_and_no_network(sandbox, secret_dir):
     cell = _code(
         "import os, socket\n"
         f"try:\n    print('READ', open({os.path.join(secret_dir, 'hidden_tests.txt')!r}).read())\n"
         "except OSError as exc:\n    print('hidden:', type(exc).__name__)\n"
         "print('ENV', sorted(k for k in os.environ if 'GRADER' in k or 'NBGRADER' in k))\n"
+        "import threading\n"
+        "seen = [os.getcwd(), *os.listdir('.'), open('/proc/self/cgroup').read(), *map(str, threading.enumerate()),\n"
+        "        *os.environ.values(), *get_ipython().user_ns]\n"
+        "print('SIGNS', [s for s in seen if 'grad' in s.lower()])\n"
+        "print('UID', os.getuid())\n"
         "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=3)\n    print('NET open')\n"
         "except OSError as exc:\n    print('NET closed')\n")
     sandbox.run_cell(cell)
     out = _text(cell)
-    assert "ENV []" in out
+    assert "ENV []" in out and "SIGNS []" in out, out
+    assert ("UID 65534" in out) == protections()["drop_root"], out
     if protections()["namespaces"]:
         assert "READ" not in out and "hidden:" in out
         assert "NET closed" in out
