@@ -27,7 +27,9 @@ References:
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -264,15 +266,34 @@ def embedding_classification(
     return X.astype(np.int64), y
 
 
-def _aeon_datasets():
-    try:
-        import aeon.datasets
-    except ImportError as err:
+def _aeon_file(*parts: str) -> str:
+    """The path of a data file the ``aeon`` package ships, found without importing aeon
+    (``import aeon.datasets`` takes over a second: it loads pandas, scikit-learn and numba)."""
+    spec = importlib.util.find_spec("aeon")
+    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", *parts) if spec else ""
+    if not os.path.isfile(path):
         raise ImportError(
-            "this data set ships in the 'aeon' package: install the 'data' extra, "
+            f"the data file {'/'.join(parts)} ships in the 'aeon' package: install the 'data' extra, "
             "pip install 'lstm_ref[data]'"
-        ) from err
-    return aeon.datasets
+        )
+    return path
+
+
+def _read_ts(path: str) -> tuple[list[np.ndarray], list[str]]:
+    """The cases of a ``.ts`` file of unequal-length multivariate series: ``(C, T_i)`` arrays
+    (dimensions separated by ``:``, values by ``,``) and the class label after the last ``:``."""
+    series, labels, data = [], [], False
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not data:
+                data = line.lower() == "@data"
+                continue
+            if line and not line.startswith("#"):
+                *dims, label = line.split(":")
+                series.append(np.array([d.split(",") for d in dims], dtype=np.float64))  # (C, T_i)
+                labels.append(label)
+    return series, labels
 
 
 def japanese_vowels(split: str = "train") -> tuple[list[np.ndarray], np.ndarray]:
@@ -295,9 +316,9 @@ def japanese_vowels(split: str = "train") -> tuple[list[np.ndarray], np.ndarray]
     """
     if not isinstance(split, str) or split.lower() not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    X, labels = _aeon_datasets().load_japanese_vowels(split=split.lower())
-    sequences = [np.ascontiguousarray(np.asarray(x, dtype=np.float64).T) for x in X]  # each (T_i, 12)
-    return sequences, np.asarray(labels).astype(np.int64) - 1
+    X, labels = _read_ts(_aeon_file("JapaneseVowels", f"JapaneseVowels_{split.upper()}.ts"))
+    sequences = [np.ascontiguousarray(x.T) for x in X]  # each (T_i, 12)
+    return sequences, np.array(labels, dtype=np.int64) - 1
 
 
 def airline() -> MonthlySeries:
@@ -306,10 +327,11 @@ def airline() -> MonthlySeries:
     The Box & Jenkins series (144 values), read from the file the ``aeon`` package
     ships. Returns ``MonthlySeries(values (144,) float64, dates (144,) datetime64[M])``.
     """
-    values = np.asarray(_aeon_datasets().load_airline(), dtype=np.float64)
-    dates = np.arange("1949-01", "1961-01", dtype="datetime64[M]")
-    if values.shape != dates.shape:
-        raise RuntimeError(f"aeon's airline series has {values.size} values, expected {dates.size}")
+    table = np.loadtxt(_aeon_file("Airline", "Airline.csv"), delimiter=",", skiprows=1, dtype=str)
+    dates, values = table[:, 0].astype("datetime64[M]"), table[:, 1].astype(np.float64)
+    expected = np.arange("1949-01", "1961-01", dtype="datetime64[M]")
+    if not np.array_equal(dates, expected):
+        raise RuntimeError(f"aeon's airline file has {dates.size} months from {dates[0]}, expected 1949-01 to 1960-12")
     return MonthlySeries(values, dates)
 
 

@@ -115,20 +115,26 @@ def test_japanese_vowels_counts(split, count):
     np.testing.assert_array_equal(np.unique(y), np.arange(9))
 
 
-def test_japanese_vowels_matches_aeon_layout():
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_japanese_vowels_equals_aeons_loader(split):
     from aeon.datasets import load_japanese_vowels
 
-    raw, labels = load_japanese_vowels(split="train")
-    X, y = data.japanese_vowels("train")
-    np.testing.assert_array_equal(X[17], raw[17].T)
-    assert y[17] == int(labels[17]) - 1
+    raw, labels = load_japanese_vowels(split=split)
+    X, y = data.japanese_vowels(split)
+    assert len(X) == len(raw)
+    for x, r in zip(X, raw):
+        np.testing.assert_array_equal(x, np.asarray(r, dtype=np.float64).T)
+    np.testing.assert_array_equal(y, np.asarray(labels).astype(np.int64) - 1)
 
 
 def test_airline_series():
+    from aeon.datasets import load_airline
+
     series = data.airline()
     assert series.values.shape == (144,) and series.dates.shape == (144,)
     assert series.values[:3].tolist() == [112.0, 118.0, 132.0]
     assert str(series.dates[0]) == "1949-01" and str(series.dates[-1]) == "1960-12"
+    np.testing.assert_array_equal(series.values, np.asarray(load_airline(), dtype=np.float64))
 
 
 def test_standardize_round_trip_and_reuse():
