@@ -31,7 +31,6 @@ Gers, Schmidhuber & Cummins, "Learning to Forget" (2000); Greff et al.,
 
 from __future__ import annotations
 
-from functools import cache
 from typing import NamedTuple
 
 import numpy as np
@@ -62,9 +61,6 @@ _CHUNK_BYTES = 2**20
 # by np.errstate as NumPy documents for np.setbufsize, lets the passes run on
 # the arrays directly.
 _BLOCK_BUFSIZE = 1024
-# Products of at least this many multiply-adds run through SciPy's BLAS gemm
-# (``_matmul``); smaller ones through np.matmul, whose call costs less.
-_GEMM_MIN = 2**22
 
 
 def lstm_param_dims(D: int, H: int, variant: str = "standard") -> dict[str, tuple[Dim, ...]]:
@@ -121,41 +117,7 @@ def _half_affine(a: np.ndarray, half: np.ndarray) -> None:
     a += half
 
 
-@cache
-def _gemm(dtype: np.dtype):
-    """BLAS gemm (alpha op(a) op(b) + beta c) of a float dtype; scipy.linalg is imported on first use."""
-    from scipy.linalg import blas
-
-    return blas.sgemm if dtype == np.float32 else blas.dgemm
-
-
-def _blas_operand(a: np.ndarray) -> tuple[np.ndarray, int]:
-    """(array, trans) with op(array) = a.T for gemm, without a copy where a is C- or Fortran-contiguous."""
-    return (a, 1) if a.flags.f_contiguous and not a.flags.c_contiguous else (a.T, 0)
-
-
-def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, add: bool = False) -> None:
-    """out = a @ b, or out += a @ b with ``add``, in one BLAS gemm call; ``out`` C-contiguous.
-
-    NumPy's matmul has no accumulating form: ``out += a @ b`` writes a
-    temporary and adds it in a second pass over ``out``; gemm's beta = 1
-    adds in place. The C-contiguous ``out`` is the Fortran-ordered
-    out^T = b^T a^T, which gemm writes (``overwrite_c``: SciPy's wrapper
-    copies no Fortran-contiguous operand). Products below ``_GEMM_MIN``
-    multiply-adds, where the wrapper's call costs more than the pass it
-    saves, run through np.matmul.
-    """
-    if a.shape[0] * a.shape[1] * b.shape[1] < _GEMM_MIN:
-        if add:
-            out += a @ b
-        else:
-            np.matmul(a, b, out=out)
-        return
-    (b_arg, b_trans), (a_arg, a_trans) = _blas_operand(b), _blas_operand(a)
-    _gemm(out.dtype)(1.0, b_arg, a_arg, float(add), out.T, trans_a=b_trans, trans_b=a_trans, overwrite_c=1)
-
-
-def _core_forward(z, h_prev, c_prev, fwd, variant, c, tanh_c, h) -> None:
+def _core_forward(z, h_prev, c_prev, fwd, variant, c, tanh_c, h, zu) -> None:
     """The recurrent part of one step, shared by the step and sequence functions.
 
     Every array is feature-major: z (G*H, N), the states (H, N), so that
@@ -167,15 +129,16 @@ def _core_forward(z, h_prev, c_prev, fwd, variant, c, tanh_c, h) -> None:
     gradients read it, and the matmul reads the view at no cost.
 
     ``fwd`` comes from ``_forward_constants``. On entry ``z`` holds the
-    input projection W^T x + b with the sigmoid gates' rows halved, to
-    which one gemm adds U^T h_prev; on exit the activated gates. Writes
-    c, tanh(c) and h into the given arrays, so that the sequence loop
-    fills its preallocated buffers: every operation writes into an
-    existing array, because a fresh temporary per step costs as much as
-    an elementwise pass (new pages from the allocator). ``tanh_c`` serves
-    as scratch until tanh(c) is written into it.
+    input projection W^T x + b with the sigmoid gates' rows halved; on
+    exit the activated gates. Writes c, tanh(c) and h into the given
+    arrays, so that the sequence loop fills its preallocated buffers, and
+    uses ``zu`` (G*H, N) as scratch for U^T h_prev: every operation writes
+    into an existing array, because a fresh temporary per step costs as
+    much as an elementwise pass (new pages from the allocator). ``tanh_c``
+    serves as scratch until tanh(c) is written into it.
     """
-    _matmul(fwd["U_T"], h_prev, z, add=True)  # (G*H, N)
+    np.matmul(fwd["U_T"], h_prev, out=zu)
+    z += zu  # (G*H, N)
     gate = _blocks(z, variant)
     i, g = gate["i"], gate["g"]
     if variant == "peephole":
@@ -283,7 +246,7 @@ def _core_backward(dh, dc, dz, dh_dc, gates, params, variant, dc_t) -> None:
     if variant == "peephole":
         dc += np.multiply(d[0], params["p_i"][:, None], out=dh)
         dc += np.multiply(d[1], params["p_f"][:, None], out=dh)
-    _matmul(params["U"], dz, dh)  # dh_prev (H, N)
+    np.matmul(params["U"], dz, out=dh)  # dh_prev (H, N)
 
 
 def _add_param_grads(grads, xh, dz, c_prev, c, variant) -> None:
@@ -295,7 +258,7 @@ def _add_param_grads(grads, xh, dz, c_prev, c, variant) -> None:
     D+H+1) accumulates [dW; dU; db]^T. c_prev, c (k, H, N) are the cell
     states the peepholes saw.
     """
-    _matmul(dz.reshape(dz.shape[0], -1), xh, grads["WUb_T"], add=True)  # (G*H, k*N) @ (k*N, D+H+1)
+    grads["WUb_T"] += dz.reshape(dz.shape[0], -1) @ xh  # (G*H, k*N) @ (k*N, D+H+1)
     if variant == "peephole":
         dgate = _blocks(dz.transpose(1, 0, 2), variant)  # (k, H, N) each
         grads["p_i"] += np.einsum("khn,khn->h", dgate["i"], c_prev)
@@ -380,7 +343,7 @@ def lstm_step_forward(
     z = fwd["Wb_T"] @ x1  # feature-major (G*H, N)
     c, tanh_c = np.empty((H, N), dtype), np.empty((H, N), dtype)
     h = np.empty((N, H), dtype)
-    _core_forward(z, h_prev.T, c_prev.T, fwd, variant, c, tanh_c, h.T)
+    _core_forward(z, h_prev.T, c_prev.T, fwd, variant, c, tanh_c, h.T, np.empty_like(z))
     return h, c.T.copy(), LSTMStepCache(x, h_prev, c_prev, z.T, c.T, tanh_c.T, p, variant)
 
 
@@ -448,14 +411,15 @@ def lstm_forward(
     tanh_c = np.empty((T, H, N), dtype)
     h[0] = state_or_zeros("h0", h0, N, H, dtype)
     c[0] = state_or_zeros("c0", c0, N, H, dtype).T
+    zu = np.empty((GH, N), dtype)  # scratch
     K = _chunk_steps(T, gates[0])
     x1 = np.ones((K, D + 1, N), dtype)  # [x_t^T; 1] of the chunk's steps
     for start in range(0, T, K):
         end = min(T, start + K)
         x1[: end - start, :D] = x_tm[start:end].transpose(0, 2, 1)
+        np.matmul(fwd["Wb_T"], x1[: end - start], out=gates[start:end])  # W^T x_t + b, still in cache for the loop
         for t in range(start, end):
-            _matmul(fwd["Wb_T"], x1[t - start], gates[t])  # W^T x_t + b, still in cache for the loop
-            _core_forward(gates[t], h[t].T, c[t], fwd, variant, c[t + 1], tanh_c[t], h[t + 1].T)
+            _core_forward(gates[t], h[t].T, c[t], fwd, variant, c[t + 1], tanh_c[t], h[t + 1].T, zu)
     out = batch_first(h[1:]) if return_sequences else h[T].copy()
     c_, gates_, tanh_c_ = (a.transpose(0, 2, 1) for a in (c, gates, tanh_c))  # (T+1, N, H), (T, N, G*H), (T, N, H)
     return out, (h[T].copy(), c[T].T.copy()), LSTMCache(x_tm, h, c_, gates_, tanh_c_, p, variant, return_sequences)
@@ -504,5 +468,5 @@ def lstm_backward(
         xh[:k, :, :D] = cache.x[start:end]
         xh[:k, :, D:-1] = cache.h[start:end]
         _add_param_grads(grads, xh[:k].reshape(k * N, -1), dz_k[:, :k], c[start:end], c[start + 1 : end + 1], variant)
-        _matmul(dz_k[:, :k].reshape(GH, -1).T, p["W"].T, flat(dx[start:end]))  # (k*N, D)
+        np.matmul(dz_k[:, :k].reshape(GH, -1).T, p["W"].T, out=flat(dx[start:end]))  # (k*N, D)
     return batch_first(dx), dh.T.copy(), dc.T.copy(), _split_grads(grads, D)
