@@ -158,9 +158,12 @@ def _core_forward(z, h_prev, c_prev, fwd, variant, c, tanh_c, h, zu) -> None:
     each gate block is a contiguous (H, N) array (NumPy runs an operation
     on a strided column block of an (N, G*H) array about three times
     slower) and the matmul U^T h_prev runs faster than h_prev U. ``h_prev``
-    and ``h`` may be transposed views of (N, H) arrays: the sequence
-    functions keep h batch-row-major, as the output and the weight
-    gradients read it, and the matmul reads the view at no cost.
+    and ``h`` may be transposed views of (N, H) arrays, as in the step
+    function; the sequence function writes h into a feature-major chunk
+    buffer and copies each chunk into its batch-row-major h (as the output
+    and the weight gradients read it) at once: writing each step's h
+    through a transposed view, between the matmuls, cost 20 ms of 270 in
+    the forward pass at N = 128, H = 256.
 
     ``fwd`` comes from ``_forward_constants``. On entry ``z`` holds the
     input projection W^T x + b with the sigmoid gates' rows halved; on
@@ -448,13 +451,18 @@ def lstm_forward(
     zu = np.empty((GH, N), dtype)  # scratch
     K = _chunk_steps(T, gates[0])
     x1 = np.ones((K, D + 1, N), dtype)  # [x_t^T; 1] of the chunk's steps
+    h_k = np.empty((K + 1, H, N), dtype)  # feature-major h_(t-1), h_t.. of the chunk, copied into h after it
+    h_k[0] = h[0].T
     with _blas_threads(N * H * GH):
         for start in range(0, T, K):
             end = min(T, start + K)
             x1[: end - start, :D] = x_tm[start:end].transpose(0, 2, 1)
             np.matmul(fwd["Wb_T"], x1[: end - start], out=gates[start:end])  # W^T x_t + b, still in cache for the loop
             for t in range(start, end):
-                _core_forward(gates[t], h[t].T, c[t], fwd, variant, c[t + 1], tanh_c[t], h[t + 1].T, zu)
+                j = t - start
+                _core_forward(gates[t], h_k[j], c[t], fwd, variant, c[t + 1], tanh_c[t], h_k[j + 1], zu)
+            h[start + 1 : end + 1] = h_k[1 : end - start + 1].transpose(0, 2, 1)  # one transposing copy per chunk
+            h_k[0] = h_k[end - start]
     out = batch_first(h[1:]) if return_sequences else h[T].copy()
     c_, gates_, tanh_c_ = (a.transpose(0, 2, 1) for a in (c, gates, tanh_c))  # (T+1, N, H), (T, N, G*H), (T, N, H)
     return out, (h[T].copy(), c[T].T.copy()), LSTMCache(x_tm, h, c_, gates_, tanh_c_, p, variant, return_sequences)
