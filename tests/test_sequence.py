@@ -277,3 +277,24 @@ def test_last_output_is_last_step_of_sequence_output(cell, options, rng):
     _assert_nested_close(
         sequence_backward(cell, dlast, last_cache, none), sequence_backward(cell, dseq, seq_cache, none), "backward"
     )
+
+
+def test_lstm_on_two_blas_threads_gives_the_same_result_and_restores_them(rng):
+    """Small sequences run on one BLAS thread inside the call, scoped: the result is the one-thread
+    result, and the caller's thread count is back afterwards (this suite otherwise runs on one)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    N, T, D, H = 3, 5, 2, 4
+    params = {k: v + 0.1 for k, v in lstm_ref.init.init_lstm_params(D, H, seed=3).items()}
+    x, dout = rng.normal(size=(N, T, D)), rng.normal(size=(N, T, H))
+    out1, _, cache1 = lstm_ref.lstm_forward(x, params)
+    *_, grads1 = lstm_ref.lstm_backward(dout, cache1)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+        out2, _, cache2 = lstm_ref.lstm_forward(x, params)
+        *_, grads2 = lstm_ref.lstm_backward(dout, cache2)
+        after = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    assert after == before and max(before) >= 1
+    np.testing.assert_allclose(out2, out1, rtol=1e-12, atol=0)
+    for k in grads1:
+        np.testing.assert_allclose(grads2[k], grads1[k], rtol=1e-12, atol=1e-14)
