@@ -242,13 +242,20 @@ def test_shuffle_once_reuses_one_permutation():
     assert not np.allclose(every[0], every[1]), "'every-epoch' must draw a new permutation"
 
 
-def test_gradient_threshold_l2norm_clips_each_parameter_alone():
-    """sgdm, no momentum, no L2, threshold 1e-3: every parameter moves by exactly lr * threshold in norm."""
-    X, Y, H = _cell(8, 1, 4, 10), 100 * np.ones((8, 1)), 3
-    lstm = _lstm_weights(H, 1, 11)
+def _one_step_regression(seed):
+    """8 sequences with targets far off, and a fixed-weight LSTM(3) + FC(1) regression net:
+    (X, Y, lstm weights, fc weights, layers)."""
+    X, Y, H = _cell(8, 1, 4, seed), 100 * np.ones((8, 1)), 3
+    lstm = _lstm_weights(H, 1, seed + 1)
     fc = {"Weights": np.ones((1, H)), "Bias": np.zeros((1, 1))}
     layers = [m.sequenceInputLayer(1), m.lstmLayer(H, "OutputMode", "last", **lstm), m.fullyConnectedLayer(1, **fc),
               m.regressionLayer()]
+    return X, Y, lstm, fc, layers
+
+
+def test_gradient_threshold_l2norm_clips_each_parameter_alone():
+    """sgdm, no momentum, no L2, threshold 1e-3: every parameter moves by exactly lr * threshold in norm."""
+    X, Y, lstm, fc, layers = _one_step_regression(10)
     net, _ = _train(X, Y, layers, "sgdm", "Momentum", 0, "InitialLearnRate", 0.1, "L2Regularization", 0,
                     "GradientThreshold", 1e-3, "MaxEpochs", 1, "MiniBatchSize", 8)
     moved = [net.Layers[1].InputWeights - lstm["InputWeights"], net.Layers[1].RecurrentWeights
@@ -259,11 +266,7 @@ def test_gradient_threshold_l2norm_clips_each_parameter_alone():
 
 def test_rmsprop_first_step_is_lr_over_sqrt_one_minus_decay():
     """rmsprop, one step from v = 0: v = (1 - rho) g^2, so each weight moves by lr / sqrt(1 - rho) (eps 1e-8 aside)."""
-    X, Y, H = _cell(8, 1, 4, 12), 100 * np.ones((8, 1)), 3
-    lstm = _lstm_weights(H, 1, 13)
-    fc = {"Weights": np.ones((1, H)), "Bias": np.zeros((1, 1))}
-    layers = [m.sequenceInputLayer(1), m.lstmLayer(H, "OutputMode", "last", **lstm), m.fullyConnectedLayer(1, **fc),
-              m.regressionLayer()]
+    X, Y, lstm, fc, layers = _one_step_regression(12)
     assert m.trainingOptions("rmsprop").SquaredGradientDecayFactor == 0.9
     net, _ = _train(X, Y, layers, "rmsprop", "SquaredGradientDecayFactor", 0.5, "InitialLearnRate", 0.01,
                     "L2Regularization", 0, "MaxEpochs", 1, "MiniBatchSize", 8)
