@@ -26,6 +26,7 @@ function besides data, since the kernel may trust the grader:
 This module is self-contained (NumPy and the standard library only): the grader
 imports it, and its source is executed once in each student kernel.
 """
+import builtins
 import importlib
 import io
 import json
@@ -83,7 +84,7 @@ def encode(value, special=None) -> tuple:
             return {"t": "dict", "v": [[k, walk(x)] for k, x in v.items()]}
         if type(v) is np.random.Generator:
             return {"t": "generator", "v": walk(v.bit_generator.state)}
-        if isinstance(v, tuple) and hasattr(type(v), "_fields") and _is_record(type(v)):
+        if isinstance(v, tuple) and hasattr(type(v), "_fields") and _in_record_package(type(v).__module__):
             return {"t": "record", "module": type(v).__module__, "class": type(v).__qualname__,
                     "v": [walk(x) for x in v]}
         node = special(v, walk) if special is not None else None
@@ -94,13 +95,12 @@ def encode(value, special=None) -> tuple:
     return walk(value), arrays
 
 
-def _is_record(cls) -> bool:
-    module = getattr(cls, "__module__", "")
+def _in_record_package(module) -> bool:
     return isinstance(module, str) and (module == RECORD_PACKAGE or module.startswith(RECORD_PACKAGE + "."))
 
 
 def _record_class(module: str, name: str):
-    if not _is_record(type("probe", (), {"__module__": module})):
+    if not _in_record_package(module):
         raise ValueError(f"a record of module {module!r} in a grader message")
     cls = getattr(importlib.import_module(module), name, None)
     if not (isinstance(cls, type) and issubclass(cls, tuple) and hasattr(cls, "_fields")):
@@ -180,6 +180,16 @@ def loads(data: bytes) -> tuple:
     return tree, arrays
 
 
+def exception_for(error) -> Exception:
+    """The exception an answer's ``"error": [type name, message]`` stands for: the built-in
+    exception of that name, else a RuntimeError naming it (no other class is looked up)."""
+    ename, message = error
+    cls = getattr(builtins, str(ename), None)
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        return cls(message)
+    return RuntimeError(f"{ename}: {message}")
+
+
 def send(sock, data: bytes) -> None:
     """Send one length-prefixed message over a stream socket."""
     sock.sendall(struct.pack("!Q", len(data)) + data)
@@ -229,8 +239,6 @@ def serve(user_ns: dict, address: str) -> None:
     it, ``{"callback": {"id": n, "args": [...], "kwargs": {...}}}`` for each call
     of a grader's function, each answered on the same connection.
     """
-    import builtins
-
     handles = []
     received = {}  # id(module) -> (module, the grader's number for it), for the current request
     stand_ins = {}  # id(function) -> (stand-in, the grader's number for its function)
@@ -273,9 +281,7 @@ def serve(user_ns: dict, address: str) -> None:
                                      outgoing)))
             answer = decode(*loads(receive(conn)), special=incoming)
             if "error" in answer:
-                ename, message = answer["error"]
-                cls = getattr(builtins, str(ename), None)
-                raise (cls if isinstance(cls, type) and issubclass(cls, Exception) else RuntimeError)(message)
+                raise exception_for(answer["error"])
             return answer["result"]
 
         stand_ins[id(call)] = (call, number)

@@ -311,11 +311,7 @@ class Sandbox:
         if not isinstance(answer, dict):
             raise KernelStopped("no valid answer from the student's kernel")
         if "error" in answer:
-            ename, message = answer["error"]
-            cls = getattr(builtins, str(ename), None)
-            if isinstance(cls, type) and issubclass(cls, Exception):
-                raise cls(message)
-            raise RuntimeError(f"{ename}: {message}")
+            raise _harness.exception_for(answer["error"])
         for module, values in states:
             if not isinstance(values, dict):
                 raise KernelStopped("no valid answer from the student's kernel (a module's state is not a dict)")

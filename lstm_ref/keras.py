@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from types import SimpleNamespace
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
