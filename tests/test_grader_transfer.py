@@ -217,3 +217,14 @@ def test_forged_replies_never_run_code_in_the_grader(tmp_path):
             assert not marker.exists()
         box.run_cell(_code(f"FORGED.append({nodes[-1]!r})"))
         assert answer() == 42  # the forging server is answering: only data came through
+
+
+def test_a_call_past_the_cell_limit_or_a_dying_call_stops_the_kernel():
+    for student, reason in (("def answer():\n    while True:\n        pass\n", "past the cell time limit"),
+                            ("import os\ndef answer():\n    os._exit(3)\n", "kernel died")):
+        with Sandbox(nbformat.v4.new_notebook(), Limits(cell_timeout=2, notebook_timeout=60), []) as box:
+            result, cell, _ = _test(box, student, "answer()\n")
+            assert not result["passed"] and result["ename"] == "KernelStopped", cell.outputs
+            assert reason in result["message"] and reason in box.stopped
+            later = run_trusted_cell(_code("answer()\n", grade=True, grade_id="u", points=1), TrustedNamespace(box))
+            assert not later["passed"] and later["ename"] == "KernelStopped"  # the kernel is gone for good
