@@ -8,7 +8,9 @@ suite covers every cell, variant and reset mode (``CASES``).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before any keras import
 
@@ -94,3 +96,22 @@ def sequence_backward(cell, dout, cache, dfinal):
 def rng() -> np.random.Generator:
     """A fresh, fixed-seed generator per test."""
     return np.random.default_rng(20240521)
+
+
+@pytest.fixture
+def kernel_processes():
+    """A function listing the processes working now in a kernel's sandbox folder (their cwd):
+    kernels and what they started. The sandboxes' own root is the grader's."""
+    from grader.sandbox import SANDBOXES
+
+    root = os.path.join(tempfile.gettempdir(), SANDBOXES) + os.sep
+
+    def running() -> list:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/cwd").startswith(root):
+                    found.append(int(pid))
+        return found
+
+    return running

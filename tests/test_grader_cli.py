@@ -105,7 +105,7 @@ def _cli(root: str, *args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
-def test_interrupted_autograde_resumes_without_grading_twice(toy):
+def test_interrupted_autograde_resumes_without_grading_twice(toy, kernel_processes):
     root, course = toy["root"], toy["course"]
     course.import_submissions(ASSIGNMENT, toy["lms"])
     state_dir = os.path.join(root, "grader_work", ASSIGNMENT, "state")
@@ -115,6 +115,10 @@ def test_interrupted_autograde_resumes_without_grading_twice(toy):
         time.sleep(0.2)
     os.killpg(run.pid, signal.SIGINT)  # Ctrl-C in the instructor's terminal
     run.communicate(timeout=120)
+    deadline = time.monotonic() + 10  # the kernels are killed as their launchers go
+    while kernel_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert kernel_processes() == []
     before = {f: os.stat(os.path.join(state_dir, f)).st_mtime_ns for f in os.listdir(state_dir)
               if f.endswith(".json")}
     assert 1 <= len(before) < len(TOY)

@@ -5,7 +5,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from grader.sandbox import Limits, describe_protections, protections
+from grader.sandbox import Limits, describe_protections, protections, zygote
 from grader.trusted import (HIDDEN_FAILED, Remote, Sandbox, TrustedNamespace, copy_data_files, run_trusted_cell,
                             split_hidden)
 
@@ -50,20 +50,49 @@ def test_kernel_sees_no_instructor_files_no_sign_of_grading_and_no_network(sandb
         f"try:\n    print('READ', open({os.path.join(secret_dir, 'hidden_tests.txt')!r}).read())\n"
         "except OSError as exc:\n    print('hidden:', type(exc).__name__)\n"
         "print('ENV', sorted(k for k in os.environ if 'GRADER' in k or 'NBGRADER' in k))\n"
-        "import threading\n"
+        "import sys, threading\n"
         "seen = [os.getcwd(), *os.listdir('.'), open('/proc/self/cgroup').read(), *map(str, threading.enumerate()),\n"
-        "        *os.environ.values(), *get_ipython().user_ns]\n"
+        "        *os.environ.values(), *get_ipython().user_ns, open('/proc/self/cmdline').read(),\n"
+        "        open('/proc/self/environ').read(), *sys.argv, *sys.orig_argv]\n"
         "print('SIGNS', [s for s in seen if 'grad' in s.lower()])\n"
+        "print('MODULES', [m for m in sys.modules if m.split('.')[0] in ('grader', 'nbgrader', 'launch')])\n"
         "print('UID', os.getuid())\n"
         "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=3)\n    print('NET open')\n"
         "except OSError as exc:\n    print('NET closed')\n")
     sandbox.run_cell(cell)
     out = _text(cell)
-    assert "ENV []" in out and "SIGNS []" in out, out
+    assert "ENV []" in out and "SIGNS []" in out and "MODULES []" in out, out
     assert ("UID 65534" in out) == protections()["drop_root"], out
     if protections()["namespaces"]:
         assert "READ" not in out and "hidden:" in out
         assert "NET closed" in out
+
+
+def test_kernels_start_preloaded_and_share_nothing(sandbox, kernel_processes):
+    """Kernels fork from the zygote, which has imported torch; what one kernel changes in a
+    preloaded module never reaches the next kernel, and a closed kernel's processes are gone."""
+    if protections()["drop_root"]:
+        assert zygote()
+    first = _code("import sys\nprint('PRELOADED', 'torch' in sys.modules)\n"
+                  "import numpy.testing, lstm_ref.checkers\n"
+                  "numpy.testing.assert_allclose = None\nlstm_ref.checkers.check_lstm_step = None\n")
+    sandbox.run_cell(first)
+    assert ("PRELOADED True" in _text(first)) == bool(zygote()), _text(first)
+    before = set(kernel_processes())
+    with Sandbox(nbformat.v4.new_notebook(), Limits(cell_timeout=20), []) as other:
+        second = _code("import numpy.testing, lstm_ref.checkers\n"
+                       "print('CHANGED', numpy.testing.assert_allclose is None, lstm_ref.checkers.check_lstm_step is None)")
+        other.run_cell(second)
+        during = set(kernel_processes())
+    assert "CHANGED False False" in _text(second), _text(second)
+    assert during > before
+    assert set(kernel_processes()) == before
+
+
+def test_figures_show_inline_without_the_magic(sandbox):
+    cell = _code("import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0])\nplt.show()")
+    sandbox.run_cell(cell)
+    assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell.outputs
 
 
 def test_cwd_files_do_not_shadow_modules_and_python_is_read_only(sandbox):
