@@ -147,11 +147,14 @@ def zygote(address: str, preloads: list) -> None:
         if 0 in ready:
             os._exit(0)
         conn, _ = listener.accept()
-        with conn.makefile("rb") as fh:
-            request = json.loads(fh.readline())
-        if os.fork() == 0:
-            listener.close()
-            _hold(conn, request["cfg"], request["cmd"])
+        try:  # a stand-in that died before asking, or a refused fork, costs that kernel only
+            with conn.makefile("rb") as fh:
+                request = json.loads(fh.readline())
+            if os.fork() == 0:
+                listener.close()
+                _hold(conn, request["cfg"], request["cmd"])
+        except (OSError, ValueError):
+            pass
         conn.close()
 
 

@@ -201,13 +201,13 @@ def _seed_fonts(mpl_dir: str, files: tuple) -> list:
     return written
 
 
-@functools.lru_cache(maxsize=None)
 def zygote() -> str:
-    """The socket of this process's zygote, started on first use; "" where there is none.
+    """The socket of this process's zygote, started on first use (again if it has died);
+    "" where there is none.
 
     The zygote (``_launch.zygote``) is a process in a kernel's environment
     that has imported :data:`PRELOADS` once and forks each Python kernel
-    from itself: a kernel then starts in about 0.1 s instead of spending
+    from itself: a kernel is then ready in about 0.2 s instead of spending
     2 s or more on those imports. It never runs student code; each kernel
     is confined like an executed one before it runs anything. It exits with
     this process. Linux only, and not where root cannot drop to ``nobody``
@@ -215,6 +215,16 @@ def zygote() -> str:
     """
     if not sys.platform.startswith("linux") or (os.geteuid() == 0 and not protections()["drop_root"]):
         return ""
+    proc, address = _start_zygote()
+    if address and proc.poll() is not None:  # it started, then died: once more
+        _start_zygote.cache_clear()
+        proc, address = _start_zygote()
+    return address
+
+
+@functools.lru_cache(maxsize=None)
+def _start_zygote() -> tuple:
+    """(process, socket path) of a new zygote; the path is "" if it did not start."""
     folder = new_sandbox_dir()
     env = {**kernel_env(folder), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}  # as a kernel sets it
     _seed_fonts(env["MPLCONFIGDIR"], font_list())
@@ -227,9 +237,7 @@ def zygote() -> str:
     atexit.register(_stop_zygote, proc, folder, os.getpid())
     proc.stdin.write(f"{len(program)}\n{program}")
     proc.stdin.flush()
-    if proc.stdout.readline() != "ready\n":
-        return ""
-    return address
+    return proc, address if proc.stdout.readline() == "ready\n" else ""
 
 
 def _stop_zygote(proc: subprocess.Popen, folder: str, owner: int) -> None:

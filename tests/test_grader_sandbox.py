@@ -1,5 +1,8 @@
 """The sandboxed kernel and the trusted test runner, on small real notebooks (real kernels)."""
 import os
+import signal
+import sys
+import time
 
 import nbformat
 import numpy as np
@@ -87,6 +90,35 @@ def test_kernels_start_preloaded_and_share_nothing(sandbox, kernel_processes):
     assert "CHANGED False False" in _text(second), _text(second)
     assert during > before
     assert set(kernel_processes()) == before
+
+
+def test_a_dead_zygote_is_started_again():
+    address = zygote()
+    assert bool(address) == (sys.platform.startswith("linux") and (os.geteuid() != 0 or protections()["drop_root"]))
+    if not address:
+        return  # every kernel starts afresh here
+    server = [pid for pid in os.listdir("/proc") if pid.isdigit() and _stat(pid)[1] == os.getpid()
+              and "exec(sys.stdin" in _cmdline(pid)]
+    assert len(server) == 1
+    os.kill(int(server[0]), signal.SIGKILL)
+    while _stat(server[0])[0] != "Z":  # dead, not yet reaped
+        time.sleep(0.01)
+    with Sandbox(nbformat.v4.new_notebook(), Limits(cell_timeout=20), []) as box:
+        cell = _code("print('ran', 1 + 1)")
+        box.run_cell(cell)
+    assert "ran 2" in _text(cell) and zygote() != address
+
+
+def _stat(pid: str) -> tuple:
+    """(state letter, parent pid) of a process."""
+    with open(f"/proc/{pid}/stat") as fh:
+        state, parent = fh.read().rsplit(")", 1)[1].split()[:2]
+    return state, int(parent)
+
+
+def _cmdline(pid: str) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        return fh.read().decode(errors="replace")
 
 
 def test_figures_show_inline_without_the_magic(sandbox):
