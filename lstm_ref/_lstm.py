@@ -66,6 +66,8 @@ _CHUNK_BYTES = 2**20
 _BLOCK_BUFSIZE = 1024
 # Per-step matmuls of fewer multiply-adds than this (U^T h: N H G*H) run on one
 # BLAS thread: waking a second thread for each costs more than it saves there.
+# Below it the forward pass also multiplies by a transposed view of the
+# weights instead of a contiguous copy (``_forward_constants``).
 _THREADED_MIN = 2**21
 
 
@@ -99,15 +101,22 @@ def _blas_threads(step_work: int) -> Iterator[None]:
     each step's matmul outweighs the split: with 2 threads, forward +
     backward at N = 32, T = 10, H = 64 took about 4 ms instead of 1 ms,
     and the spinning BLAS threads slowed other work on the machine. The
-    limit is scoped by threadpoolctl and restored on exit; nothing changes
-    where BLAS runs on one thread already.
+    thread count is set through threadpoolctl's controllers of the loaded
+    libraries, found once, and restored on exit; nothing changes where BLAS
+    runs on one thread already. (threadpoolctl's own ``limit`` context
+    builds its objects and queries every library on each use: 10 us with
+    two BLAS threads, against 2 us here, once in the forward and once in
+    the backward pass, which take 0.75 ms together at that shape.)
     """
-    pools = _blas_pools()
-    if step_work >= _THREADED_MIN or all(lib.num_threads == 1 for lib in pools.lib_controllers):
+    libs = () if step_work >= _THREADED_MIN else _blas_pools().lib_controllers
+    threaded = [(lib, n) for lib, n in ((lib, lib.get_num_threads()) for lib in libs) if n is not None and n > 1]
+    for lib, _ in threaded:
+        lib.set_num_threads(1)
+    try:
         yield
-        return
-    with pools.limit(limits=1):
-        yield
+    finally:
+        for lib, n in threaded:
+            lib.set_num_threads(n)
 
 
 def _blocks(a: np.ndarray, variant: str) -> dict[str, np.ndarray]:
@@ -117,30 +126,42 @@ def _blocks(a: np.ndarray, variant: str) -> dict[str, np.ndarray]:
     return {name: a[..., k * H : (k + 1) * H, :] for k, name in enumerate(gates)}
 
 
-def _forward_constants(params: dict, variant: str, H: int) -> dict:
-    """What the forward core multiplies by: transposed weights, the sigmoid gates' halved.
+def _forward_constants(params: dict, variant: str, H: int, N: int) -> dict:
+    """What the forward core multiplies by: [W; U; b] transposed, the sigmoid gates' rows halved.
 
-    sigmoid(a) = 0.5 tanh(a / 2) + 0.5, so with the rows of W^T, U^T, b of
+    sigmoid(a) = 0.5 tanh(a / 2) + 0.5, so with the rows of [W; U; b]^T of
     the sigmoid gates (i, f, o) and the peepholes halved, z holds z_g and
     z_i / 2, z_f / 2, z_o / 2, and one tanh call over the contiguous
     (G*H, N) block followed by ``* 0.5 + 0.5`` on the sigmoid gates'
     blocks activates every gate. Halving is exact in floating point, so
-    the gates are those of the equations bit for bit. [W^T | b] (G*H, D+1)
-    multiplies inputs with a row of ones ([x^T; 1], so that the bias needs
-    no pass of its own), U^T (G*H, H) the hidden state, both contiguous;
-    the peepholes are (H, 1) columns, to broadcast over the batch. "sigmoid_rows" are the row slices that the
+    the gates are those of the equations bit for bit. "WUb_T" = [W; U; b]^T
+    (G*H, D+H+1) multiplies the column [x_t; h_(t-1); 1]
+    (D+H+1, N), so that one matmul per step gives the whole pre-activation,
+    input and bias included: at N = 32, H = 64 a separate input projection
+    and the pass adding U^T h_prev to it cost 2 us a step, and at every
+    benchmark shape the longer inner dimension costs the step's matmul no
+    more than the projection did. Where the step's matmul is small (under
+    ``_THREADED_MIN`` multiply-adds, N * (D+H+1) * G*H) "WUb_T" is a
+    transposed view of [W; U; b], which OpenBLAS multiplies as fast there
+    (within 5 %), and the call saves the transposing copy (NumPy copies a
+    transposed array element by element: about 15 us at D = 1, H = 64);
+    above, a contiguous copy multiplies up to 20 % faster per step
+    (N = 64, H = 128). The peepholes are (H, 1) columns, to
+    broadcast over the batch. "sigmoid_rows" are the row slices that the
     one tanh call leaves for ``* 0.5 + 0.5`` (the blocks before and after
     g, less a peephole o, which sees c), and "half" is 0.5 as a 0-d array:
     NumPy dispatches an array operand faster than a Python float, which
     counts at small sizes, where a step's time is mostly per-call overhead.
     """
-    dtype = params["W"].dtype
     gates = LSTM_VARIANTS[variant]
-    scale = np.concatenate([np.full(H, 1 if k == "g" else 0.5, dtype) for k in gates])  # (G*H,)
-    Wb = np.concatenate([params["W"], params["b"][None]])  # (D+1, G*H)
-    consts = {"Wb_T": (Wb * scale).T.copy(), "U_T": (params["U"] * scale).T.copy(), "half": np.array(0.5, dtype)}
+    k_g = gates.index("g")
+    WUb = np.concatenate([params["W"], params["U"], params["b"][None]])  # (D+H+1, G*H)
+    for cols in (slice(0, k_g * H), slice((k_g + 1) * H, None)):  # the sigmoid gates' columns
+        WUb[:, cols] *= 0.5
+    small = WUb.size * N < _THREADED_MIN  # the step's matmul
+    consts = {"WUb_T": WUb.T if small else WUb.T.copy(), "half": np.array(0.5, WUb.dtype)}
     consts.update({k: (params[k] * 0.5)[:, None] for k in _PEEPHOLES if k in params})
-    k_g, n = gates.index("g"), (3 if variant == "peephole" else len(gates)) * H
+    n = (3 if variant == "peephole" else len(gates)) * H
     consts["sigmoid_rows"] = [rows for rows in (slice(0, k_g * H), slice((k_g + 1) * H, n)) if rows.stop > rows.start]
     return consts
 
@@ -151,42 +172,43 @@ def _half_affine(a: np.ndarray, half: np.ndarray) -> None:
     a += half
 
 
-def _core_forward(z, h_prev, c_prev, fwd, variant, c, tanh_c, h, zu) -> None:
-    """The recurrent part of one step, shared by the step and sequence functions.
+def _core_forward(xh, z, c_prev, fwd, variant, c, tanh_c, h) -> None:
+    """One step, shared by the step and sequence functions.
 
-    Every array is feature-major: z (G*H, N), the states (H, N), so that
-    each gate block is a contiguous (H, N) array (NumPy runs an operation
-    on a strided column block of an (N, G*H) array about three times
-    slower) and the matmul U^T h_prev runs faster than h_prev U. ``h_prev``
-    and ``h`` may be transposed views of (N, H) arrays, as in the step
-    function; the sequence function writes h into a feature-major chunk
-    buffer and copies each chunk into its batch-row-major h (as the output
-    and the weight gradients read it) at once: writing each step's h
-    through a transposed view, between the matmuls, cost 20 ms of 270 in
-    the forward pass at N = 128, H = 256.
+    Every array is feature-major: xh = [x_t; h_(t-1); 1] (D+H+1, N), z
+    (G*H, N), the states (H, N), so that each gate block is a contiguous
+    (H, N) array and every elementwise call of the sequence loop runs on
+    equal-shaped contiguous operands, NumPy's fast path (a strided or
+    broadcast operand costs about 1.5 us more per call, as much as the
+    arithmetic of an (H, N) block at N = 32, H = 64). ``c_prev`` and ``h``
+    may be transposed views of (N, H) arrays, as in the step function; the
+    sequence function writes h into the h rows of the next step's xh, a
+    feature-major chunk buffer, and copies each chunk into its
+    batch-row-major h (as the output and the weight gradients read it) at
+    once: writing each step's h through a transposed view, between the
+    matmuls, cost 20 ms of 270 in the forward pass at N = 128, H = 256.
 
-    ``fwd`` comes from ``_forward_constants``. On entry ``z`` holds the
-    input projection W^T x + b with the sigmoid gates' rows halved; on
-    exit the activated gates. Writes c, tanh(c) and h into the given
-    arrays, so that the sequence loop fills its preallocated buffers, and
-    uses ``zu`` (G*H, N) as scratch for U^T h_prev: every operation writes
+    ``fwd`` comes from ``_forward_constants``. Writes the activated gates
+    into ``z``, and c, tanh(c) and h into the given arrays, so that the
+    sequence loop fills its preallocated buffers: every operation writes
     into an existing array, because a fresh temporary per step costs as
     much as an elementwise pass (new pages from the allocator). ``tanh_c``
     serves as scratch until tanh(c) is written into it.
     """
-    np.matmul(fwd["U_T"], h_prev, out=zu)
-    z += zu  # (G*H, N)
-    gate = _blocks(z, variant)
-    i, g = gate["i"], gate["g"]
+    np.dot(fwd["WUb_T"], xh, out=z)  # W^T x_t + U^T h_(t-1) + b (G*H, N)
+    gates = LSTM_VARIANTS[variant]
+    gate = z.reshape(-1, *c.shape)  # (G, H, N): i first, then f where present, o last where present
+    i, g = gate[0], gate[gates.index("g")]
     if variant == "peephole":
+        f = gate[1]
         i += np.multiply(fwd["p_i"], c_prev, out=tanh_c)
-        gate["f"] += np.multiply(fwd["p_f"], c_prev, out=tanh_c)
+        f += np.multiply(fwd["p_f"], c_prev, out=tanh_c)
     act = z[: 3 * c.shape[0]] if variant == "peephole" else z  # all gates but a peephole o, which sees c
     np.tanh(act, out=act)
     for rows in fwd["sigmoid_rows"]:
         _half_affine(z[rows], fwd["half"])
-    if "f" in gate:
-        np.multiply(gate["f"], c_prev, out=c)
+    if "f" in gates:
+        np.multiply(gate[1], c_prev, out=c)
         c += np.multiply(i, g, out=tanh_c)
     elif variant == "coupled":  # f = 1 - i
         np.subtract(g, c_prev, out=c)
@@ -196,8 +218,8 @@ def _core_forward(z, h_prev, c_prev, fwd, variant, c, tanh_c, h, zu) -> None:
         np.multiply(i, g, out=c)
         c += c_prev
     np.tanh(c, out=tanh_c)
-    if "o" in gate:
-        o = gate["o"]
+    if "o" in gates:
+        o = gate[-1]
         if variant == "peephole":  # sigmoid of the halved pre-activation, as above
             o += np.multiply(fwd["p_o"], c, out=h)
             np.tanh(o, out=o)
@@ -245,7 +267,12 @@ def _local_grads(gates, c_prev, tanh_c, variant, dz, dh_dc) -> None:
         dh_dc *= gate["o"]
 
 
-def _core_backward(dh, dc, dz, dh_dc, gates, params, variant, dc_t) -> None:
+def _carry_gate(gates: np.ndarray, variant: str) -> np.ndarray | None:
+    """The block of feature-major gates (..., G*H, N) that dc_prev = dc_t f reads: f; i for coupled (f = 1 - i); None where f = 1."""
+    return _blocks(gates, variant).get("i" if variant == "coupled" else "f")
+
+
+def _core_backward(dh, dc, dz, dh_dc, carry, params, variant, dc_t) -> None:
     """Backward through the recurrent part of one step, in place, feature-major.
 
     On entry ``dh``, ``dc`` (H, N) hold the upstream gradients of h and c,
@@ -256,34 +283,33 @@ def _core_backward(dh, dc, dz, dh_dc, gates, params, variant, dc_t) -> None:
 
         dz_o = dh dh/dz_o     dz_i, dz_f, dz_g = dc_t dc/dz_i, ...     dc_prev = dc_t f     dh_prev = U dz
 
-    ``dc_t`` (H, N) is scratch; ``dc`` and ``dh`` serve as scratch once
-    consumed, so that no step allocates. f = 1 - i (coupled) is recomputed
-    from i: one subtraction instead of a stored buffer. The c-path blocks
+    ``carry`` is the step's block from ``_carry_gate``: f, or i where f =
+    1 - i (coupled) is recomputed from it, one subtraction instead of a
+    stored buffer. ``dc_t`` (H, N) is scratch; ``dc`` and ``dh`` serve as
+    scratch once consumed, so that no step allocates. The c-path blocks
     (all but o, which is last when present) are multiplied by dc_t in one
     broadcast call.
     """
-    gate = _blocks(gates, variant)
     d = dz.reshape(-1, *dh.shape)  # (G, H, N)
     np.multiply(dh, dh_dc, out=dc_t)
     dc_t += dc  # total gradient of c (H, N)
-    n_c = d.shape[0]  # blocks on the path to c
-    if "o" in gate:
-        n_c -= 1
+    n_c = len(d) - (variant != "no_output")  # blocks on the path to c
+    if n_c < len(d):
         d[n_c] *= dh  # dz_o
         if variant == "peephole":
             dc_t += np.multiply(d[n_c], params["p_o"][:, None], out=dc)  # o sees c through p_o
     d[:n_c] *= dc_t  # dz_i, dz_f, dz_g
-    if "f" in gate:
-        np.multiply(dc_t, gate["f"], out=dc)
-    elif variant == "coupled":  # f = 1 - i
-        np.subtract(1, gate["i"], out=dc)
-        dc *= dc_t
-    else:  # no_forget: f = 1
+    if carry is None:  # no_forget: f = 1
         dc[...] = dc_t
+    elif variant == "coupled":  # f = 1 - i
+        np.subtract(1, carry, out=dc)
+        dc *= dc_t
+    else:
+        np.multiply(dc_t, carry, out=dc)
     if variant == "peephole":
         dc += np.multiply(d[0], params["p_i"][:, None], out=dh)
         dc += np.multiply(d[1], params["p_f"][:, None], out=dh)
-    np.matmul(params["U"], dz, out=dh)  # dh_prev (H, N)
+    np.dot(params["U"], dz, out=dh)  # dh_prev (H, N)
 
 
 def _add_param_grads(grads, xh, dz, c_prev, c, variant) -> None:
@@ -374,13 +400,14 @@ def lstm_step_forward(
     x, p, N, H, dtype = _check_step(x, params, variant)
     h_prev = check_array("h_prev", h_prev, (("N", N), ("H", H)), dtype)
     c_prev = check_array("c_prev", c_prev, (("N", N), ("H", H)), dtype)
-    fwd = _forward_constants(p, variant, H)
-    x1 = np.ones((x.shape[1] + 1, N), dtype)
-    x1[:-1] = x.T  # [x^T; 1] (D+1, N)
-    z = fwd["Wb_T"] @ x1  # feature-major (G*H, N)
+    fwd = _forward_constants(p, variant, H, N)
+    D = x.shape[1]
+    xh = np.ones((D + H + 1, N), dtype)
+    xh[:D], xh[D:-1] = x.T, h_prev.T  # [x^T; h_prev^T; 1] (D+H+1, N)
+    z = np.empty((fwd["WUb_T"].shape[0], N), dtype)  # feature-major (G*H, N)
     c, tanh_c = np.empty((H, N), dtype), np.empty((H, N), dtype)
     h = np.empty((N, H), dtype)
-    _core_forward(z, h_prev.T, c_prev.T, fwd, variant, c, tanh_c, h.T, np.empty_like(z))
+    _core_forward(xh, z, c_prev.T, fwd, variant, c, tanh_c, h.T)
     return h, c.T.copy(), LSTMStepCache(x, h_prev, c_prev, z.T, c.T, tanh_c.T, p, variant)
 
 
@@ -404,7 +431,8 @@ def lstm_step_backward(
     gates = cache.gates.T  # (G*H, N)
     dz, dh_dc = np.empty(gates.shape, gates.dtype), np.empty_like(dh_prev)
     _local_grads(gates, cache.c_prev.T, cache.tanh_c.T, cache.variant, dz, dh_dc)
-    _core_backward(dh_prev, dc_prev, dz, dh_dc, gates, cache.params, cache.variant, np.empty_like(dh_dc))
+    carry = _carry_gate(gates, cache.variant)
+    _core_backward(dh_prev, dc_prev, dz, dh_dc, carry, cache.params, cache.variant, np.empty_like(dh_dc))
     D = cache.x.shape[1]
     grads = _zero_grads(cache.params, D)
     xh = np.concatenate([cache.x, cache.h_prev, np.ones((N, 1), dh.dtype)], axis=1)  # (N, D+H+1)
@@ -440,29 +468,26 @@ def lstm_forward(
     H = infer_hidden_size("params", params)
     p = check_params("params", params, lstm_param_dims(D, H, variant), dtype)
     x_tm = time_major(x)  # (T, N, D)
-    fwd = _forward_constants(p, variant, H)
-    GH = fwd["U_T"].shape[0]
+    fwd = _forward_constants(p, variant, H, N)
+    GH = fwd["WUb_T"].shape[0]
     gates = np.empty((T, GH, N), dtype)  # feature-major, as every buffer of the loop but h
     h = np.empty((T + 1, N, H), dtype)
     c = np.empty((T + 1, H, N), dtype)
     tanh_c = np.empty((T, H, N), dtype)
     h[0] = state_or_zeros("h0", h0, N, H, dtype)
     c[0] = state_or_zeros("c0", c0, N, H, dtype).T
-    zu = np.empty((GH, N), dtype)  # scratch
     K = _chunk_steps(T, gates[0])
-    x1 = np.ones((K, D + 1, N), dtype)  # [x_t^T; 1] of the chunk's steps
-    h_k = np.empty((K + 1, H, N), dtype)  # feature-major h_(t-1), h_t.. of the chunk, copied into h after it
-    h_k[0] = h[0].T
+    xh = np.ones((K + 1, D + H + 1, N), dtype)  # [x_t; h_(t-1); 1] of the chunk's steps, h_t written into the next
+    xh[0, D:-1] = h[0].T
     with _blas_threads(N * H * GH):
         for start in range(0, T, K):
             end = min(T, start + K)
-            x1[: end - start, :D] = x_tm[start:end].transpose(0, 2, 1)
-            np.matmul(fwd["Wb_T"], x1[: end - start], out=gates[start:end])  # W^T x_t + b, still in cache for the loop
-            for t in range(start, end):
-                j = t - start
-                _core_forward(gates[t], h_k[j], c[t], fwd, variant, c[t + 1], tanh_c[t], h_k[j + 1], zu)
-            h[start + 1 : end + 1] = h_k[1 : end - start + 1].transpose(0, 2, 1)  # one transposing copy per chunk
-            h_k[0] = h_k[end - start]
+            k = end - start
+            xh[:k, :D] = x_tm[start:end].transpose(0, 2, 1)  # (k, D, N)
+            for j, t in enumerate(range(start, end)):
+                _core_forward(xh[j], gates[t], c[t], fwd, variant, c[t + 1], tanh_c[t], xh[j + 1, D:-1])
+            h[start + 1 : end + 1] = xh[1 : k + 1, D:-1].transpose(0, 2, 1)  # one transposing copy per chunk
+            xh[0, D:-1] = xh[k, D:-1]
     out = batch_first(h[1:]) if return_sequences else h[T].copy()
     c_, gates_, tanh_c_ = (a.transpose(0, 2, 1) for a in (c, gates, tanh_c))  # (T+1, N, H), (T, N, G*H), (T, N, H)
     return out, (h[T].copy(), c[T].T.copy()), LSTMCache(x_tm, h, c_, gates_, tanh_c_, p, variant, return_sequences)
@@ -494,10 +519,12 @@ def lstm_backward(
     dh_dc = np.empty((K, H, N), dh.dtype)
     dc_t = np.empty_like(dh)  # scratch (H, N)
     dz_k = np.empty((GH, K, N), dh.dtype)  # the chunk's dz with the steps in the middle
+    dout_k = np.empty((K, H, N), dh.dtype)  # the chunk's dout, feature-major
     xh = np.empty((K, N, D + H + 1), dh.dtype)  # [x_t | h_(t-1) | 1] rows of the chunk
     xh[..., -1] = 1
     dx = np.empty((T, N, D), dh.dtype)
     grads = _zero_grads(p, D)
+    carry = _carry_gate(gates, variant)  # (T, H, N) or None
     with _blas_threads(N * H * GH):
         for end in range(T, 0, -K):
             start = max(0, end - K)
@@ -505,13 +532,14 @@ def lstm_backward(
             with np.errstate():  # scopes the buffer size
                 np.setbufsize(_BLOCK_BUFSIZE)
                 _local_grads(gates[start:end], c[start:end], tanh_c[start:end], variant, dz[:k], dh_dc[:k])
+            dout_k[:k] = dout_tm[start:end].transpose(0, 2, 1)  # one transposing copy per chunk
             for t in reversed(range(k)):
-                dh += dout_tm[start + t].T
-                _core_backward(dh, dc, dz[t], dh_dc[t], gates[start + t], p, variant, dc_t)
+                dh += dout_k[t]
+                _core_backward(dh, dc, dz[t], dh_dc[t], carry if carry is None else carry[start + t], p, variant, dc_t)
             dz_k[:, :k] = dz[:k].transpose(1, 0, 2)
             xh[:k, :, :D] = cache.x[start:end]
             xh[:k, :, D:-1] = cache.h[start:end]
             xh_k = xh[:k].reshape(k * N, -1)  # (k*N, D+H+1)
             _add_param_grads(grads, xh_k, dz_k[:, :k], c[start:end], c[start + 1 : end + 1], variant)
-            np.matmul(dz_k[:, :k].reshape(GH, -1).T, p["W"].T, out=flat(dx[start:end]))  # (k*N, D)
+            np.dot(dz_k[:, :k].reshape(GH, -1).T, p["W"].T, out=flat(dx[start:end]))  # (k*N, D)
     return batch_first(dx), dh.T.copy(), dc.T.copy(), _split_grads(grads, D)
