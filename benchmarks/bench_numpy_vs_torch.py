@@ -6,7 +6,9 @@ before NumPy is imported and ``torch.set_num_threads`` to match, then times,
 per shape and dtype, ``lstm_forward`` + ``lstm_backward`` against
 ``nn.LSTM`` forward + ``backward`` of ``(out * dout).sum()`` (input
 gradient included on both sides), with the same weights. The two run in
-turn, round by round, so that both see the same load from other processes.
+turn, round by round, so that both see the same load from other processes,
+each timed call after 10 ms of untimed calls of the same function, so
+that neither is timed while the other's idle threads still spin.
 It prints the median time of each, the median over rounds of their ratio
 (NumPy / torch: below 1 means NumPy is faster; a ratio within one round
 compares runs a few milliseconds apart, which a burst of load from other
@@ -32,6 +34,7 @@ import numpy as np  # safe at the top: each worker process starts with its threa
 SHAPES = [(32, 10, 1, 64), (64, 100, 32, 128), (128, 200, 64, 256)]  # (N, T, D, H)
 DTYPES = ["float32", "float64"]
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+SETTLE_S = 0.01  # untimed calls of the function about to be timed, seconds
 
 
 def _interleaved_times(fns: dict, min_repeats: int, budget_s: float) -> dict[str, np.ndarray]:
@@ -39,15 +42,24 @@ def _interleaved_times(fns: dict, min_repeats: int, budget_s: float) -> dict[str
 
     At least ``min_repeats`` rounds, more while within ``budget_s`` (at most 50).
     CPU time is this process's (all its threads), which other processes' load
-    does not inflate the way it inflates wall time.
+    does not inflate the way it inflates wall time. Before each timed call
+    the same function runs untimed for ``SETTLE_S`` (once at least), so that
+    the timed call finds the cores as that function leaves them, not as the
+    other one does: after a call with 2 threads, torch's OpenMP threads spin
+    for about 8 ms (1.75 cores busy while the main thread sleeps), and
+    OpenBLAS's for about 100 ms after a threaded product; NumPy's LSTM at
+    N = 32, T = 10, H = 64 took 0.94 ms right after torch's and 0.81 ms
+    right after its own.
     """
-    for fn in fns.values():
-        fn()  # warm-up: allocations, BLAS thread start-up
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
     start = time.perf_counter()
     rounds = 0
     while rounds < min_repeats or (time.perf_counter() - start < budget_s and rounds < 50):
         for name, fn in fns.items():
+            settle = time.perf_counter()
+            fn()  # also the warm-up: allocations, BLAS thread start-up
+            while time.perf_counter() - settle < SETTLE_S:
+                fn()
             w0, c0 = time.perf_counter(), time.process_time()
             fn()
             times[name].append((time.perf_counter() - w0, time.process_time() - c0))

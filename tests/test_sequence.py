@@ -237,6 +237,29 @@ def test_single_layer_functions_equal_torch_over_calls(cell, rng):
         _assert_nested_close(states, tuple(s[0].numpy() for s in states_t), f"states after call {call}")
 
 
+def test_lstm_with_large_steps_equals_torch(rng):
+    """From _THREADED_MIN multiply-adds per step on, lstm_forward multiplies by a contiguous copy of
+    [W; U; b]^T instead of a transposed view: outputs and every gradient still equal nn.LSTM."""
+    N, T, D, H = 128, 3, 1, 64
+    assert N * (D + H + 1) * 4 * H >= lstm_ref._lstm._THREADED_MIN
+    torch.manual_seed(2)
+    module = torch.nn.LSTM(D, H, batch_first=True).double()
+    params = params_from_torch_module(module)
+    x, states0 = rng.standard_normal((N, T, D)), _states("lstm", N, H, rng)
+    out, final, cache = lstm_ref.lstm_forward(x, params, *states0)
+    dout = rng.standard_normal(out.shape)
+    dx, dh0, dc0, grads = lstm_ref.lstm_backward(dout, cache)
+
+    x_t = torch.tensor(x, requires_grad=True)
+    s0_t = tuple(torch.tensor(s[None], requires_grad=True) for s in states0)
+    out_t, fin_t = module(x_t, s0_t)
+    (out_t * torch.from_numpy(dout)).sum().backward()
+    _assert_nested_close(out, out_t.detach().numpy(), "out")
+    _assert_nested_close(final, tuple(f[0].detach().numpy() for f in fin_t), "final states")
+    _assert_nested_close((dx, dh0, dc0), (x_t.grad.numpy(), *(s.grad[0].numpy() for s in s0_t)), "dx, dh0, dc0")
+    _assert_nested_close(grads, _torch_grads(module, "lstm", 1, False)[0], "weight grads")
+
+
 def test_gru_after_multiplication_equals_torch_with_zero_candidate_recurrent_bias(rng):
     """MATLAB's default GRU is nn.GRU with bias_hh's n block at zero (r and z blocks fold into b)."""
     N, T, D, H = 2, 4, 3, 5
