@@ -6,13 +6,14 @@ before NumPy is imported and ``torch.set_num_threads`` to match, then times,
 per shape and dtype, ``lstm_forward`` + ``lstm_backward`` against
 ``nn.LSTM`` forward + ``backward`` of ``(out * dout).sum()`` (input
 gradient included on both sides), with the same weights. The two run in
-turn, round by round, so that both see the same load from other processes,
-each timed call after 10 ms of untimed calls of the same function, so
-that neither is timed while the other's idle threads still spin.
-It prints the median time of each, the median over rounds of their ratio
-(NumPy / torch: below 1 means NumPy is faster; a ratio within one round
-compares runs a few milliseconds apart, which a burst of load from other
-processes shifts less than it shifts the medians of the two columns), the
+turn, round by round, so that both see the same load from other processes;
+in each round a function runs untimed for 0.15 s, so that neither is timed
+while the other's idle threads still spin, then is timed over 0.02 s of
+calls (one call at least). It prints the median time per call of each,
+the median over rounds of their ratio (NumPy / torch: below 1 means NumPy
+is faster; a ratio within one round compares runs a fraction of a second
+apart, which a burst of load from other processes shifts less than it
+shifts the medians of the two columns), the
 same ratio by process CPU time, the GFLOP/s achieved (6 N T (D + H) 4H
 flops for forward + backward: the matmuls only) and, for scale, this
 machine's own NumPy matmul GFLOP/s measured in the same run.
@@ -34,37 +35,44 @@ import numpy as np  # safe at the top: each worker process starts with its threa
 SHAPES = [(32, 10, 1, 64), (64, 100, 32, 128), (128, 200, 64, 256)]  # (N, T, D, H)
 DTYPES = ["float32", "float64"]
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-SETTLE_S = 0.01  # untimed calls of the function about to be timed, seconds
+SETTLE_S = 0.15  # seconds of untimed calls of a function before its timed calls in a round
+TIMED_S = 0.02  # seconds of timed calls per function and round (one call at least)
 
 
 def _interleaved_times(fns: dict, min_repeats: int, budget_s: float) -> dict[str, np.ndarray]:
-    """(wall, CPU) seconds of each function per round, (rounds, 2), run in turn so that all see the same load.
+    """(wall, CPU) seconds per call of each function, one row per round, (rounds, 2), run in turn so that all see the same load.
 
-    At least ``min_repeats`` rounds, more while within ``budget_s`` (at most 50).
-    CPU time is this process's (all its threads), which other processes' load
-    does not inflate the way it inflates wall time. Before each timed call
-    the same function runs untimed for ``SETTLE_S`` (once at least), so that
-    the timed call finds the cores as that function leaves them, not as the
-    other one does: after a call with 2 threads, torch's OpenMP threads spin
-    for about 8 ms (1.75 cores busy while the main thread sleeps), and
-    OpenBLAS's for about 100 ms after a threaded product; NumPy's LSTM at
-    N = 32, T = 10, H = 64 took 0.94 ms right after torch's and 0.81 ms
-    right after its own.
+    At least ``min_repeats`` rounds, more while within ``budget_s`` (at most
+    50). CPU time is this process's (all its threads), which other
+    processes' load does not inflate the way it inflates wall time. In each
+    round a function first runs untimed for ``SETTLE_S`` (once at least),
+    so that its timed calls find the cores as it leaves them, not as the
+    other function does: after a call with 2 threads, torch's OpenMP
+    threads spin for about 8 ms (1.75 cores busy while the main thread
+    sleeps) and OpenBLAS's for about 100 ms after a threaded product. NumPy's
+    LSTM at N = 32, T = 10, H = 64 took 0.94 ms right after torch's and
+    0.81 ms right after its own; torch's at N = 128, T = 200, H = 256 took
+    536 ms right after NumPy's and 489 ms right after its own. Then calls
+    are timed for ``TIMED_S`` (once at least) and averaged.
     """
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
     start = time.perf_counter()
     rounds = 0
     while rounds < min_repeats or (time.perf_counter() - start < budget_s and rounds < 50):
         for name, fn in fns.items():
-            settle = time.perf_counter()
-            fn()  # also the warm-up: allocations, BLAS thread start-up
-            while time.perf_counter() - settle < SETTLE_S:
-                fn()
-            w0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            times[name].append((time.perf_counter() - w0, time.process_time() - c0))
+            _run_for(fn, SETTLE_S)  # also the warm-up: allocations, BLAS thread start-up
+            times[name].append(_run_for(fn, TIMED_S))
         rounds += 1
     return {name: np.array(ts) for name, ts in times.items()}
+
+
+def _run_for(fn, seconds: float) -> tuple[float, float]:
+    """Call ``fn`` until ``seconds`` have passed (once at least): (wall, CPU) seconds per call."""
+    w0, c0, calls = time.perf_counter(), time.process_time(), 0
+    while not calls or time.perf_counter() - w0 < seconds:
+        fn()
+        calls += 1
+    return (time.perf_counter() - w0) / calls, (time.process_time() - c0) / calls
 
 
 def worker(threads: int, min_repeats: int, budget_s: float) -> dict:
@@ -146,8 +154,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1],
                         help="thread counts to run (default: 1 and every core)")
-    parser.add_argument("--repeats", type=int, default=5, help="minimum timed runs per measurement (default 5)")
-    parser.add_argument("--budget", type=float, default=2.0, help="seconds per measurement beyond the minimum runs (default 2)")
+    parser.add_argument("--repeats", type=int, default=5, help="minimum rounds per measurement (default 5)")
+    parser.add_argument("--budget", type=float, default=2.0, help="seconds per measurement beyond the minimum rounds (default 2)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
