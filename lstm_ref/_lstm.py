@@ -31,10 +31,12 @@ Gers, Schmidhuber & Cummins, "Learning to Forget" (2000); Greff et al.,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from functools import cache
-from typing import NamedTuple
+from functools import cache, partial
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -69,6 +71,10 @@ _BLOCK_BUFSIZE = 1024
 # Below it the forward pass also multiplies by a transposed view of the
 # weights instead of a contiguous copy (``_forward_constants``).
 _THREADED_MIN = 2**21
+# From this many multiply-adds per step's matmul on (N H G*H), the sequence
+# functions split the batch over the BLAS threads (``_batch_rows``).
+_SPLIT_MIN = 2**21
+_R = TypeVar("_R")
 
 
 def lstm_param_dims(D: int, H: int, variant: str = "standard") -> dict[str, tuple[Dim, ...]]:
@@ -92,31 +98,49 @@ def _blas_pools():
     return ThreadpoolController().select(user_api="blas")
 
 
-@contextmanager
-def _blas_threads(step_work: int) -> Iterator[None]:
-    """Limit BLAS to one thread in the block when a step's matmul has fewer than ``_THREADED_MIN`` multiply-adds.
+@cache
+def _row_pool() -> ThreadPoolExecutor:
+    """The threads that run the batch's row slices (``_batch_rows``), created on first use."""
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="lstm_ref-rows")
 
-    OpenBLAS splits a product across its threads from about 2^18
-    multiply-adds on, but below ``_THREADED_MIN`` waking its threads for
-    each step's matmul outweighs the split: with 2 threads, forward +
-    backward at N = 32, T = 10, H = 64 took about 4 ms instead of 1 ms,
-    and the spinning BLAS threads slowed other work on the machine. The
-    thread count is set through threadpoolctl's controllers of the loaded
-    libraries, found once, and restored on exit; nothing changes where BLAS
-    runs on one thread already. (threadpoolctl's own ``limit`` context
-    builds its objects and queries every library on each use: 10 us with
-    two BLAS threads, against 2 us here, once in the forward and once in
-    the backward pass, which take 0.75 ms together at that shape.)
+
+@contextmanager
+def _batch_rows(N: int, step_work: int) -> Iterator[list[slice]]:
+    """Split the batch's N rows over the BLAS threads, each slice on one BLAS thread, in the block.
+
+    ``step_work`` is a step's matmul in multiply-adds (N H G*H). The N
+    sequences of a batch are independent, so from ``_SPLIT_MIN`` on, where
+    BLAS has k >= 2 threads, the block gets k contiguous row slices (fewer
+    if N < k) for ``_over_rows`` to run in k Python threads, each calling a
+    BLAS limited to one thread: NumPy releases the GIL in its ufunc loops
+    and BLAS calls, so the elementwise passes run on every core, where
+    split matmuls alone left them on one. Below ``_THREADED_MIN`` the block
+    gets the whole batch and BLAS one thread: OpenBLAS splits a product
+    across its threads from about 2^18 multiply-adds on, but waking its
+    threads for each step's small matmul outweighs the split (with 2
+    threads, forward + backward at N = 32, T = 10, H = 64 took about 4 ms
+    instead of 1 ms, and the spinning BLAS threads slowed other work on the
+    machine). The thread counts are read and set through threadpoolctl's
+    controllers of the loaded libraries, found once, and restored on exit;
+    nothing changes where BLAS runs on one thread already. (threadpoolctl's
+    own ``limit`` context builds its objects and queries every library on
+    each use: 10 us with two BLAS threads, against 2 us here.)
     """
-    libs = () if step_work >= _THREADED_MIN else _blas_pools().lib_controllers
-    threaded = [(lib, n) for lib, n in ((lib, lib.get_num_threads()) for lib in libs) if n is not None and n > 1]
-    for lib, _ in threaded:
+    threads = [(lib, n) for lib, n in ((lib, lib.get_num_threads()) for lib in _blas_pools().lib_controllers) if n]
+    parts = min(N, max((n for _, n in threads), default=1)) if step_work >= _SPLIT_MIN else 1
+    limited = [(lib, n) for lib, n in threads if n > 1] if parts > 1 or step_work < _THREADED_MIN else []
+    for lib, _ in limited:
         lib.set_num_threads(1)
     try:
-        yield
+        yield [slice(N * k // parts, N * (k + 1) // parts) for k in range(parts)]
     finally:
-        for lib, n in threaded:
+        for lib, n in limited:
             lib.set_num_threads(n)
+
+
+def _over_rows(fn: Callable[[slice], _R], rows: list[slice]) -> list[_R]:
+    """``fn`` of each row slice, in order: in the calling thread for one slice, else one pool thread each."""
+    return [fn(rows[0])] if len(rows) == 1 else list(_row_pool().map(fn, rows))
 
 
 def _blocks(a: np.ndarray, variant: str) -> dict[str, np.ndarray]:
@@ -229,9 +253,9 @@ def _core_forward(xh, z, c_prev, fwd, variant, c, tanh_c, h) -> None:
         h[...] = tanh_c
 
 
-def _chunk_steps(T: int, step: np.ndarray) -> int:
-    """Steps per chunk, 1 to T, for per-step (G*H, N) arrays like ``step``."""
-    return max(1, min(T, _CHUNK_BYTES // step.nbytes))
+def _chunk_steps(T: int, step_bytes: int) -> int:
+    """Steps per chunk, 1 to T, for per-step (G*H, N) arrays of ``step_bytes``."""
+    return max(1, min(T, _CHUNK_BYTES // step_bytes))
 
 
 def _local_grads(gates, c_prev, tanh_c, variant, dz, dh_dc) -> None:
@@ -468,29 +492,53 @@ def lstm_forward(
     H = infer_hidden_size("params", params)
     p = check_params("params", params, lstm_param_dims(D, H, variant), dtype)
     x_tm = time_major(x)  # (T, N, D)
-    fwd = _forward_constants(p, variant, H, N)
-    GH = fwd["WUb_T"].shape[0]
+    GH = p["U"].shape[1]
     gates = np.empty((T, GH, N), dtype)  # feature-major, as every buffer of the loop but h
     h = np.empty((T + 1, N, H), dtype)
     c = np.empty((T + 1, H, N), dtype)
     tanh_c = np.empty((T, H, N), dtype)
     h[0] = state_or_zeros("h0", h0, N, H, dtype)
     c[0] = state_or_zeros("c0", c0, N, H, dtype).T
-    K = _chunk_steps(T, gates[0])
-    xh = np.ones((K + 1, D + H + 1, N), dtype)  # [x_t; h_(t-1); 1] of the chunk's steps, h_t written into the next
-    xh[0, D:-1] = h[0].T
-    with _blas_threads(N * H * GH):
-        for start in range(0, T, K):
-            end = min(T, start + K)
-            k = end - start
-            xh[:k, :D] = x_tm[start:end].transpose(0, 2, 1)  # (k, D, N)
-            for j, t in enumerate(range(start, end)):
-                _core_forward(xh[j], gates[t], c[t], fwd, variant, c[t + 1], tanh_c[t], xh[j + 1, D:-1])
-            h[start + 1 : end + 1] = xh[1 : k + 1, D:-1].transpose(0, 2, 1)  # one transposing copy per chunk
-            xh[0, D:-1] = xh[k, D:-1]
+    with _batch_rows(N, N * H * GH) as rows:
+        fwd = _forward_constants(p, variant, H, rows[0].stop)
+        _over_rows(partial(_forward_rows, x_tm, fwd, variant, h, c, gates, tanh_c), rows)
     out = batch_first(h[1:]) if return_sequences else h[T].copy()
     c_, gates_, tanh_c_ = (a.transpose(0, 2, 1) for a in (c, gates, tanh_c))  # (T+1, N, H), (T, N, G*H), (T, N, H)
     return out, (h[T].copy(), c[T].T.copy()), LSTMCache(x_tm, h, c_, gates_, tanh_c_, p, variant, return_sequences)
+
+
+def _forward_rows(x_tm, fwd, variant, h, c, gates, tanh_c, cols) -> None:
+    """The sequence loop of ``lstm_forward`` over the batch rows ``cols``, in chunks of steps.
+
+    Fills the rows ``cols`` of the buffers h (T+1, N, H) and, feature-major,
+    c (T+1, H, N), gates (T, G*H, N), tanh_c (T, H, N), from h[0] and c[0].
+    For the whole batch the steps write straight into these buffers; a
+    slice of it (``_batch_rows``) runs on its own feature-major chunk
+    buffers, so that every elementwise call still sees contiguous operands,
+    and copies each chunk into its columns of the shared ones at once.
+    """
+    T, N, D = x_tm.shape
+    n, H, GH = cols.stop - cols.start, h.shape[2], gates.shape[1]
+    K = _chunk_steps(T, n * GH * gates.itemsize)
+    xh = np.ones((K + 1, D + H + 1, n), gates.dtype)  # [x_t; h_(t-1); 1] of the chunk's steps, h_t written into the next
+    xh[0, D:-1] = h[0, cols].T
+    whole = n == N
+    own = None if whole else (np.empty((K, GH, n), gates.dtype), np.empty((K + 1, H, n), c.dtype), np.empty((K, H, n), c.dtype))
+    for start in range(0, T, K):
+        end = min(T, start + K)
+        k = end - start
+        xh[:k, :D] = x_tm[start:end, cols].transpose(0, 2, 1)  # (k, D, n)
+        if whole:
+            g_k, c_k, tanh_c_k = gates[start:end], c[start : end + 1], tanh_c[start:end]
+        else:
+            g_k, c_k, tanh_c_k = own
+            c_k[0] = c[start, :, cols]
+        for t in range(k):
+            _core_forward(xh[t], g_k[t], c_k[t], fwd, variant, c_k[t + 1], tanh_c_k[t], xh[t + 1, D:-1])
+        h[start + 1 : end + 1, cols] = xh[1 : k + 1, D:-1].transpose(0, 2, 1)  # one transposing copy per chunk
+        if not whole:
+            gates[start:end, :, cols], c[start + 1 : end + 1, :, cols], tanh_c[start:end, :, cols] = g_k[:k], c_k[1 : k + 1], tanh_c_k[:k]
+        xh[0, D:-1] = xh[k, D:-1]
 
 
 def lstm_backward(
@@ -509,37 +557,59 @@ def lstm_backward(
         summed over time and batch, keyed like the parameters.
     """
     dout_tm, (dh, dc) = backward_upstream(dout, cache, dh_T=dh_T, dc_T=dc_T)  # (T, N, H), (N, H)
-    dh, dc = dh.T.copy(), dc.T.copy()  # feature-major (H, N), updated in place by the core, step by step
+    T, N, D = cache.x.shape
+    dx, dh0, dc0 = np.empty((N, T, D), dh.dtype), np.empty_like(dh), np.empty_like(dc)
+    with _batch_rows(N, N * cache.params["U"].size) as rows:
+        grads, *more = _over_rows(partial(_backward_rows, dout_tm, cache, (dh, dc), (dx, dh0, dc0)), rows)
+    for g in more:  # the slices' weight gradients, added in a fixed order
+        for k in grads:
+            grads[k] += g[k]
+    return dx, dh0, dc0, _split_grads(grads, D)
+
+
+def _backward_rows(dout_tm, cache, final_grads, out, cols) -> dict[str, np.ndarray]:
+    """Backprop through time of ``lstm_backward`` over the batch rows ``cols``, in chunks of steps.
+
+    Reads the rows ``cols`` of dout_tm (T, N, H) and of the final states'
+    upstream gradients ``final_grads`` = (dh_T, dc_T) (N, H), writes those
+    of ``out`` = (dx (N, T, D), dh0, dc0 (N, H)), and returns the rows' weight gradients as accumulated by
+    ``_add_param_grads``. A slice of the batch (``_batch_rows``) reads the
+    forward buffers through strided views of its columns.
+    """
     p, variant = cache.params, cache.variant
-    gates, c, tanh_c = (a.transpose(0, 2, 1) for a in (cache.gates, cache.c, cache.tanh_c))  # feature-major views
-    T, GH, N = gates.shape
-    D, H = cache.x.shape[2], dh.shape[0]
-    K = _chunk_steps(T, gates[0])
-    dz = np.empty((K, GH, N), dh.dtype)
-    dh_dc = np.empty((K, H, N), dh.dtype)
-    dc_t = np.empty_like(dh)  # scratch (H, N)
-    dz_k = np.empty((GH, K, N), dh.dtype)  # the chunk's dz with the steps in the middle
-    dout_k = np.empty((K, H, N), dh.dtype)  # the chunk's dout, feature-major
-    xh = np.empty((K, N, D + H + 1), dh.dtype)  # [x_t | h_(t-1) | 1] rows of the chunk
+    gates, c, tanh_c = (a.transpose(0, 2, 1)[..., cols] for a in (cache.gates, cache.c, cache.tanh_c))  # feature-major views
+    T, GH, n = gates.shape
+    dh, dc = final_grads
+    D, H = cache.x.shape[2], dh.shape[1]
+    dh_, dc_ = dh[cols].T.copy(), dc[cols].T.copy()  # feature-major (H, n), updated in place by the core, step by step
+    K = _chunk_steps(T, n * GH * dh.itemsize)
+    dz = np.empty((K, GH, n), dh.dtype)
+    dh_dc = np.empty((K, H, n), dh.dtype)
+    dc_t = np.empty_like(dh_)  # scratch (H, n)
+    dz_k = np.empty((GH, K, n), dh.dtype)  # the chunk's dz with the steps in the middle
+    dout_k = np.empty((K, H, n), dh.dtype)  # the chunk's dout, feature-major
+    xh = np.empty((K, n, D + H + 1), dh.dtype)  # [x_t | h_(t-1) | 1] rows of the chunk
     xh[..., -1] = 1
-    dx = np.empty((T, N, D), dh.dtype)
+    dx_ = np.empty((T, n, D), dh.dtype)
     grads = _zero_grads(p, D)
-    carry = _carry_gate(gates, variant)  # (T, H, N) or None
-    with _blas_threads(N * H * GH):
-        for end in range(T, 0, -K):
-            start = max(0, end - K)
-            k = end - start
-            with np.errstate():  # scopes the buffer size
-                np.setbufsize(_BLOCK_BUFSIZE)
-                _local_grads(gates[start:end], c[start:end], tanh_c[start:end], variant, dz[:k], dh_dc[:k])
-            dout_k[:k] = dout_tm[start:end].transpose(0, 2, 1)  # one transposing copy per chunk
-            for t in reversed(range(k)):
-                dh += dout_k[t]
-                _core_backward(dh, dc, dz[t], dh_dc[t], carry if carry is None else carry[start + t], p, variant, dc_t)
-            dz_k[:, :k] = dz[:k].transpose(1, 0, 2)
-            xh[:k, :, :D] = cache.x[start:end]
-            xh[:k, :, D:-1] = cache.h[start:end]
-            xh_k = xh[:k].reshape(k * N, -1)  # (k*N, D+H+1)
-            _add_param_grads(grads, xh_k, dz_k[:, :k], c[start:end], c[start + 1 : end + 1], variant)
-            np.dot(dz_k[:, :k].reshape(GH, -1).T, p["W"].T, out=flat(dx[start:end]))  # (k*N, D)
-    return batch_first(dx), dh.T.copy(), dc.T.copy(), _split_grads(grads, D)
+    carry = _carry_gate(gates, variant)  # (T, H, n) or None
+    for end in range(T, 0, -K):
+        start = max(0, end - K)
+        k = end - start
+        with np.errstate():  # scopes the buffer size
+            np.setbufsize(_BLOCK_BUFSIZE)
+            _local_grads(gates[start:end], c[start:end], tanh_c[start:end], variant, dz[:k], dh_dc[:k])
+        dout_k[:k] = dout_tm[start:end, cols].transpose(0, 2, 1)  # one transposing copy per chunk
+        for t in reversed(range(k)):
+            dh_ += dout_k[t]
+            _core_backward(dh_, dc_, dz[t], dh_dc[t], carry if carry is None else carry[start + t], p, variant, dc_t)
+        dz_k[:, :k] = dz[:k].transpose(1, 0, 2)
+        xh[:k, :, :D] = cache.x[start:end, cols]
+        xh[:k, :, D:-1] = cache.h[start:end, cols]
+        xh_k = xh[:k].reshape(k * n, -1)  # (k*n, D+H+1)
+        _add_param_grads(grads, xh_k, dz_k[:, :k], c[start:end], c[start + 1 : end + 1], variant)
+        np.dot(dz_k[:, :k].reshape(GH, -1).T, p["W"].T, out=flat(dx_[start:end]))  # (k*n, D)
+    dx, dh0, dc0 = out
+    dx[cols] = dx_.transpose(1, 0, 2)  # (n, T, D)
+    dh0[cols], dc0[cols] = dh_.T, dc_.T
+    return grads

@@ -172,16 +172,18 @@ def _torch_grads(module, cell, L, bidirectional):
     return [(grads(k, ""), grads(k, "_reverse")) if bidirectional else grads(k, "") for k in range(L)]
 
 
-def _assert_nested_close(ours, theirs, what):
+def _assert_nested_close(ours, theirs, what, rtol=RTOL, atol=ATOL):
     if isinstance(ours, dict):
         for k in ours:
-            _assert_nested_close(ours[k], theirs[k], f"{what}[{k}]")
+            _assert_nested_close(ours[k], theirs[k], f"{what}[{k}]", rtol, atol)
     elif isinstance(ours, (tuple, list)):
         assert len(ours) == len(theirs), what
         for j, (a, b) in enumerate(zip(ours, theirs)):
-            _assert_nested_close(a, b, f"{what}[{j}]")
+            _assert_nested_close(a, b, f"{what}[{j}]", rtol, atol)
+    elif isinstance(ours, (str, bool)):
+        assert ours == theirs, what
     else:
-        np.testing.assert_allclose(ours, theirs, rtol=RTOL, atol=ATOL, err_msg=what)
+        np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol, err_msg=what)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -237,18 +239,25 @@ def test_single_layer_functions_equal_torch_over_calls(cell, rng):
         _assert_nested_close(states, tuple(s[0].numpy() for s in states_t), f"states after call {call}")
 
 
-def test_lstm_with_large_steps_equals_torch(rng):
+@pytest.mark.parametrize("blas_threads", [1, 2])
+def test_lstm_with_large_steps_equals_torch(blas_threads, rng):
     """From _THREADED_MIN multiply-adds per step on, lstm_forward multiplies by a contiguous copy of
-    [W; U; b]^T instead of a transposed view: outputs and every gradient still equal nn.LSTM."""
+    [W; U; b]^T instead of a transposed view, and with 2 BLAS threads the batch is split over two
+    threads: outputs and every gradient still equal nn.LSTM."""
+    from threadpoolctl import threadpool_limits
+
     N, T, D, H = 128, 3, 1, 64
     assert N * (D + H + 1) * 4 * H >= lstm_ref._lstm._THREADED_MIN
+    with threadpool_limits(limits=blas_threads, user_api="blas"), lstm_ref._lstm._batch_rows(N, N * H * 4 * H) as rows:
+        assert len(rows) == blas_threads
     torch.manual_seed(2)
     module = torch.nn.LSTM(D, H, batch_first=True).double()
     params = params_from_torch_module(module)
     x, states0 = rng.standard_normal((N, T, D)), _states("lstm", N, H, rng)
-    out, final, cache = lstm_ref.lstm_forward(x, params, *states0)
-    dout = rng.standard_normal(out.shape)
-    dx, dh0, dc0, grads = lstm_ref.lstm_backward(dout, cache)
+    dout = rng.standard_normal((N, T, H))
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
+        out, final, cache = lstm_ref.lstm_forward(x, params, *states0)
+        dx, dh0, dc0, grads = lstm_ref.lstm_backward(dout, cache)
 
     x_t = torch.tensor(x, requires_grad=True)
     s0_t = tuple(torch.tensor(s[None], requires_grad=True) for s in states0)
@@ -321,3 +330,39 @@ def test_lstm_on_two_blas_threads_gives_the_same_result_and_restores_them(rng):
     np.testing.assert_allclose(out2, out1, rtol=1e-12, atol=0)
     for k in grads1:
         np.testing.assert_allclose(grads2[k], grads1[k], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("variant", list(lstm_ref.LSTM_VARIANTS))
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_lstm_split_over_two_threads_equals_one_thread(variant, return_sequences, rng):
+    """From _SPLIT_MIN multiply-adds per step on, with 2 BLAS threads the batch runs as two row slices
+    (an odd N: unequal ones) in two threads: outputs, final states, every cache field and every gradient
+    equal the one-thread results, the upstream arrays are left as they were, and the caller's BLAS
+    thread count is back afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    T, D, H = 3, 2, 32
+    GH = len(lstm_ref.LSTM_VARIANTS[variant]) * H
+    N = lstm_ref._lstm._SPLIT_MIN // (H * GH) + 1
+    params = random_params("lstm", D, H, {"variant": variant}, rng)
+    x, (h0, c0) = rng.standard_normal((N, T, D)), _states("lstm", N, H, rng)
+    dout = rng.standard_normal((N, T, H) if return_sequences else (N, H))
+    dh_T, dc_T = _states("lstm", N, H, rng)
+    upstream = [a.copy() for a in (dout, dh_T, dc_T)]
+
+    def run():
+        out, final, cache = lstm_ref.lstm_forward(x, params, h0, c0, variant=variant, return_sequences=return_sequences)
+        return out, final, cache, lstm_ref.lstm_backward(dout, cache, dh_T, dc_T)
+
+    one = run()
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+        with lstm_ref._lstm._batch_rows(N, N * H * GH) as rows:
+            assert [r.stop - r.start for r in rows] == [N // 2, N - N // 2]
+        two = run()
+        after = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    assert before == [2] * len(before) and after == before
+    for got, want, what in zip(two, one, ("out", "final states", "cache", "backward")):
+        _assert_nested_close(got, want, what, rtol=1e-12, atol=1e-14)
+    for a, b in zip((dout, dh_T, dc_T), upstream):
+        np.testing.assert_array_equal(a, b)
