@@ -5,9 +5,10 @@ student defined live in the student's sandboxed kernel. Before any test runs,
 the kernel starts a thread (:func:`serve`) that listens on a Unix socket in the
 sandbox folder. When a test reads a student's name or calls a student's
 function, the grader connects, sends the request and reads the answer; the
-kernel's main thread is idle between cells. Each message is one ``.npz``
-archive (``allow_pickle=False``) with a JSON tree ``__tree__`` whose leaves
-point at arrays, sent with its length.
+kernel's main thread is idle between cells. Each message is a JSON header
+(a tree whose leaves point at arrays, and each array's dtype and shape)
+followed by the arrays' raw bytes, sent with its length: reading it builds
+arrays of bool, number and str dtypes and nothing else.
 
 What the kernel sends is plain data only: whatever the student's code does in
 its kernel, it can only choose the data that comes back, never run code in the
@@ -28,7 +29,6 @@ imports it, and its source is executed once in each student kernel.
 """
 import builtins
 import importlib
-import io
 import json
 import pickle
 import socket
@@ -164,20 +164,34 @@ def decode(tree, arrays, special=None):
 
 
 def dumps(tree, arrays) -> bytes:
-    """A message as bytes: arrays ``a0..`` plus the tree as ``__tree__``."""
-    buffer = io.BytesIO()
-    np.savez(buffer, __tree__=np.array(json.dumps(tree)), **{f"a{i}": a for i, a in enumerate(arrays)})
-    return buffer.getvalue()
+    """A message as bytes: a JSON header (the tree, each array's dtype and shape) and the arrays' raw bytes."""
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    header = json.dumps({"tree": tree, "arrays": [[a.dtype.str, list(a.shape)] for a in arrays]}).encode()
+    return b"".join([struct.pack("!Q", len(header)), header, *(a.tobytes() for a in arrays)])
 
 
 def loads(data: bytes) -> tuple:
-    """Read a message written by :func:`dumps`; refuses pickles and oversized messages."""
+    """Read a message written by :func:`dumps`: arrays of bool, number and str dtypes only (no
+    objects, no pickles), each within the message; refuses oversized or malformed messages."""
     if len(data) > MAX_REPLY_BYTES:
         raise ValueError(f"a grader message is larger than {MAX_REPLY_BYTES} bytes")
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        tree = json.loads(str(z["__tree__"]))
-        arrays = [z[f"a{i}"] for i in range(len(z.files) - 1)]
-    return tree, arrays
+    if len(data) < 8:
+        raise ValueError("a grader message is shorter than its header")
+    (size,) = struct.unpack_from("!Q", data)
+    header = json.loads(data[8:8 + size])
+    offset, arrays = 8 + size, []
+    for descr, shape in header["arrays"]:
+        dtype = np.dtype(str(descr))
+        if dtype.kind not in _ARRAY_KINDS or dtype.hasobject or dtype.fields is not None or dtype.subdtype:
+            raise ValueError(f"a grader message holds an array of dtype {descr!r}")
+        if not all(type(n) is int and n >= 0 for n in shape):
+            raise ValueError(f"a grader message holds an array of shape {shape!r}")
+        count = int(np.prod(shape, dtype=np.int64))
+        if offset + count * dtype.itemsize > len(data):
+            raise ValueError("a grader message is shorter than its arrays")
+        arrays.append(np.frombuffer(data, dtype, count, offset).reshape(shape).copy())
+        offset += count * dtype.itemsize
+    return header["tree"], arrays
 
 
 def exception_for(error) -> Exception:

@@ -194,24 +194,29 @@ def test_forged_replies_never_run_code_in_the_grader(tmp_path):
         "        conn, _ = server.accept()\n"
         "        (size,) = struct.unpack('!Q', conn.recv(8))\n"
         "        while size > 0:\n            size -= len(conn.recv(size))\n"
-        "        tree = {{'t': 'dict', 'v': [['reply', {{'t': 'dict', 'v': [['result', FORGED.pop()]]}}]]}}\n"
-        "        arrays = {{'a0': np.frombuffer(pickle.dumps(Evil()), np.uint8)}}\n"
-        "        buffer = __import__('io').BytesIO()\n"
-        "        np.savez(buffer, __tree__=np.array(json.dumps(tree)), **arrays)\n"
-        "        conn.sendall(struct.pack('!Q', len(buffer.getvalue())) + buffer.getvalue())\n"
+        "        node, arrays = FORGED.pop()\n"
+        "        tree = {{'t': 'dict', 'v': [['reply', {{'t': 'dict', 'v': [['result', node]]}}]]}}\n"
+        "        header = json.dumps({{'tree': tree, 'arrays': arrays}}).encode()\n"
+        "        body = struct.pack('!Q', len(header)) + header + pickle.dumps(Evil())\n"
+        "        conn.sendall(struct.pack('!Q', len(body)) + body)\n"
         "        conn.close()\n"
         "threading.Thread(target=forge, daemon=True).start()\n")
-    nodes = [{"t": "pickle", "id": 0, "v": {"t": "array", "i": 0}},
-             {"t": "record", "module": "builtins", "class": "open", "v": [{"t": "json", "v": str(marker)}]},
-             {"t": "state", "id": 0, "v": {"t": "dict", "v": []}},
-             {"t": "json", "v": 42}]
+    array = {"t": "array", "i": 0}
+    nodes = [({"t": "pickle", "id": 0, "v": array}, [["|u1", [8]]]),
+             ({"t": "record", "module": "builtins", "class": "open", "v": [{"t": "json", "v": str(marker)}]}, []),
+             ({"t": "state", "id": 0, "v": {"t": "dict", "v": []}}, []),
+             (array, [["|O", [1]]]),  # an object array would unpickle
+             (array, [["|V8", [1]]]),
+             (array, [["<f8", [10**6]]]),  # more than the message holds
+             (array, [["<f8", [-1]]]),
+             ({"t": "json", "v": 42}, [])]
     with Sandbox(nbformat.v4.new_notebook(), Limits(cell_timeout=20, notebook_timeout=300), []) as box:
         result, cell, ns = _test(box, "def answer():\n    return 42\n", "assert answer() == 42\n")
         assert result["passed"], cell.outputs
         answer = ns["answer"]
         box.run_cell(_code(forge.format(marker=str(marker), path=box.socket_path)))
-        for node in nodes[:-1]:
-            box.run_cell(_code(f"FORGED.append({node!r})"))
+        for forged in nodes[:-1]:
+            box.run_cell(_code(f"FORGED.append({forged!r})"))
             with pytest.raises(Exception, match="no valid answer"):
                 answer()
             assert not marker.exists()
