@@ -67,13 +67,12 @@ _CHUNK_BYTES = 2**20
 # the arrays directly.
 _BLOCK_BUFSIZE = 1024
 # Per-step matmuls of fewer multiply-adds than this (U^T h: N H G*H) run on one
-# BLAS thread: waking a second thread for each costs more than it saves there.
-# Below it the forward pass also multiplies by a transposed view of the
-# weights instead of a contiguous copy (``_forward_constants``).
+# BLAS thread, the whole batch in the calling thread: waking a second thread
+# for each costs more than it saves there. From it on, the sequence functions
+# split the batch over the BLAS threads (``_batch_rows``). Below it the
+# forward pass also multiplies by a transposed view of the weights instead
+# of a contiguous copy (``_forward_constants``).
 _THREADED_MIN = 2**21
-# From this many multiply-adds per step's matmul on (N H G*H), the sequence
-# functions split the batch over the BLAS threads (``_batch_rows``).
-_SPLIT_MIN = 2**21
 _R = TypeVar("_R")
 
 
@@ -109,26 +108,31 @@ def _batch_rows(N: int, step_work: int) -> Iterator[list[slice]]:
     """Split the batch's N rows over the BLAS threads, each slice on one BLAS thread, in the block.
 
     ``step_work`` is a step's matmul in multiply-adds (N H G*H). The N
-    sequences of a batch are independent, so from ``_SPLIT_MIN`` on, where
-    BLAS has k >= 2 threads, the block gets k contiguous row slices (fewer
-    if N < k) for ``_over_rows`` to run in k Python threads, each calling a
-    BLAS limited to one thread: NumPy releases the GIL in its ufunc loops
-    and BLAS calls, so the elementwise passes run on every core, where
-    split matmuls alone left them on one. Below ``_THREADED_MIN`` the block
-    gets the whole batch and BLAS one thread: OpenBLAS splits a product
-    across its threads from about 2^18 multiply-adds on, but waking its
-    threads for each step's small matmul outweighs the split (with 2
-    threads, forward + backward at N = 32, T = 10, H = 64 took about 4 ms
-    instead of 1 ms, and the spinning BLAS threads slowed other work on the
-    machine). The thread counts are read and set through threadpoolctl's
-    controllers of the loaded libraries, found once, and restored on exit;
-    nothing changes where BLAS runs on one thread already. (threadpoolctl's
-    own ``limit`` context builds its objects and queries every library on
-    each use: 10 us with two BLAS threads, against 2 us here.)
+    sequences of a batch are independent, so from ``_THREADED_MIN`` on,
+    where BLAS has k >= 2 threads, the block gets k contiguous row slices
+    (fewer if N < k) for ``_over_rows`` to run in k Python threads, each
+    calling a BLAS limited to one thread. NumPy releases the GIL in its
+    ufunc loops and BLAS calls, so the elementwise passes run on every
+    core, where a product split by BLAS left them on one; only the
+    Python-level code of each step is serialised. With 2 threads, float32
+    forward + backward took 33 ms split against 45 ms unsplit at N = 64,
+    T = 100, D = 32, H = 128 (torch 36 ms), and the largest benchmark
+    shape's forward 135 against 155 ms. Below ``_THREADED_MIN`` the block
+    gets the whole batch and BLAS one thread: there a step's ~20 NumPy
+    calls cost more in dispatch than in arithmetic, and two threads taking
+    turns at the GIL made N = 32, T = 10, H = 64 take 1.7 ms split against
+    0.8 ms; and while OpenBLAS splits a product across its threads from
+    about 2^18 multiply-adds on, waking them for each step's small matmul
+    made the same shape take about 4 ms instead of 1 ms. The thread counts
+    are read and set through threadpoolctl's controllers of the loaded
+    libraries, found once, and restored on exit; nothing changes where BLAS
+    runs on one thread already. (threadpoolctl's own ``limit`` context
+    builds its objects and queries every library on each use: 10 us with
+    two BLAS threads, against 2 us here.)
     """
     threads = [(lib, n) for lib, n in ((lib, lib.get_num_threads()) for lib in _blas_pools().lib_controllers) if n]
-    parts = min(N, max((n for _, n in threads), default=1)) if step_work >= _SPLIT_MIN else 1
-    limited = [(lib, n) for lib, n in threads if n > 1] if parts > 1 or step_work < _THREADED_MIN else []
+    parts = min(N, max((n for _, n in threads), default=1)) if step_work >= _THREADED_MIN else 1
+    limited = [(lib, n) for lib, n in threads if n > 1] if parts > 1 or step_work < _THREADED_MIN else []  # N = 1: BLAS splits
     for lib, _ in limited:
         lib.set_num_threads(1)
     try:
@@ -572,9 +576,12 @@ def _backward_rows(dout_tm, cache, final_grads, out, cols) -> dict[str, np.ndarr
 
     Reads the rows ``cols`` of dout_tm (T, N, H) and of the final states'
     upstream gradients ``final_grads`` = (dh_T, dc_T) (N, H), writes those
-    of ``out`` = (dx (N, T, D), dh0, dc0 (N, H)), and returns the rows' weight gradients as accumulated by
-    ``_add_param_grads``. A slice of the batch (``_batch_rows``) reads the
-    forward buffers through strided views of its columns.
+    of ``out`` = (dx (N, T, D), dh0, dc0 (N, H)), and returns the rows'
+    weight gradients as accumulated by ``_add_param_grads``, which
+    ``lstm_backward`` adds in slice order. A slice of the batch
+    (``_batch_rows``) reads the forward buffers through views of its
+    columns, runs of n elements: the chunk's derivative passes and each
+    step's carry gate read them so, and write contiguous arrays.
     """
     p, variant = cache.params, cache.variant
     gates, c, tanh_c = (a.transpose(0, 2, 1)[..., cols] for a in (cache.gates, cache.c, cache.tanh_c))  # feature-major views

@@ -335,7 +335,7 @@ def test_lstm_on_two_blas_threads_gives_the_same_result_and_restores_them(rng):
 @pytest.mark.parametrize("variant", list(lstm_ref.LSTM_VARIANTS))
 @pytest.mark.parametrize("return_sequences", [True, False])
 def test_lstm_split_over_two_threads_equals_one_thread(variant, return_sequences, rng):
-    """From _SPLIT_MIN multiply-adds per step on, with 2 BLAS threads the batch runs as two row slices
+    """From _THREADED_MIN multiply-adds per step on, with 2 BLAS threads the batch runs as two row slices
     (an odd N: unequal ones) in two threads: outputs, final states, every cache field and every gradient
     equal the one-thread results, the upstream arrays are left as they were, and the caller's BLAS
     thread count is back afterwards."""
@@ -343,7 +343,7 @@ def test_lstm_split_over_two_threads_equals_one_thread(variant, return_sequences
 
     T, D, H = 3, 2, 32
     GH = len(lstm_ref.LSTM_VARIANTS[variant]) * H
-    N = lstm_ref._lstm._SPLIT_MIN // (H * GH) + 1
+    N = lstm_ref._lstm._THREADED_MIN // (H * GH) + 1
     params = random_params("lstm", D, H, {"variant": variant}, rng)
     x, (h0, c0) = rng.standard_normal((N, T, D)), _states("lstm", N, H, rng)
     dout = rng.standard_normal((N, T, H) if return_sequences else (N, H))
