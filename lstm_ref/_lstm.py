@@ -40,7 +40,7 @@ from typing import NamedTuple, TypeVar
 
 import numpy as np
 
-from ._sequence import backward_upstream, batch_first, flat, state_or_zeros, time_major
+from ._sequence import backward_upstream, flat, state_or_zeros, time_major
 from ._validate import Dim, check_array, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
 
 # Gate blocks of W, U and b per variant, in column order.
@@ -503,20 +503,23 @@ def lstm_forward(
     tanh_c = np.empty((T, H, N), dtype)
     h[0] = state_or_zeros("h0", h0, N, H, dtype)
     c[0] = state_or_zeros("c0", c0, N, H, dtype).T
+    out = np.empty((N, T, H), dtype) if return_sequences else None
     with _batch_rows(N, N * H * GH) as rows:
         fwd = _forward_constants(p, variant, H, rows[0].stop)
-        _over_rows(partial(_forward_rows, x_tm, fwd, variant, h, c, gates, tanh_c), rows)
-    out = batch_first(h[1:]) if return_sequences else h[T].copy()
+        _over_rows(partial(_forward_rows, x_tm, fwd, variant, h, c, gates, tanh_c, out), rows)
+    out = out if return_sequences else h[T].copy()
     c_, gates_, tanh_c_ = (a.transpose(0, 2, 1) for a in (c, gates, tanh_c))  # (T+1, N, H), (T, N, G*H), (T, N, H)
     return out, (h[T].copy(), c[T].T.copy()), LSTMCache(x_tm, h, c_, gates_, tanh_c_, p, variant, return_sequences)
 
 
-def _forward_rows(x_tm, fwd, variant, h, c, gates, tanh_c, cols) -> None:
+def _forward_rows(x_tm, fwd, variant, h, c, gates, tanh_c, out, cols) -> None:
     """The sequence loop of ``lstm_forward`` over the batch rows ``cols``, in chunks of steps.
 
     Fills the rows ``cols`` of the buffers h (T+1, N, H) and, feature-major,
-    c (T+1, H, N), gates (T, G*H, N), tanh_c (T, H, N), from h[0] and c[0].
-    For the whole batch the steps write straight into these buffers; a
+    c (T+1, H, N), gates (T, G*H, N), tanh_c (T, H, N), from h[0] and c[0],
+    and, unless ``out`` is None, those of the batch-first output out (N, T,
+    H), copied per chunk from h while the chunk is in cache: a slice of the
+    batch copies its own rows in its own thread. For the whole batch the steps write straight into these buffers; a
     slice of it (``_batch_rows``) runs on its own feature-major chunk
     buffers, so that every elementwise call still sees contiguous operands,
     and copies each chunk into its columns of the shared ones at once.
@@ -540,6 +543,8 @@ def _forward_rows(x_tm, fwd, variant, h, c, gates, tanh_c, cols) -> None:
         for t in range(k):
             _core_forward(xh[t], g_k[t], c_k[t], fwd, variant, c_k[t + 1], tanh_c_k[t], xh[t + 1, D:-1])
         h[start + 1 : end + 1, cols] = xh[1 : k + 1, D:-1].transpose(0, 2, 1)  # one transposing copy per chunk
+        if out is not None:
+            out[cols, start:end] = h[start + 1 : end + 1, cols].transpose(1, 0, 2)  # (n, k, H)
         if not whole:
             gates[start:end, :, cols], c[start + 1 : end + 1, :, cols], tanh_c[start:end, :, cols] = g_k[:k], c_k[1 : k + 1], tanh_c_k[:k]
         xh[0, D:-1] = xh[k, D:-1]
@@ -560,21 +565,21 @@ def lstm_backward(
         (dx (N, T, D), dh0 (N, H), dc0 (N, H), grads), weight gradients
         summed over time and batch, keyed like the parameters.
     """
-    dout_tm, (dh, dc) = backward_upstream(dout, cache, dh_T=dh_T, dc_T=dc_T)  # (T, N, H), (N, H)
+    dout, (dh, dc) = backward_upstream(dout, cache, time_major_out=False, dh_T=dh_T, dc_T=dc_T)  # (N, T, H), (N, H)
     T, N, D = cache.x.shape
     dx, dh0, dc0 = np.empty((N, T, D), dh.dtype), np.empty_like(dh), np.empty_like(dc)
     with _batch_rows(N, N * cache.params["U"].size) as rows:
-        grads, *more = _over_rows(partial(_backward_rows, dout_tm, cache, (dh, dc), (dx, dh0, dc0)), rows)
+        grads, *more = _over_rows(partial(_backward_rows, dout, cache, (dh, dc), (dx, dh0, dc0)), rows)
     for g in more:  # the slices' weight gradients, added in a fixed order
         for k in grads:
             grads[k] += g[k]
     return dx, dh0, dc0, _split_grads(grads, D)
 
 
-def _backward_rows(dout_tm, cache, final_grads, out, cols) -> dict[str, np.ndarray]:
+def _backward_rows(dout, cache, final_grads, out, cols) -> dict[str, np.ndarray]:
     """Backprop through time of ``lstm_backward`` over the batch rows ``cols``, in chunks of steps.
 
-    Reads the rows ``cols`` of dout_tm (T, N, H) and of the final states'
+    Reads the rows ``cols`` of dout (N, T, H) and of the final states'
     upstream gradients ``final_grads`` = (dh_T, dc_T) (N, H), writes those
     of ``out`` = (dx (N, T, D), dh0, dc0 (N, H)), and returns the rows'
     weight gradients as accumulated by ``_add_param_grads``, which
@@ -606,7 +611,7 @@ def _backward_rows(dout_tm, cache, final_grads, out, cols) -> dict[str, np.ndarr
         with np.errstate():  # scopes the buffer size
             np.setbufsize(_BLOCK_BUFSIZE)
             _local_grads(gates[start:end], c[start:end], tanh_c[start:end], variant, dz[:k], dh_dc[:k])
-        dout_k[:k] = dout_tm[start:end, cols].transpose(0, 2, 1)  # one transposing copy per chunk
+        dout_k[:k] = dout[cols, start:end].transpose(1, 2, 0)  # one transposing copy per chunk
         for t in reversed(range(k)):
             dh_ += dout_k[t]
             _core_backward(dh_, dc_, dz[t], dh_dc[t], carry if carry is None else carry[start + t], p, variant, dc_t)

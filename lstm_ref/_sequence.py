@@ -65,33 +65,39 @@ def state_or_zeros(name: str, s: np.ndarray | None, N: int, H: int, dtype: np.dt
     return check_array(name, s, (("N", N), ("H", H)), dtype)
 
 
-def upstream_outputs(dout: np.ndarray, N: int, T: int, H: int, return_sequences: bool, dtype: np.dtype) -> np.ndarray:
-    """The upstream gradient of the outputs as a time-major (T, N, H) array.
+def upstream_outputs(
+    dout: np.ndarray, N: int, T: int, H: int, return_sequences: bool, dtype: np.dtype, time_major_out: bool = True
+) -> np.ndarray:
+    """The upstream gradient of the outputs as a time-major (T, N, H) array, or batch-first (N, T, H).
 
     With ``return_sequences=False`` the output was h at the last step, so
-    ``dout`` is (N, H) and only step T-1 receives it.
+    ``dout`` is (N, H) and only step T-1 receives it. Batch-first
+    (``time_major_out=False``) is the checked ``dout`` itself, or a view, for
+    a caller that reads it row slice by row slice and so saves the copy.
     """
     if return_sequences:
-        return time_major(check_array("dout", dout, (("N", N), ("T", T), ("H", H)), dtype))
+        d = check_array("dout", dout, (("N", N), ("T", T), ("H", H)), dtype)
+        return time_major(d) if time_major_out else d
     d = check_array("dout", dout, (("N", N), ("H", H)), dtype)
     d_tm = np.zeros((T, N, H), dtype)
     d_tm[-1] = d
-    return d_tm
+    return d_tm if time_major_out else d_tm.transpose(1, 0, 2)
 
 
 def backward_upstream(
-    dout: np.ndarray, cache, **final_state_grads: np.ndarray | None
+    dout: np.ndarray, cache, time_major_out: bool = True, **final_state_grads: np.ndarray | None
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Checked upstream gradients of a sequence backward pass.
 
     ``cache`` is a sequence cache with ``x`` (T, N, D), ``h`` (T+1, N, H) and
-    ``return_sequences``. Returns dout as time-major (T, N, H) and each named
+    ``return_sequences``. Returns dout as time-major (T, N, H), or
+    batch-first (N, T, H) with ``time_major_out=False``, and each named
     final-state gradient as (N, H), zeros where None.
     """
     T, N, _ = cache.x.shape
     H, dtype = cache.h.shape[2], cache.h.dtype
-    dout_tm = upstream_outputs(dout, N, T, H, cache.return_sequences, dtype)  # (T, N, H)
-    return dout_tm, [state_or_zeros(name, g, N, H, dtype) for name, g in final_state_grads.items()]
+    d = upstream_outputs(dout, N, T, H, cache.return_sequences, dtype, time_major_out)  # (T, N, H) or (N, T, H)
+    return d, [state_or_zeros(name, g, N, H, dtype) for name, g in final_state_grads.items()]
 
 
 def input_grad(dz: np.ndarray, W: np.ndarray) -> np.ndarray:
