@@ -115,16 +115,19 @@ def _batch_rows(N: int, step_work: int) -> Iterator[list[slice]]:
     ufunc loops and BLAS calls, so the elementwise passes run on every
     core, where a product split by BLAS left them on one; only the
     Python-level code of each step is serialised. With 2 threads, float32
-    forward + backward took 33 ms split against 45 ms unsplit at N = 64,
-    T = 100, D = 32, H = 128 (torch 36 ms), and the largest benchmark
-    shape's forward 135 against 155 ms. Below ``_THREADED_MIN`` the block
-    gets the whole batch and BLAS one thread: there a step's ~20 NumPy
-    calls cost more in dispatch than in arithmetic, and two threads taking
-    turns at the GIL made N = 32, T = 10, H = 64 take 1.7 ms split against
-    0.8 ms; and while OpenBLAS splits a product across its threads from
-    about 2^18 multiply-adds on, waking them for each step's small matmul
-    made the same shape take about 4 ms instead of 1 ms. The thread counts
-    are read and set through threadpoolctl's controllers of the loaded
+    forward + backward took 32 ms split against 37 ms with the whole batch
+    and BLAS splitting each product, at N = 64, T = 100, D = 32, H = 128
+    (torch 38 ms), and 406 against 490 ms at N = 128, T = 200, D = 64,
+    H = 256 (torch 447 ms), with less process CPU time (768 against 972
+    ms: no BLAS thread spinning between products). Below ``_THREADED_MIN``
+    the block gets the whole batch and BLAS one thread: there a step's ~20
+    NumPy calls cost more in dispatch than in arithmetic, and two threads
+    taking turns at the GIL made N = 32, T = 10, H = 64 take 1.7 ms split
+    against 0.8 ms; and while OpenBLAS splits a product across its threads
+    from about 2^18 multiply-adds on, waking them for each step's small
+    matmul made the same shape take about 4 ms instead of 1 ms. With N = 1
+    above ``_THREADED_MIN`` BLAS keeps its threads. The thread counts are
+    read and set through threadpoolctl's controllers of the loaded
     libraries, found once, and restored on exit; nothing changes where BLAS
     runs on one thread already. (threadpoolctl's own ``limit`` context
     builds its objects and queries every library on each use: 10 us with
@@ -132,7 +135,7 @@ def _batch_rows(N: int, step_work: int) -> Iterator[list[slice]]:
     """
     threads = [(lib, n) for lib, n in ((lib, lib.get_num_threads()) for lib in _blas_pools().lib_controllers) if n]
     parts = min(N, max((n for _, n in threads), default=1)) if step_work >= _THREADED_MIN else 1
-    limited = [(lib, n) for lib, n in threads if n > 1] if parts > 1 or step_work < _THREADED_MIN else []  # N = 1: BLAS splits
+    limited = [(lib, n) for lib, n in threads if n > 1] if parts > 1 or step_work < _THREADED_MIN else []
     for lib, _ in limited:
         lib.set_num_threads(1)
     try:
