@@ -103,6 +103,11 @@ def _row_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="lstm_ref-rows")
 
 
+# A child forked after the pool started has none of its threads, and work
+# submitted there would wait for them forever: the child makes its own.
+os.register_at_fork(after_in_child=_row_pool.cache_clear)
+
+
 @contextmanager
 def _batch_rows(N: int, step_work: int) -> Iterator[list[slice]]:
     """Split the batch's N rows over the BLAS threads, each slice on one BLAS thread, in the block.

@@ -366,3 +366,37 @@ def test_lstm_split_over_two_threads_equals_one_thread(variant, return_sequences
         _assert_nested_close(got, want, what, rtol=1e-12, atol=1e-14)
     for a, b in zip((dout, dh_T, dc_T), upstream):
         np.testing.assert_array_equal(a, b)
+
+
+def _split_forward_in_child(x, params, queue):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        queue.put(lstm_ref.lstm_forward(x, params)[0])
+
+
+def test_lstm_split_runs_in_a_forked_child(rng):
+    """A process forked after the split's thread pool started (multiprocessing's default on Linux up to
+    Python 3.13) runs the split too, in a pool of its own, and gets the parent's result."""
+    import multiprocessing
+    import warnings
+
+    from threadpoolctl import threadpool_limits
+
+    N, T, D, H = lstm_ref._lstm._THREADED_MIN // (64 * 256), 2, 1, 64
+    params, x = lstm_ref.init.init_lstm_params(D, H, seed=4), rng.standard_normal((N, T, D))
+    with threadpool_limits(limits=2, user_api="blas"):
+        out = lstm_ref.lstm_forward(x, params)[0]  # starts the pool in this process
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_split_forward_in_child, args=(x, params, queue))
+    with warnings.catch_warnings():  # Python 3.12+ warns of fork() in a multi-threaded process: the point here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child.start()
+    try:
+        got = queue.get(timeout=60)
+    finally:
+        child.join(timeout=10)
+        child.kill()  # a child still waiting on threads it lacks; nothing where it has exited
+    assert child.exitcode == 0
+    np.testing.assert_allclose(got, out, rtol=1e-12, atol=0)
