@@ -515,7 +515,8 @@ def lstm_forward(
     with _batch_rows(N, N * H * GH) as rows:
         fwd = _forward_constants(p, variant, H, rows[0].stop)
         _over_rows(partial(_forward_rows, x_tm, fwd, variant, h, c, gates, tanh_c, out), rows)
-    out = out if return_sequences else h[T].copy()
+    if not return_sequences:
+        out = h[T].copy()
     c_, gates_, tanh_c_ = (a.transpose(0, 2, 1) for a in (c, gates, tanh_c))  # (T+1, N, H), (T, N, G*H), (T, N, H)
     return out, (h[T].copy(), c[T].T.copy()), LSTMCache(x_tm, h, c_, gates_, tanh_c_, p, variant, return_sequences)
 
@@ -527,10 +528,11 @@ def _forward_rows(x_tm, fwd, variant, h, c, gates, tanh_c, out, cols) -> None:
     c (T+1, H, N), gates (T, G*H, N), tanh_c (T, H, N), from h[0] and c[0],
     and, unless ``out`` is None, those of the batch-first output out (N, T,
     H), copied per chunk from h while the chunk is in cache: a slice of the
-    batch copies its own rows in its own thread. For the whole batch the steps write straight into these buffers; a
-    slice of it (``_batch_rows``) runs on its own feature-major chunk
-    buffers, so that every elementwise call still sees contiguous operands,
-    and copies each chunk into its columns of the shared ones at once.
+    batch copies its own rows in its own thread. For the whole batch the
+    steps write straight into these buffers; a slice of it
+    (``_batch_rows``) runs on its own feature-major chunk buffers, so that
+    every elementwise call still sees contiguous operands, and copies each
+    chunk into its columns of the shared ones at once.
     """
     T, N, D = x_tm.shape
     n, H, GH = cols.stop - cols.start, h.shape[2], gates.shape[1]
@@ -538,7 +540,7 @@ def _forward_rows(x_tm, fwd, variant, h, c, gates, tanh_c, out, cols) -> None:
     xh = np.ones((K + 1, D + H + 1, n), gates.dtype)  # [x_t; h_(t-1); 1] of the chunk's steps, h_t written into the next
     xh[0, D:-1] = h[0, cols].T
     whole = n == N
-    own = None if whole else (np.empty((K, GH, n), gates.dtype), np.empty((K + 1, H, n), c.dtype), np.empty((K, H, n), c.dtype))
+    own = None if whole else (np.empty((K, GH, n), c.dtype), np.empty((K + 1, H, n), c.dtype), np.empty((K, H, n), c.dtype))
     for start in range(0, T, K):
         end = min(T, start + K)
         k = end - start
@@ -547,14 +549,16 @@ def _forward_rows(x_tm, fwd, variant, h, c, gates, tanh_c, out, cols) -> None:
             g_k, c_k, tanh_c_k = gates[start:end], c[start : end + 1], tanh_c[start:end]
         else:
             g_k, c_k, tanh_c_k = own
-            c_k[0] = c[start, :, cols]
+            c_k[0] = c[start, :, cols]  # c_(start), written by the previous chunk
         for t in range(k):
             _core_forward(xh[t], g_k[t], c_k[t], fwd, variant, c_k[t + 1], tanh_c_k[t], xh[t + 1, D:-1])
         h[start + 1 : end + 1, cols] = xh[1 : k + 1, D:-1].transpose(0, 2, 1)  # one transposing copy per chunk
         if out is not None:
             out[cols, start:end] = h[start + 1 : end + 1, cols].transpose(1, 0, 2)  # (n, k, H)
         if not whole:
-            gates[start:end, :, cols], c[start + 1 : end + 1, :, cols], tanh_c[start:end, :, cols] = g_k[:k], c_k[1 : k + 1], tanh_c_k[:k]
+            gates[start:end, :, cols] = g_k[:k]
+            c[start + 1 : end + 1, :, cols] = c_k[1 : k + 1]
+            tanh_c[start:end, :, cols] = tanh_c_k[:k]
         xh[0, D:-1] = xh[k, D:-1]
 
 
