@@ -165,9 +165,8 @@ def decode(tree, arrays, special=None):
 
 def dumps(tree, arrays) -> bytes:
     """A message as bytes: a JSON header (the tree, each array's dtype and shape) and the arrays' raw bytes."""
-    arrays = [np.ascontiguousarray(a) for a in arrays]
     header = json.dumps({"tree": tree, "arrays": [[a.dtype.str, list(a.shape)] for a in arrays]}).encode()
-    return b"".join([struct.pack("!Q", len(header)), header, *(a.tobytes() for a in arrays)])
+    return b"".join([struct.pack("!Q", len(header)), header, *(a.tobytes() for a in arrays)])  # C order
 
 
 def loads(data: bytes) -> tuple:

@@ -50,6 +50,16 @@ def _roundtrip(value):
 # The codec and sync_back, without a kernel
 
 
+def test_the_codec_keeps_every_array_shape_dtype_and_value():
+    values = [np.float64(0.5), np.array(3.0), np.zeros((0, 3)), np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+              np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2], np.array([True, False]),
+              np.array(["ab", "c"]), np.array([1 + 2j]), np.arange(4, dtype=">i4")]
+    back = _roundtrip(values)
+    for sent, got in zip(values, back, strict=True):
+        assert type(got) is type(sent) and got.dtype == sent.dtype and got.shape == sent.shape
+        np.testing.assert_array_equal(got, sent)
+
+
 def test_generators_and_lstm_ref_caches_are_plain_data():
     rng = np.random.default_rng(7)
     rng.normal(size=5)
@@ -233,3 +243,4 @@ def test_a_call_past_the_cell_limit_or_a_dying_call_stops_the_kernel():
             assert reason in result["message"] and reason in box.stopped
             later = run_trusted_cell(_code("answer()\n", grade=True, grade_id="u", points=1), TrustedNamespace(box))
             assert not later["passed"] and later["ename"] == "KernelStopped"  # the kernel is gone for good
+
