@@ -72,11 +72,12 @@ def test_kernel_sees_no_instructor_files_no_sign_of_grading_and_no_network(sandb
 
 
 def test_kernels_start_preloaded_and_share_nothing(sandbox, kernel_processes):
-    """Kernels fork from the zygote, which has imported torch; what one kernel changes in a
+    """Kernels fork from the zygote, which has imported torch and what its first optimizer imports
+    (torch._dynamo); what one kernel changes in a
     preloaded module never reaches the next kernel, and a closed kernel's processes are gone."""
     if protections()["drop_root"]:
         assert zygote()
-    first = _code("import sys\nprint('PRELOADED', 'torch' in sys.modules)\n"
+    first = _code("import sys\nprint('PRELOADED', 'torch' in sys.modules and 'torch._dynamo' in sys.modules)\n"
                   "import numpy.testing, lstm_ref.checkers\n"
                   "numpy.testing.assert_allclose = None\nlstm_ref.checkers.check_lstm_step = None\n")
     sandbox.run_cell(first)
