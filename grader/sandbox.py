@@ -63,10 +63,10 @@ IPYKERNEL = [sys.executable, "-P", "-m", "ipykernel_launcher"]
 # What the course's kernels import, imported once by the zygote (matplotlib's inline backend
 # is not: it hooks into the kernel's shell when first imported). torch._dynamo is what the
 # first torch.optim optimizer imports: 1.1 to 1.3 s, in the training cell of every notebook
-# that builds one.
+# that builds one; ipykernel.debugger (debugpy) and sqlite3 are what a kernel's start imports.
 PRELOADS = ("numpy", "scipy.special", "matplotlib.pyplot", "torch", "torch._dynamo", "threadpoolctl",
-            "ipykernel.kernelapp", "lstm_ref", "lstm_ref.checkers", "lstm_ref.data", "lstm_ref.keras",
-            "lstm_ref.matlab")
+            "ipykernel.kernelapp", "ipykernel.debugger", "sqlite3", "lstm_ref", "lstm_ref.checkers",
+            "lstm_ref.data", "lstm_ref.keras", "lstm_ref.matlab")
 # The zygote reads its program from standard input: its command line says nothing more.
 ZYGOTE_BOOT = "import sys; exec(sys.stdin.read(int(sys.stdin.readline())), {'__name__': 'launch'})"
 PIDS_CGROUP_ROOTS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")
