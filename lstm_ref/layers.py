@@ -22,6 +22,7 @@ from torch import nn
 from lstm_ref import torch_backend as tb
 
 Tensor = torch.Tensor
+State = Tensor | tuple[Tensor, Tensor]  # a recurrent layer's state: h, or (h, c) for the LSTM
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "sigmoid": torch.sigmoid,
@@ -74,7 +75,8 @@ class _Recurrent(_ParamModule):
         self.cell_activation = cell_activation
         self.fused = recurrent_activation == "sigmoid" and cell_activation == "tanh"
 
-    def _run(self, x: Tensor) -> Tensor:  # (N, T, H): the sequence of hidden states
+    def _run(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
+        """(the hidden states (N, T, H), the final state) from ``state``, zeros when None."""
         raise NotImplementedError
 
     def _cell_params(self, x: Tensor) -> dict[str, Tensor]:
@@ -86,16 +88,25 @@ class _Recurrent(_ParamModule):
         return p
 
     def forward(self, x: Tensor) -> Tensor:
-        """x (N, T, D) -> (N, T, H) if return_sequences else (N, H).
+        """x (N, T, D) -> (N, T, H) if return_sequences else (N, H), from zero states.
 
         With ``reverse`` the sequence is read from the last step to the first
         and the outputs are flipped back, so that step t of the output belongs
         to step t of the input (Keras Bidirectional, MATLAB bilstmLayer).
         """
-        out = self._run(x.flip(1) if self.reverse else x)  # (N, T, H)
+        return self.forward_with_state(x)[0]
+
+    def forward_with_state(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """As ``forward``, from ``state`` (zeros when None); also returns the state after the last step read.
+
+        The state is (h, c) for the LSTM and h for the GRU, each (N, H), as
+        MATLAB's HiddenState and CellState: ``matlab.predictAndUpdateState``
+        carries it from one call to the next.
+        """
+        out, final = self._run(x.flip(1) if self.reverse else x, state)  # (N, T, H)
         if not self.return_sequences:
-            return out[:, -1]  # (N, H): the last step read
-        return out.flip(1) if self.reverse else out
+            return out[:, -1], final  # (N, H): the last step read
+        return (out.flip(1) if self.reverse else out), final
 
 
 class LSTM(_Recurrent):
@@ -121,15 +132,16 @@ class LSTM(_Recurrent):
         self.variant = variant
         self.fused = self.fused and variant == "standard"
 
-    def _run(self, x: Tensor) -> Tensor:
+    def _run(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
         p = self._cell_params(x)
+        h0, c0 = (None, None) if state is None else state
         if self.fused:
-            return tb.lstm_forward_fast(x, p)[0]
+            return tb.lstm_forward_fast(x, p, h0, c0)
         return tb.lstm_forward(
-            x, p, variant=self.variant,
+            x, p, h0, c0, variant=self.variant,
             recurrent_activation=activation(self.recurrent_activation),
             activation=activation(self.cell_activation),
-        )[0]
+        )
 
 
 class GRU(_Recurrent):
@@ -155,15 +167,15 @@ class GRU(_Recurrent):
             self.bias_keys = ("b", "bh")
         self.fused = self.fused and reset_mode != "before-multiplication"
 
-    def _run(self, x: Tensor) -> Tensor:
+    def _run(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
         p = self._cell_params(x)
         if self.fused:
-            return tb.gru_forward_fast(x, p, reset_mode=self.reset_mode)[0]
+            return tb.gru_forward_fast(x, p, state, reset_mode=self.reset_mode)
         return tb.gru_forward(
-            x, p, reset_mode=self.reset_mode,
+            x, p, state, reset_mode=self.reset_mode,
             recurrent_activation=activation(self.recurrent_activation),
             activation=activation(self.cell_activation),
-        )[0]
+        )
 
 
 class Bidirectional(nn.Module):

@@ -14,6 +14,10 @@ A MATLAB script moves over by changing syntax only::
                                layers, options);
     YPred = predict(net, XTrain);                        YPred = predict(net, XTrain)
 
+``predictAndUpdateState``, ``classifyAndUpdateState`` and ``resetState`` carry the
+recurrent layers' state from one call to the next, as MATLAB's do (closed-loop
+forecasting).
+
 Functions take MATLAB's forms: positional arguments, then name-value pairs as
 strings with case-insensitive names (Python keywords work too:
 ``lstmLayer(64, OutputMode='last')``); an unknown name is rejected with the
@@ -21,8 +25,9 @@ list of valid ones. Defaults are MATLAB's (PARITY.md): Glorot input weights,
 orthogonal recurrent weights, unit-forget-gate bias, OutputMode 'sequence';
 GRU ResetGateMode 'after-multiplication'; Adam with learning rate 1e-3 and
 epsilon 1e-8; L2Regularization 1e-4 with biases exempt (BiasL2Factor 0);
-GradientThreshold Inf ('l2norm'); MaxEpochs 30; MiniBatchSize 128; Shuffle
-'once'; the last partial mini-batch discarded; half-MSE regression loss;
+GradientThreshold Inf ('l2norm'); MaxEpochs 30; MiniBatchSize 128 (all the
+sequences when there are fewer); Shuffle 'once'; the last partial mini-batch
+discarded; half-MSE regression loss;
 SequenceLength 'longest' with right zero-padding, the network running over
 the padding as MATLAB's does. Training runs in ``lstm_ref.training.fit`` with
 ``lstm_ref.presets.preset("matlab", ...)``; the layers are ``lstm_ref.layers``.
@@ -862,6 +867,9 @@ class SeriesNetwork:
         self._slots = slots
         self._arch = arch
         self.Classes = classes
+        # The recurrent layers' states by position in ``module``, each (h, c) or h with one row per
+        # observation, as left by predictAndUpdateState; None: the initial (zero) states.
+        self._state: dict[int, tl.State] | None = None
 
     @property
     def Layers(self) -> tuple[Layer, ...]:
@@ -1029,10 +1037,10 @@ def trainNetwork(X: object, Y: object, layers: Sequence[Layer], options: Trainin
     model, slots, factors, arch = _build(layers, rng, dtype)
     model.to(device)
     sequences, y, classes = _prepare(X, Y, arch, "training data", None)
-    n, batch = len(sequences), options.MiniBatchSize
-    if batch > n:
-        raise ValueError(f"'MiniBatchSize' ({batch}) exceeds the {n} training sequences; the last partial "
-                         f"mini-batch is discarded, so no iteration would run. Use at most {n}")
+    # Fewer sequences than 'MiniBatchSize' make one mini-batch of all of them, as in MATLAB, whose
+    # chickenpox example trains its one sequence with the default MiniBatchSize of 128.
+    n = len(sequences)
+    batch = min(options.MiniBatchSize, n)
     validate = None
     loss = "half_mse" if arch.task == "regression" else "crossentropy"
     if options.ValidationData is not None:
@@ -1103,23 +1111,124 @@ def predict(net: SeriesNetwork, X: object, *args: object, **kwargs: object) -> n
     ('longest'), 'ExecutionEnvironment'.
     Returns an N-by-R (or N-by-K scores) array for OutputMode 'last'; for
     OutputMode 'sequence' a list of R-by-S arrays, or one R-by-S array when X
-    is one numeric sequence.
+    is one numeric sequence. The recurrent layers start from the network's
+    state (zeros, or what :func:`predictAndUpdateState` left), which stays as it is.
     """
+    return _predict("predict", net, X, args, kwargs)[1]
+
+
+def predictAndUpdateState(net: SeriesNetwork, X: object, *args: object,
+                          **kwargs: object) -> tuple[SeriesNetwork, np.ndarray | list[np.ndarray]]:
+    """``[updatedNet, Y] = predictAndUpdateState(net, X)``: :func:`predict`, then keep the state.
+
+    The recurrent layers start from ``net``'s state and ``updatedNet`` holds
+    their states after the last time step of X (the padded one, for sequences
+    of unequal length), one per observation, so that the next call continues
+    the sequences: the closed-loop forecast of MATLAB's chickenpox example
+    (XTrain, YTrain 1-by-S, the series and the series one step ahead)::
+
+        net = resetState(net)
+        net, _ = predictAndUpdateState(net, XTrain)
+        Y = np.zeros((1, steps))
+        net, Y[:, :1] = predictAndUpdateState(net, YTrain[:, -1:])
+        for t in range(1, steps):
+            net, Y[:, t : t + 1] = predictAndUpdateState(net, Y[:, t - 1 : t])
+
+    ``net`` itself is unchanged (MATLAB returns a new network), and later
+    calls must give the same number of observations until :func:`resetState`.
+    Options as for :func:`predict`. Unidirectional layers only: a bilstmLayer
+    reads each sequence backwards too, which no later call can continue.
+    """
+    return _predict("predictAndUpdateState", net, X, args, kwargs, update=True)
+
+
+def classifyAndUpdateState(net: SeriesNetwork, X: object, *args: object,
+                           **kwargs: object) -> tuple[SeriesNetwork, np.ndarray]:
+    """``[updatedNet, YPred] = classifyAndUpdateState(net, X)``: :func:`classify` with the state
+    carried as by :func:`predictAndUpdateState`."""
+    _check_classifier(net)
+    updated, scores = predictAndUpdateState(net, X, *args, **kwargs)
+    return updated, net.Classes[np.argmax(scores, axis=-1)]
+
+
+def resetState(net: SeriesNetwork) -> SeriesNetwork:
+    """``net = resetState(net)``: the network with its recurrent layers back at their initial (zero) states."""
+    _check_network(net)
+    reset = copy.copy(net)
+    reset._state = None
+    return reset
+
+
+def _check_network(net: object) -> None:
     if not isinstance(net, SeriesNetwork):
         raise TypeError(f"net must be a network from trainNetwork, got {type(net).__name__}")
-    o = _parse("predict", args, kwargs, _PREDICT_OPTIONS)
+
+
+def _check_classifier(net: object) -> None:
+    if not isinstance(net, SeriesNetwork) or net.Classes is None:
+        raise TypeError("classify needs a classification network (one trained with classificationLayer)")
+
+
+def _predict(func: str, net: SeriesNetwork, X: object, args, kwargs, update: bool = False):
+    """(the network with the states after X if ``update``, else ``net``; the responses as :func:`predict`)."""
+    _check_network(net)
+    o = _parse(func, args, kwargs, _PREDICT_OPTIONS)
     net.module.to(_device(o["ExecutionEnvironment"]))
     sequences, single = _cell(X, "data", net._arch.C)
-    out = training.predict(net.module, sequences, batch_size=o["MiniBatchSize"])
+    recurrent = [k for k, m in enumerate(net.module) if isinstance(m, (tl.LSTM, tl.GRU))]
+    if update and (not recurrent or any(isinstance(m, tl.Bidirectional) for m in net.module)):
+        raise ValueError(f"{func} needs a network with recurrent layers, all unidirectional (lstmLayer, "
+                         f"gruLayer): a bilstmLayer reads each sequence backwards too, so no later call can "
+                         f"continue its state")
+    rows = None if net._state is None else _observations(next(iter(net._state.values())))
+    if rows is not None and rows != len(sequences):
+        raise ValueError(f"{func}: the network's state holds {rows} observation(s), from an earlier "
+                         f"predictAndUpdateState call, but X has {len(sequences)}; call resetState(net) first")
+    states: dict[int, list] = {k: [] for k in recurrent}
+
+    def call(xb: torch.Tensor, rows: slice) -> torch.Tensor:
+        for k, module in enumerate(net.module):
+            if k not in states:
+                xb = module(xb)
+                continue
+            before = None if net._state is None else _state_rows(net._state[k], rows, xb.device)
+            xb, after = module.forward_with_state(xb, before)
+            states[k].append(after)
+        return xb
+
+    out = training.predict(net.module, sequences, batch_size=o["MiniBatchSize"],
+                           call=call if recurrent else None)
     if net._arch.mode == "last":
-        return np.asarray(out, dtype=np.float64)
-    responses = [np.asarray(r, dtype=np.float64).T for r in out]  # each (R, S)
-    return responses[0] if single else responses
+        responses = np.asarray(out, dtype=np.float64)
+    else:
+        responses = [np.asarray(r, dtype=np.float64).T for r in out]  # each (R, S)
+        responses = responses[0] if single else responses
+    if not update:
+        return net, responses
+    updated = copy.copy(net)
+    updated._state = {k: _joined(parts) for k, parts in states.items()}
+    return updated, responses
+
+
+def _observations(state: tl.State) -> int:
+    """How many observations a layer's state ((h, c) or h, each (N, H)) holds: N."""
+    return len(state[0] if isinstance(state, tuple) else state)
+
+
+def _state_rows(state: tl.State, rows: slice, device: torch.device) -> tl.State:
+    """The rows ``rows`` of a layer's state ((h, c) or h), on ``device``."""
+    return tuple(s[rows].to(device) for s in state) if isinstance(state, tuple) else state[rows].to(device)
+
+
+def _joined(parts: list) -> tl.State:
+    """The states of a layer's mini-batches, one after the other, as one state."""
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat(p) for p in zip(*parts))
+    return torch.cat(parts)
 
 
 def classify(net: SeriesNetwork, X: object, *args: object, **kwargs: object) -> np.ndarray:
     """Predicted labels (the training labels' values), N-by-1 as a 1-D array; options as :func:`predict`."""
-    if not isinstance(net, SeriesNetwork) or net.Classes is None:
-        raise TypeError("classify needs a classification network (one trained with classificationLayer)")
+    _check_classifier(net)
     scores = predict(net, X, *args, **kwargs)
     return net.Classes[np.argmax(scores, axis=-1)]

@@ -664,8 +664,13 @@ def _train_step(model: torch.nn.Module, xb: Tensor, yb: Tensor, loss_fn: LossFn,
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, x: object, *, batch_size: int = 32) -> np.ndarray | list[np.ndarray]:
+def predict(model: torch.nn.Module, x: object, *, batch_size: int = 32,
+            call: Callable[[Tensor, slice], Tensor] | None = None) -> np.ndarray | list[np.ndarray]:
     """The model's outputs for x in eval mode (dropout off), mini-batch by mini-batch.
+
+    ``call(xb, rows)``, where given, runs the model on the mini-batch xb of
+    the observations ``rows`` (a stateful front end reads and writes their
+    states there); by default ``model(xb)``.
 
     Returns an (N, ...) array; for a list of variable-length sequences and a
     model with sequence outputs, a list of N (T_n, R) arrays cropped to each
@@ -674,8 +679,9 @@ def predict(model: torch.nn.Module, x: object, *, batch_size: int = 32) -> np.nd
     param = next(model.parameters())
     data = prepare_data(x, None, param.dtype, param.device)
     model.eval()
-    outs = [model(xb).cpu().numpy()
-            for xb, _ in data.batches(np.arange(data.x.shape[0]), batch_size, drop_last=False)]
+    batches = data.batches(np.arange(data.x.shape[0]), batch_size, drop_last=False)
+    outs = [(model(xb) if call is None else call(xb, slice(k * batch_size, k * batch_size + len(xb)))).cpu().numpy()
+            for k, (xb, _) in enumerate(batches)]
     if data.lengths is not None and outs[0].ndim == 3:  # (N_b, T_b, R) with T_b varying
         sequences = (seq for out in outs for seq in out)
         return [seq[:length] for seq, length in zip(sequences, data.lengths)]
