@@ -31,17 +31,28 @@ student's own machine keeps in its cache after the first plot, instead of a
 rescan of every font file per kernel), and the client is ready once the
 kernel answered, without jupyter_client's 0.2 s wait for a quiet IOPub
 channel.
+
+Sandboxes do not pile up, not even those of a grader process killed with
+SIGKILL: each sandbox (:func:`new_sandbox_dir`) has a lock file beside its
+folder, hidden from kernels with the folders' root, that its process holds
+while it lives (``flock``: the system releases it when the process dies,
+however it dies). The first sandbox a grader process makes removes every
+sandbox whose lock is free (:func:`sweep_sandboxes`): its pids cgroup (named
+after it) once no process is left in it, its folder, then its lock. The
+sandboxes of live grader processes are left alone.
 """
 from __future__ import annotations
 
 import atexit
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import glob
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -75,6 +86,9 @@ NOBODY = 65534
 NAMESPACE_FLAGS = ["--fork", "--pid", "--mount-proc", "--mount", "--net", "--kill-child"]
 # Names a kernel can see (its folder, its cgroup): a Jupyter kernel's, nothing about grading.
 SANDBOXES, CGROUP_PREFIX = "jupyter-kernels", "kernel-"
+# The lock of the sandbox <SANDBOXES>/<name> is <SANDBOXES>/<name><LOCK_SUFFIX>, out of its kernel's sight.
+LOCK_SUFFIX = ".lock"
+_SANDBOX_NAME = re.compile(r"[0-9a-f]{12}")  # uuid4().hex[:12], as new_sandbox_dir names them
 # Only these variables reach a student's kernel; nothing hints at grading.
 KERNEL_ENV = {"LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "OPENBLAS_NUM_THREADS": "1", "KERAS_BACKEND": "torch",
@@ -147,22 +161,48 @@ def protections() -> dict:
     }
 
 
+# The probe of :func:`_runs_as_nobody`: RLIMIT_NPROC counts every process of ``nobody``, other kernels' too.
+_PROBE_LIMITS = Limits(memory_mb=16384, cpu_seconds=60, file_mb=1, max_processes=4096)
+
+
 def _runs_as_nobody(unshare: str) -> bool:
     """Whether a kernel's Python, in its namespaces and behind its mounts, can run as ``nobody``
     and import NumPy and lstm_ref (the mounts make a Python under a private home folder
     reachable: the home is masked by a world-readable empty folder with the Python bound back)."""
     sandbox = new_sandbox_dir()
     os.chown(sandbox, NOBODY, NOBODY)
-    cfg = {"cwd": sandbox, "env": {"PATH": "/usr/bin:/bin", "HOME": sandbox}, "memory_bytes": 2**34,
-           "cpu_seconds": 60, "file_bytes": 2**20, "max_processes": 4096, "cgroup": "", "namespaces": True,
-           "masked": [*_data_roots(), os.path.dirname(sandbox)], "kept": _kept_paths(sandbox),
-           "read_only": _kept_paths(sandbox)[1:], "drop_root": True, "setpriv": ""}
+    cfg = launcher_config(sandbox, _PROBE_LIMITS, namespaces=True, drop_root=True)
     cmd = [unshare, *NAMESPACE_FLAGS, "--", *LAUNCHER_PYTHON, json.dumps(cfg), "--", sys.executable, "-c",
            "import numpy, lstm_ref"]
     try:
         return subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
     finally:
-        shutil.rmtree(sandbox, ignore_errors=True)
+        remove_sandbox_dir(sandbox)
+
+
+def launcher_config(sandbox_dir: str, limits: Limits, hidden_paths: list | tuple = (), *, cgroup: str = "",
+                    namespaces: bool, drop_root: bool, setpriv: str = "") -> dict:
+    """What the launcher (``_launch.confine``) needs to confine a process to ``sandbox_dir``:
+    its environment, ``limits``, the pids ``cgroup`` to join ("" for none), and, with
+    ``namespaces``, the folders it masks (the data roots, every sandbox, ``hidden_paths``)
+    and keeps (its folder; the Python installation and lstm_ref, read-only)."""
+    kept = _kept_paths(sandbox_dir)
+    return {
+        "cwd": sandbox_dir,
+        "env": kernel_env(sandbox_dir),
+        "memory_bytes": int(limits.memory_mb) * 2**20,
+        "cpu_seconds": int(limits.cpu_seconds),
+        "file_bytes": int(limits.file_mb) * 2**20,
+        # RLIMIT_NPROC counts all of a user's processes; a pids cgroup bounds each kernel.
+        "max_processes": int(limits.max_processes) * (16 if cgroup else 1),
+        "cgroup": cgroup,
+        "namespaces": namespaces,
+        "masked": [*_data_roots(), os.path.dirname(sandbox_dir), *hidden_paths],
+        "kept": kept,
+        "read_only": kept[1:],
+        "drop_root": drop_root,
+        "setpriv": setpriv,
+    }
 
 
 @functools.lru_cache(maxsize=None)
@@ -185,7 +225,7 @@ def font_list() -> tuple:
         return tuple(found)
     finally:
         km.kill_all()
-        shutil.rmtree(km.sandbox_dir, ignore_errors=True)
+        remove_sandbox_dir(km.sandbox_dir)
 
 
 def kernel_env(home: str) -> dict:
@@ -237,6 +277,7 @@ def _start_zygote() -> tuple:
         program = f"{fh.read()}\nzygote({address!r}, {list(PRELOADS)!r})\n"
     proc = subprocess.Popen([sys.executable, "-P", "-c", ZYGOTE_BOOT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, env=env, cwd="/", encoding="utf-8",
+                            close_fds=True,  # nor the sandboxes' locks, for it or the kernels it forks
                             start_new_session=True)  # a Ctrl-C meant for the grader is not for it
     atexit.register(_stop_zygote, proc, folder, os.getpid())
     proc.stdin.write(f"{len(program)}\n{program}")
@@ -254,7 +295,7 @@ def _stop_zygote(proc: subprocess.Popen, folder: str, owner: int) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    shutil.rmtree(folder, ignore_errors=True)
+    remove_sandbox_dir(folder)
 
 
 def describe_protections() -> str:
@@ -297,11 +338,133 @@ def _kept_paths(sandbox_dir: str) -> list:
     return kept
 
 
-def new_sandbox_dir() -> str:
-    """A fresh, empty folder under the sandboxes' root (hidden from every kernel)."""
+def _sandboxes_root() -> str:
+    """The folder holding every sandbox and its lock (masked in every kernel)."""
     root = os.path.join(tempfile.gettempdir(), SANDBOXES)
     os.makedirs(root, mode=0o711, exist_ok=True)
-    return tempfile.mkdtemp(dir=root)
+    return root
+
+
+# This process's sandboxes: folder -> file descriptor of its lock, held while the sandbox lives.
+_HELD: dict = {}
+
+
+def new_sandbox_dir() -> str:
+    """A fresh, empty folder under the sandboxes' root (hidden from every kernel), locked
+    by this process until :func:`remove_sandbox_dir` or this process's end.
+
+    The first call of a process sweeps away the sandboxes of dead processes
+    (:func:`sweep_sandboxes`); each call ends the locks of this process's
+    sandboxes whose folder someone else removed.
+    """
+    root = _sandboxes_root()
+    _sweep_once()
+    for folder in [f for f in _HELD if not os.path.lexists(f)]:
+        remove_sandbox_dir(folder)
+    while True:
+        folder = os.path.join(root, uuid.uuid4().hex[:12])
+        try:  # the lock first: a folder never exists without one
+            fd = os.open(folder + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            continue
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits for a sweeper that found it unlocked in between
+        if _still_there(fd, folder + LOCK_SUFFIX):  # that sweeper did not remove it
+            os.mkdir(folder, 0o700)
+            _HELD[folder] = fd
+            return folder
+        os.close(fd)
+
+
+def remove_sandbox_dir(folder: str) -> None:
+    """Remove a sandbox of this process (:func:`new_sandbox_dir`; any other folder is left as it
+    is): its pids cgroup if no process is left in it, its folder and its lock. What stays
+    (a cgroup still holding a process, with the folder) is unlocked for a later sweep."""
+    fd = _HELD.pop(folder, None)
+    if fd is None:
+        return
+    try:
+        _remove(folder)
+    finally:
+        os.close(fd)
+
+
+def sweep_sandboxes() -> list:
+    """Remove the sandboxes of processes that have died (their lock is free) as
+    :func:`remove_sandbox_dir` would; return the folders removed.
+
+    A sandbox locked by a live process, one whose lock this user may not open,
+    and a folder without a lock (made by a grader before sandboxes had locks,
+    maybe still in use) are left alone. Never raises: a failed sweep leaves
+    only the leftovers it could not remove.
+    """
+    root = os.path.join(tempfile.gettempdir(), SANDBOXES)
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        if not (name.endswith(LOCK_SUFFIX) and _SANDBOX_NAME.fullmatch(name[:-len(LOCK_SUFFIX)])):
+            continue
+        lock = os.path.join(root, name)
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:  # swept by another process meanwhile, or not this user's
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _still_there(fd, lock) and _remove(lock[:-len(LOCK_SUFFIX)]):
+                removed.append(lock[:-len(LOCK_SUFFIX)])
+        except OSError:  # locked: its process lives; or a removal this user may not make
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+@functools.lru_cache(maxsize=None)
+def _sweep_once() -> None:
+    sweep_sandboxes()
+
+
+def _still_there(fd: int, path: str) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (no sweeper removed it)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _remove(folder: str) -> bool:
+    """Remove the sandbox ``folder``'s cgroup, the folder, then its lock, stopping (False)
+    at a cgroup that still holds a process or at anything else that cannot be removed."""
+    for root in PIDS_CGROUP_ROOTS:
+        cgroup = os.path.join(root, CGROUP_PREFIX + os.path.basename(folder))
+        try:
+            os.rmdir(cgroup)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+    try:
+        shutil.rmtree(folder)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(folder + LOCK_SUFFIX)
+    return True
+
+
+def _remove_held(owner: int) -> None:
+    """At exit: remove this process's sandboxes (not in a child that inherited the list)."""
+    if os.getpid() == owner:
+        for folder in list(_HELD):
+            remove_sandbox_dir(folder)
+
+
+atexit.register(_remove_held, os.getpid())
 
 
 class SandboxKernelClient(AsyncKernelClient):
@@ -380,22 +543,8 @@ class SandboxKernelManager(AsyncKernelManager):
     def sandboxed(self, cmd: list) -> list:
         """The command line that runs ``cmd`` in this sandbox, through the launcher."""
         p = protections()
-        cfg = {
-            "cwd": self.sandbox_dir,
-            "env": kernel_env(self.sandbox_dir),
-            "memory_bytes": int(self.limits.memory_mb) * 2**20,
-            "cpu_seconds": int(self.limits.cpu_seconds),
-            "file_bytes": int(self.limits.file_mb) * 2**20,
-            # RLIMIT_NPROC counts all of a user's processes; a pids cgroup bounds each kernel.
-            "max_processes": int(self.limits.max_processes) * (16 if p["pids_cgroup"] else 1),
-            "cgroup": self._make_cgroup(),
-            "namespaces": p["namespaces"],
-            "masked": self._masked(),
-            "kept": self._kept(),
-            "read_only": self._read_only(),
-            "drop_root": p["drop_root"],
-            "setpriv": p["setpriv"],
-        }
+        cfg = launcher_config(self.sandbox_dir, self.limits, self.hidden_paths, cgroup=self._make_cgroup(),
+                              namespaces=p["namespaces"], drop_root=p["drop_root"], setpriv=p["setpriv"])
         launcher = [*LAUNCHER_PYTHON, json.dumps(cfg)]
         address = zygote() if cmd[:len(IPYKERNEL)] == IPYKERNEL else ""
         if address:
@@ -412,21 +561,15 @@ class SandboxKernelManager(AsyncKernelManager):
             for path in owned:
                 os.chown(path, NOBODY, NOBODY)
 
-    def _masked(self) -> list:
-        return [*_data_roots(), os.path.dirname(self.sandbox_dir), *self.hidden_paths]
-
-    def _kept(self) -> list:
-        return _kept_paths(self.sandbox_dir)
-
-    def _read_only(self) -> list:
-        return self._kept()[1:]
-
     def _make_cgroup(self) -> str:
+        """The kernel's pids cgroup, named after its sandbox (for :func:`sweep_sandboxes`); "" for none."""
         root = protections()["pids_cgroup"]
         if not root:
             return ""
-        self._cgroup = os.path.join(root, f"{CGROUP_PREFIX}{uuid.uuid4().hex[:12]}")
-        os.mkdir(self._cgroup)
+        name = os.path.basename(self.sandbox_dir) if self.sandbox_dir in _HELD else uuid.uuid4().hex[:12]
+        self._cgroup = os.path.join(root, f"{CGROUP_PREFIX}{name}")
+        with contextlib.suppress(FileExistsError):  # a restarted kernel's
+            os.mkdir(self._cgroup)
         with open(os.path.join(self._cgroup, "pids.max"), "w") as fh:
             fh.write(str(int(self.limits.max_processes)))
         return self._cgroup

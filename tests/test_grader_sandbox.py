@@ -1,6 +1,10 @@
 """The sandboxed kernel and the trusted test runner, on small real notebooks (real kernels)."""
+import contextlib
+import fcntl
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
 
@@ -8,7 +12,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from grader.sandbox import Limits, describe_protections, protections, zygote
+from grader.sandbox import (CGROUP_PREFIX, LOCK_SUFFIX, Limits, describe_protections, protections, sweep_sandboxes,
+                            zygote)
 from grader.trusted import (HIDDEN_FAILED, Remote, Sandbox, TrustedNamespace, copy_data_files, run_trusted_cell,
                             split_hidden)
 
@@ -120,6 +125,139 @@ def _stat(pid: str) -> tuple:
 def _cmdline(pid: str) -> str:
     with open(f"/proc/{pid}/cmdline", "rb") as fh:
         return fh.read().decode(errors="replace")
+
+
+def _descendants() -> set:
+    """The processes this one started, and theirs."""
+    parents = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            parents[int(pid)] = _stat(pid)[1]
+    found, grew = {os.getpid()}, True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in found and pid not in found:
+                found.add(pid)
+                grew = True
+    return found - {os.getpid()}
+
+
+def _open_paths(pid: int) -> list:
+    found = []
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                found.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return found
+
+
+def test_a_kernel_can_neither_see_nor_open_its_sandboxs_lock_nor_hold_any_sandbox_file(sandbox):
+    """The lock (held by the grader, beside the kernel's folder) is root's alone and hidden by the
+    mask over the sandboxes' root; no kernel, nor the zygote it forked from, holds a file there."""
+    lock = sandbox.dir + LOCK_SUFFIX
+    info = os.stat(lock)
+    assert info.st_uid == os.geteuid() and info.st_mode & 0o077 == 0
+    with open(lock) as fh, pytest.raises(BlockingIOError):
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # its owner, this process, holds it
+    cell = _code(
+        "import contextlib, os\n"
+        "here = os.getcwd()\nroot = os.path.dirname(here)\n"
+        "try:\n    open(here + '.lock').close()\n    print('OPENED')\n"
+        "except OSError as exc:\n    print('LOCK', type(exc).__name__)\n"
+        "with contextlib.suppress(OSError):\n    print('ROOT', os.listdir(root))\n"
+        "paths = []\nfor fd in os.listdir('/proc/self/fd'):\n"
+        "    with contextlib.suppress(OSError):\n        paths.append(os.readlink(f'/proc/self/fd/{fd}'))\n"
+        "print('FDS', len(paths), [p for p in paths if p.startswith(root + os.sep)\n"
+        "                          and p != here and not p.startswith(here + os.sep)])\n")
+    sandbox.run_cell(cell)
+    out = _text(cell)
+    assert "FDS " in out and " []" in out.split("FDS ")[1], out
+    if protections()["namespaces"]:
+        assert "LOCK FileNotFoundError" in out and f"ROOT {[os.path.basename(sandbox.dir)]!r}" in out, out
+    held = {pid: [p for p in _open_paths(pid) if p.endswith(LOCK_SUFFIX)] for pid in _descendants()}
+    assert len(held) >= 2 and not any(held.values()), held  # the kernel's processes, the zygote
+
+
+# A grader process of its own: a sandbox with one process in it (a sleep, confined as a kernel
+# is), then it waits for its input to close, kills that process and exits.
+_OWNER = (
+    "import subprocess, sys\n"
+    "from grader.sandbox import SandboxKernelManager, kernel_env\n"
+    "km = SandboxKernelManager()\n"
+    "km.prepare_dir(fonts=False)\n"
+    f"subprocess.Popen(km.sandboxed([{shutil.which('sleep')!r}, '60']), env=kernel_env(km.sandbox_dir),\n"
+    "                 cwd=km.sandbox_dir)\n"
+    "print(km.sandbox_dir, flush=True)\n"
+    "sys.stdin.read()\n"
+    "km.kill_all()\n")
+
+
+def _wait_for(condition, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def _sandbox_owner(kernel_processes) -> tuple:
+    """(owner process, its sandbox folder, the folder's pids cgroup or ""), once the sandbox's process
+    runs its program (and so dies with the owner)."""
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    folder = owner.stdout.readline().strip()
+    assert folder, "the owner made no sandbox"
+    root = protections()["pids_cgroup"]
+    cgroup = os.path.join(root, CGROUP_PREFIX + os.path.basename(folder)) if root else ""
+    _wait_for(lambda: _sleeping_in(folder, kernel_processes), "the sandbox's process never started")
+    return owner, folder, cgroup
+
+
+def _sleeping_in(folder: str, kernel_processes) -> list:
+    """The processes that run ``sleep`` in ``folder``."""
+    found = []
+    for pid in kernel_processes():
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/cwd") == folder and _cmdline(str(pid)).startswith(shutil.which("sleep")):
+                found.append(pid)
+    return found
+
+
+def _traces(folder: str, cgroup: str) -> list:
+    """What exists of a sandbox: its folder, its lock, its cgroup."""
+    return [p for p in (folder, folder + LOCK_SUFFIX, cgroup) if p and os.path.lexists(p)]
+
+
+def _cgroup_is_empty(cgroup: str) -> bool:
+    with open(os.path.join(cgroup, "cgroup.procs")) as fh:
+        return not fh.read().strip()
+
+
+def test_a_killed_graders_sandbox_is_swept_once_no_process_is_left_in_it(kernel_processes):
+    owner, folder, cgroup = _sandbox_owner(kernel_processes)
+    with owner:
+        assert len(_traces(folder, cgroup)) == (3 if cgroup else 2)
+        owner.kill()  # SIGKILL: no clean-up of its own
+    _wait_for(lambda: not _sleeping_in(folder, kernel_processes), "the sandbox's process outlived its grader")
+    if cgroup:  # a process still in its cgroup: the sandbox stays, whole
+        with subprocess.Popen([shutil.which("sleep"), "30"]) as stray:
+            with open(os.path.join(cgroup, "cgroup.procs"), "w") as fh:
+                fh.write(str(stray.pid))
+            sweep_sandboxes()
+            assert len(_traces(folder, cgroup)) == 3
+            stray.kill()
+        _wait_for(lambda: _cgroup_is_empty(cgroup), "the stray process never left")
+    sweep_sandboxes()
+    assert _traces(folder, cgroup) == []
+
+
+def test_a_live_graders_sandbox_is_left_and_its_own_exit_removes_it(kernel_processes):
+    owner, folder, cgroup = _sandbox_owner(kernel_processes)
+    with owner:
+        assert folder not in sweep_sandboxes()
+        assert len(_traces(folder, cgroup)) == (3 if cgroup else 2)
+    assert owner.returncode == 0  # its input closed: it killed its process and exited
+    assert _traces(folder, cgroup) == []
 
 
 def test_figures_show_inline_without_the_magic(sandbox):
