@@ -179,15 +179,25 @@ def test_a_kernel_can_neither_see_nor_open_its_sandboxs_lock_nor_hold_any_sandbo
     assert len(held) >= 2 and not any(held.values()), held  # the kernel's processes, the zygote
 
 
-# A grader process of its own: a sandbox with one process in it (a sleep, confined as a kernel
-# is), then it waits for its input to close, kills that process and exits.
-_OWNER = (
+_SLEEP = shutil.which("sleep")
+_DAEMON = f"import subprocess\nsubprocess.Popen([{_SLEEP!r}, '60'])"
+# Grader processes of their own, each with a sandbox in which a sleep runs; they print the sandbox's
+# folder, then wait for their input to close. One has a kernel (forked from its zygote) start the
+# sleep as a daemon; the other runs the sleep itself, confined as a kernel is, and kills it at the end.
+_KERNEL_OWNER = (
+    "import sys, nbformat\n"
+    "from grader.sandbox import Limits\n"
+    "from grader.trusted import Sandbox\n"
+    "with Sandbox(nbformat.v4.new_notebook(), Limits(cell_timeout=20), []) as box:\n"
+    f"    box.run_cell(nbformat.v4.new_code_cell({_DAEMON!r}))\n"
+    "    print(box.dir, flush=True)\n"
+    "    sys.stdin.read()\n")
+_SLEEP_OWNER = (
     "import subprocess, sys\n"
     "from grader.sandbox import SandboxKernelManager, kernel_env\n"
     "km = SandboxKernelManager()\n"
     "km.prepare_dir(fonts=False)\n"
-    f"subprocess.Popen(km.sandboxed([{shutil.which('sleep')!r}, '60']), env=kernel_env(km.sandbox_dir),\n"
-    "                 cwd=km.sandbox_dir)\n"
+    f"subprocess.Popen(km.sandboxed([{_SLEEP!r}, '60']), env=kernel_env(km.sandbox_dir), cwd=km.sandbox_dir)\n"
     "print(km.sandbox_dir, flush=True)\n"
     "sys.stdin.read()\n"
     "km.kill_all()\n")
@@ -200,17 +210,21 @@ def _wait_for(condition, what: str, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def _sandbox_owner(kernel_processes) -> tuple:
-    """(owner process, its sandbox folder, the folder's pids cgroup or ""), once the sandbox's process
-    runs its program (and so dies with the owner)."""
-    owner = subprocess.Popen([sys.executable, "-c", _OWNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+def _sandbox_owner(program: str, kernel_processes) -> tuple:
+    """(owner process, its sandbox folder, the folder's pids cgroup or ""), once the sleep in the
+    sandbox runs (and so dies with the owner)."""
+    owner = subprocess.Popen([sys.executable, "-c", program], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    folder = owner.stdout.readline().strip()
-    assert folder, "the owner made no sandbox"
+    try:
+        folder = owner.stdout.readline().strip()
+        assert folder, "the owner made no sandbox"
+        _wait_for(lambda: _sleeping_in(folder, kernel_processes), "the sandbox's process never started")
+    except BaseException:
+        with owner:
+            owner.kill()
+        raise
     root = protections()["pids_cgroup"]
-    cgroup = os.path.join(root, CGROUP_PREFIX + os.path.basename(folder)) if root else ""
-    _wait_for(lambda: _sleeping_in(folder, kernel_processes), "the sandbox's process never started")
-    return owner, folder, cgroup
+    return owner, folder, os.path.join(root, CGROUP_PREFIX + os.path.basename(folder)) if root else ""
 
 
 def _sleeping_in(folder: str, kernel_processes) -> list:
@@ -218,7 +232,7 @@ def _sleeping_in(folder: str, kernel_processes) -> list:
     found = []
     for pid in kernel_processes():
         with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{pid}/cwd") == folder and _cmdline(str(pid)).startswith(shutil.which("sleep")):
+            if os.readlink(f"/proc/{pid}/cwd") == folder and _cmdline(str(pid)).startswith(_SLEEP):
                 found.append(pid)
     return found
 
@@ -234,13 +248,13 @@ def _cgroup_is_empty(cgroup: str) -> bool:
 
 
 def test_a_killed_graders_sandbox_is_swept_once_no_process_is_left_in_it(kernel_processes):
-    owner, folder, cgroup = _sandbox_owner(kernel_processes)
+    owner, folder, cgroup = _sandbox_owner(_KERNEL_OWNER, kernel_processes)
     with owner:
         assert len(_traces(folder, cgroup)) == (3 if cgroup else 2)
         owner.kill()  # SIGKILL: no clean-up of its own
     _wait_for(lambda: not _sleeping_in(folder, kernel_processes), "the sandbox's process outlived its grader")
     if cgroup:  # a process still in its cgroup: the sandbox stays, whole
-        with subprocess.Popen([shutil.which("sleep"), "30"]) as stray:
+        with subprocess.Popen([_SLEEP, "30"]) as stray:
             with open(os.path.join(cgroup, "cgroup.procs"), "w") as fh:
                 fh.write(str(stray.pid))
             sweep_sandboxes()
@@ -252,7 +266,7 @@ def test_a_killed_graders_sandbox_is_swept_once_no_process_is_left_in_it(kernel_
 
 
 def test_a_live_graders_sandbox_is_left_and_its_own_exit_removes_it(kernel_processes):
-    owner, folder, cgroup = _sandbox_owner(kernel_processes)
+    owner, folder, cgroup = _sandbox_owner(_SLEEP_OWNER, kernel_processes)
     with owner:
         assert folder not in sweep_sandboxes()
         assert len(_traces(folder, cgroup)) == (3 if cgroup else 2)
