@@ -53,7 +53,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Float, Integer, List, Unicode
 
 from . import _harness
-from .sandbox import Limits, SandboxKernelManager, new_sandbox_dir
+from .sandbox import Limits, SandboxKernelManager, new_sandbox_dir, remove_sandbox_dir
 
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 HIDDEN_FAILED = "A hidden test failed"
@@ -233,7 +233,7 @@ class Sandbox:
                     socket.close(linger=0)
         finally:
             self.km.kill_all()
-            shutil.rmtree(self.dir, ignore_errors=True)
+            remove_sandbox_dir(self.dir)
 
     def stop(self, reason: str) -> None:
         if not self.stopped:
