@@ -28,8 +28,8 @@ epsilon 1e-8; L2Regularization 1e-4 with biases exempt (BiasL2Factor 0);
 GradientThreshold Inf ('l2norm'); MaxEpochs 30; MiniBatchSize 128 (all the
 sequences when there are fewer); Shuffle 'once'; the last partial mini-batch
 discarded; half-MSE regression loss;
-SequenceLength 'longest' with right zero-padding, the network running over
-the padding as MATLAB's does. Training runs in ``lstm_ref.training.fit`` with
+SequenceLength 'longest' with zero-padding on the right ('SequencePaddingDirection',
+'left' pads before), the network running over the padding as MATLAB's does. Training runs in ``lstm_ref.training.fit`` with
 ``lstm_ref.presets.preset("matlab", ...)``; the layers are ``lstm_ref.layers``.
 
 Data layouts (MATLAB's, not lstm_ref's batch-first arrays):
@@ -468,7 +468,7 @@ _COMMON_OPTIONS: Spec = {
     "LearnRateDropFactor": (0.1, _nonnegative),
     "LearnRateDropPeriod": (10, _positive_int),
     "SequenceLength": ("longest", _choice("longest")),
-    "SequencePaddingDirection": ("right", _choice("right")),
+    "SequencePaddingDirection": ("right", _choice("right", "left")),
     "SequencePaddingValue": (0, _zero),
     "Verbose": (True, _logical),
     "VerboseFrequency": (50, _positive_int),
@@ -536,7 +536,7 @@ def trainingOptions(solverName: str, *args: object, **kwargs: object) -> Trainin
     'GradientThresholdMethod' ('l2norm' | 'global-l2norm' | 'absolute-value'),
     'LearnRateSchedule' ('none' | 'piecewise': the rate times
     'LearnRateDropFactor' (0.1) every 'LearnRateDropPeriod' (10) epochs),
-    'SequenceLength' ('longest'), 'SequencePaddingDirection' ('right'),
+    'SequenceLength' ('longest'), 'SequencePaddingDirection' ('right' | 'left'),
     'SequencePaddingValue' (0), 'Verbose' (true), 'VerboseFrequency' (50),
     'ValidationData' ({XVal, YVal} as a tuple), 'ValidationFrequency' (50),
     'Plots' ('none' | 'training-progress': a matplotlib figure after training),
@@ -1046,7 +1046,7 @@ def trainNetwork(X: object, Y: object, layers: Sequence[Layer], options: Trainin
     if options.ValidationData is not None:
         val_x, val_y, _ = _prepare(*options.ValidationData, arch, "validation data", classes)
         def validate() -> dict[str, float]:
-            y_pred = training.predict(model, val_x, batch_size=batch)
+            y_pred = training.predict(model, val_x, batch_size=batch, padding=options.SequencePaddingDirection)
             y_pred_t = torch.as_tensor(np.asarray(y_pred))
             y_t = torch.as_tensor(val_y, dtype=y_pred_t.dtype)
             return {"loss": float(training.get_loss(loss)(y_pred_t, y_t)),
@@ -1058,7 +1058,7 @@ def trainNetwork(X: object, Y: object, layers: Sequence[Layer], options: Trainin
         "matlab", loss=loss, epochs=options.MaxEpochs, batch_size=batch, shuffle=options.Shuffle,
         l2=options.L2Regularization, gradient_threshold=options.GradientThreshold,
         gradient_threshold_method=options.GradientThresholdMethod, learning_rate=options.InitialLearnRate,
-        dtype="float64" if dtype == torch.float64 else "float32",
+        dtype="float64" if dtype == torch.float64 else "float32", padding=options.SequencePaddingDirection,
         **{field: getattr(options, name)
            for name, field in (_RMSPROP_FIELDS if options.SolverName == "rmsprop" else _SOLVER_FIELDS).items()
            if getattr(options, name) is not None},
@@ -1097,7 +1097,7 @@ def _plot_progress(info: TrainingInfo, metric: str) -> None:
 _PREDICT_OPTIONS: Spec = {
     "MiniBatchSize": (128, _positive_int),
     "SequenceLength": ("longest", _choice("longest")),
-    "SequencePaddingDirection": ("right", _choice("right")),
+    "SequencePaddingDirection": ("right", _choice("right", "left")),
     "SequencePaddingValue": (0, _zero),
     "ExecutionEnvironment": ("auto", _choice("auto", "cpu", "gpu")),
 }
@@ -1106,8 +1106,10 @@ _PREDICT_OPTIONS: Spec = {
 def predict(net: SeriesNetwork, X: object, *args: object, **kwargs: object) -> np.ndarray | list[np.ndarray]:
     """The network's responses (regression) or class scores (classification) for MATLAB-layout X.
 
-    Options: 'MiniBatchSize' (128; sequences are padded right to the longest of
-    each mini-batch, which changes 'last' outputs as in MATLAB), 'SequenceLength'
+    Options: 'MiniBatchSize' (128; sequences are padded with zeros to the longest
+    of each mini-batch, which changes their outputs as in MATLAB),
+    'SequencePaddingDirection' ('right', or 'left': the zeros first, so that a
+    'last' output is each sequence's own last step), 'SequenceLength'
     ('longest'), 'ExecutionEnvironment'.
     Returns an N-by-R (or N-by-K scores) array for OutputMode 'last'; for
     OutputMode 'sequence' a list of R-by-S arrays, or one R-by-S array when X
@@ -1197,7 +1199,7 @@ def _predict(func: str, net: SeriesNetwork, X: object, args, kwargs, update: boo
         return xb
 
     out = training.predict(net.module, sequences, batch_size=o["MiniBatchSize"],
-                           call=call if recurrent else None)
+                           padding=o["SequencePaddingDirection"], call=call if recurrent else None)
     if net._arch.mode == "last":
         responses = np.asarray(out, dtype=np.float64)
     else:

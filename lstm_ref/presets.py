@@ -29,6 +29,7 @@ CLIP_METHODS = ("l2norm", "global-l2norm", "absolute-value")
 LOSSES = ("mse", "half_mse", "mae", "crossentropy", "binary_crossentropy")
 HARD_SIGMOIDS = ("keras", "matlab")
 INIT_SCHEMES = ("keras", "matlab", "pytorch")
+PADDINGS = ("right", "left")
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,11 @@ class Preset:
             as in the seed).
         dtype: "float32" (Keras floatx, MATLAB single, torch default) or
             "float64".
+        padding: where variable-length sequences are padded with zeros to
+            the longest of their mini-batch: "right" (MATLAB's default
+            SequencePaddingDirection; the network reads the sequence, then
+            the zeros) or "left" (the zeros first, so that the last time
+            step is the sequence's own: MATLAB's advice for OutputMode 'last').
     """
 
     name: str
@@ -120,6 +126,7 @@ class Preset:
     beta_1: float = 0.9
     beta_2: float = 0.999
     dtype: str = "float32"
+    padding: str = "right"
 
     def __post_init__(self) -> None:
         for field, choices in (
@@ -133,6 +140,7 @@ class Preset:
                                 "recurrent-bias-after-multiplication")),
             ("dtype", ("float32", "float64")),
             ("momentum_form", ("velocity", "buffer")),
+            ("padding", PADDINGS),
         ):
             if getattr(self, field) not in choices:
                 raise ValueError(

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lstm_ref.presets import Preset, preset as make_preset
+from lstm_ref.presets import PADDINGS, Preset, preset as make_preset
 
 Tensor = torch.Tensor
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -361,14 +361,17 @@ def n_batches(n: int, batch_size: int, drop_last: bool) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
-def pad_sequences(sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Pad variable-length sequences right with zeros.
+def pad_sequences(sequences: Sequence[np.ndarray], padding: str = "right") -> tuple[np.ndarray, np.ndarray]:
+    """Pad variable-length sequences with zeros, after them ("right") or before them ("left").
 
     Args:
         sequences: N arrays of shape (T_n, D) (or (T_n,) for D = 1).
+        padding: "right" or "left".
     Returns:
         x: (N, T_max, D) padded; lengths: (N,) the T_n.
     """
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
     arrays = [np.asarray(s, dtype=float) for s in sequences]
     arrays = [a[:, None] if a.ndim == 1 else a for a in arrays]
     if not arrays or any(a.ndim != 2 or a.shape[0] == 0 for a in arrays):
@@ -379,26 +382,34 @@ def pad_sequences(sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarr
     lengths = np.array([a.shape[0] for a in arrays])
     x = np.zeros((len(arrays), lengths.max(), dims.pop()))  # (N, T_max, D)
     for n, a in enumerate(arrays):
-        x[n, : len(a)] = a
+        x[n, _steps(len(a), x.shape[1], padding)] = a
     return x, lengths
+
+
+def _steps(length: int, padded: int, padding: str) -> slice:
+    """The time steps of a sequence of ``length`` in a padded one of ``padded`` steps."""
+    return slice(0, length) if padding == "right" else slice(padded - length, padded)
 
 
 @dataclass
 class Data:
     """A data set on the device: inputs, targets (None for prediction), lengths.
 
-    ``lengths`` is set when x holds variable-length sequences padded right.
+    ``lengths`` is set when x holds variable-length sequences, padded on
+    the side ``padding`` names.
     """
 
     x: Tensor  # (N, T, D) float, or (N, T) integer token ids
     y: Tensor | None  # (N, ...)
     lengths: np.ndarray | None  # (N,)
+    padding: str = "right"
 
     def batches(self, order: np.ndarray, batch_size: int, drop_last: bool
                 ) -> Iterator[tuple[Tensor, Tensor | None]]:
         """Mini-batches in ``order``: one gather per epoch, then slices (views).
 
-        Padded sequences are cropped to the longest in each mini-batch.
+        Padded sequences are cropped to the longest in each mini-batch (its
+        last steps, when padded left).
         """
         index = torch.from_numpy(order).to(self.x.device)
         x = self.x.index_select(0, index)  # (N, T, D) in this epoch's order
@@ -408,7 +419,7 @@ class Data:
             rows = slice(k * batch_size, (k + 1) * batch_size)
             xb = x[rows]  # (B, T, D): a view
             if lengths is not None:
-                xb = xb[:, : int(lengths[rows].max())]
+                xb = xb[:, _steps(int(lengths[rows].max()), xb.shape[1], self.padding)]
             yield xb, (None if y is None else y[rows])
 
 
@@ -423,22 +434,23 @@ def _to_tensor(a: object, name: str, dtype: torch.dtype, device: torch.device, *
     return torch.as_tensor(arr, dtype=torch.long if integer and keep_integers else dtype, device=device)
 
 
-def prepare_data(x: object, y: object | None, dtype: torch.dtype, device: torch.device) -> Data:
-    """Arrays (or a list of variable-length sequences for x) onto the device.
+def prepare_data(x: object, y: object | None, dtype: torch.dtype, device: torch.device,
+                 padding: str = "right") -> Data:
+    """Arrays (or a list of variable-length sequences for x, padded as ``padding`` says) onto the device.
 
     Integer inputs stay integer (token ids for an Embedding); float inputs
     and all targets take ``dtype`` (class indices are cast back by the loss).
     """
     lengths = None
     if isinstance(x, (list, tuple)):
-        x, lengths = pad_sequences(x)
+        x, lengths = pad_sequences(x, padding)
     xt = _to_tensor(x, "x", dtype, device, keep_integers=True)
     if y is None:
-        return Data(xt, None, lengths)
+        return Data(xt, None, lengths, padding)
     yt = _to_tensor(y, "y", dtype, device, keep_integers=False)
     if xt.shape[0] != yt.shape[0]:
         raise ValueError(f"x and y must hold the same number of samples, got {xt.shape[0]} and {yt.shape[0]}")
-    return Data(xt, yt, lengths)
+    return Data(xt, yt, lengths, padding)
 
 
 # ------------------------------------------------------------------ the loop
@@ -585,8 +597,8 @@ def fit(
     params, factors = _param_factors(model, config, l2_factors)
     if not params:
         raise ValueError("model has no trainable parameters")
-    data = prepare_data(x, y, params[0].dtype, params[0].device)
-    val = (prepare_data(*validation_data, params[0].dtype, params[0].device)
+    data = prepare_data(x, y, params[0].dtype, params[0].device, config.padding)
+    val = (prepare_data(*validation_data, params[0].dtype, params[0].device, config.padding)
            if validation_data is not None else None)
     n = data.x.shape[0]
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -664,11 +676,12 @@ def _train_step(model: torch.nn.Module, xb: Tensor, yb: Tensor, loss_fn: LossFn,
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, x: object, *, batch_size: int = 32,
+def predict(model: torch.nn.Module, x: object, *, batch_size: int = 32, padding: str = "right",
             call: Callable[[Tensor, slice], Tensor] | None = None) -> np.ndarray | list[np.ndarray]:
     """The model's outputs for x in eval mode (dropout off), mini-batch by mini-batch.
 
-    ``call(xb, rows)``, where given, runs the model on the mini-batch xb of
+    Variable-length sequences are padded as ``padding`` says ("right" or
+    "left"). ``call(xb, rows)``, where given, runs the model on the mini-batch xb of
     the observations ``rows`` (a stateful front end reads and writes their
     states there); by default ``model(xb)``.
 
@@ -677,12 +690,12 @@ def predict(model: torch.nn.Module, x: object, *, batch_size: int = 32,
     sequence's length.
     """
     param = next(model.parameters())
-    data = prepare_data(x, None, param.dtype, param.device)
+    data = prepare_data(x, None, param.dtype, param.device, padding)
     model.eval()
     batches = data.batches(np.arange(data.x.shape[0]), batch_size, drop_last=False)
     outs = [(model(xb) if call is None else call(xb, slice(k * batch_size, k * batch_size + len(xb)))).cpu().numpy()
             for k, (xb, _) in enumerate(batches)]
     if data.lengths is not None and outs[0].ndim == 3:  # (N_b, T_b, R) with T_b varying
         sequences = (seq for out in outs for seq in out)
-        return [seq[:length] for seq, length in zip(sequences, data.lengths)]
+        return [seq[_steps(length, len(seq), padding)] for seq, length in zip(sequences, data.lengths)]
     return np.concatenate(outs, axis=0)

@@ -446,3 +446,23 @@ def test_training_progress_plot_draws_loss_and_rmse_per_iteration():
     np.testing.assert_array_equal(rmse_axis.lines[0].get_ydata(), info.TrainingRMSE)
     np.testing.assert_array_equal(loss_axis.lines[0].get_ydata(), info.TrainingLoss)
     plt.close(fig)
+
+
+def test_left_padding_reads_the_zeros_first_in_training_and_prediction():
+    """'SequencePaddingDirection','left' is zero columns before each shorter sequence, in
+    trainNetwork's mini-batches and in predict's."""
+    rng = np.random.default_rng(11)
+    X = [rng.standard_normal((2, S)) for S in (3, 6, 4, 6, 2)]
+    by_hand = [np.hstack([np.zeros((2, 6 - x.shape[1])), x]) for x in X]  # all 2-by-6
+    y = rng.standard_normal((5, 1))
+    layers = [m.sequenceInputLayer(2), m.lstmLayer(3, "OutputMode", "last"), m.fullyConnectedLayer(1),
+              m.regressionLayer()]
+    options = ("adam", "MaxEpochs", 2, "MiniBatchSize", 5, "Shuffle", "never")
+    left, _ = _train(X, y, layers, *options, "SequencePaddingDirection", "left")
+    padded, _ = _train(by_hand, y, layers, *options)
+    for a, b in zip(left.Layers, padded.Layers):
+        if isinstance(a, m.LSTMLayer):
+            np.testing.assert_allclose(a.RecurrentWeights, b.RecurrentWeights, rtol=RTOL, atol=ATOL)
+    predicted = m.predict(left, X, "SequencePaddingDirection", "left")
+    np.testing.assert_allclose(predicted, m.predict(left, by_hand), rtol=RTOL, atol=ATOL)
+    assert not np.allclose(predicted, m.predict(left, X))  # right padding reads the zeros last

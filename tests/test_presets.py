@@ -31,6 +31,7 @@ PARITY = {
     "momentum_form": {"matlab": "velocity", "keras": "velocity", "pytorch": "buffer"},
     "rho": {"keras": 0.9, "pytorch": 0.99},  # keras RMSprop rho, torch RMSprop alpha
     "dtype": {"matlab": "float32", "keras": "float32", "pytorch": "float32"},
+    "padding": {"matlab": "right"},  # SequencePaddingDirection
 }
 
 

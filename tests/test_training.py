@@ -283,6 +283,27 @@ def test_variable_length_sequences_are_padded_right_to_the_longest_in_each_batch
         training.pad_sequences([np.ones((2, 1)), np.ones((2, 2))])
 
 
+def test_left_padding_puts_the_zeros_first_and_crops_each_batch_to_its_last_steps():
+    x, lengths = training.pad_sequences([np.ones((2, 1)), np.ones((4, 1))], "left")
+    np.testing.assert_array_equal(x[:, :, 0], [[0, 0, 1, 1], [1, 1, 1, 1]])
+    seen = []
+
+    class Recorder(IndexTarget):
+        def forward(self, x):
+            seen.append(x[:, :, 0].detach().numpy().copy())
+            return super().forward(x)
+
+    sequences = [np.arange(1.0, t + 1)[:, None] for t in (2, 5, 3, 1)]
+    training.fit(Recorder(), sequences, np.zeros((4, 1)), config=preset("matlab", shuffle="never", padding="left"),
+                 epochs=1, batch_size=2, verbose=0)
+    np.testing.assert_array_equal(seen[0], [[0, 0, 0, 1, 2], [1, 2, 3, 4, 5]])
+    np.testing.assert_array_equal(seen[1], [[1, 2, 3], [0, 0, 1]])
+    with pytest.raises(ValueError, match=r"padding must be one of \('right', 'left'\), got 'both'"):
+        training.pad_sequences(sequences, "both")
+    with pytest.raises(ValueError, match="padding must be one of"):
+        preset("matlab", padding="center")
+
+
 def test_predict_returns_each_sequence_at_its_own_length():
     class PerStep(torch.nn.Module):
         def __init__(self):
@@ -293,10 +314,11 @@ def test_predict_returns_each_sequence_at_its_own_length():
             return self.scale * x  # (N, T, 1): one output per step
 
     sequences = [np.arange(1.0, t + 1)[:, None] for t in (3, 1, 4)]
-    out = training.predict(PerStep(), sequences, batch_size=2)
-    assert [o.shape for o in out] == [(3, 1), (1, 1), (4, 1)]
-    for o, s in zip(out, sequences):
-        np.testing.assert_array_equal(o, 2 * s)
+    for padding in ("right", "left"):
+        out = training.predict(PerStep(), sequences, batch_size=2, padding=padding)
+        assert [o.shape for o in out] == [(3, 1), (1, 1), (4, 1)]
+        for o, s in zip(out, sequences):
+            np.testing.assert_array_equal(o, 2 * s)
 
 
 def test_fit_is_reproducible_with_dropout_and_shuffling():
