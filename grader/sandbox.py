@@ -55,6 +55,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -86,7 +87,7 @@ NOBODY = 65534
 NAMESPACE_FLAGS = ["--fork", "--pid", "--mount-proc", "--mount", "--net", "--kill-child"]
 # Names a kernel can see (its folder, its cgroup): a Jupyter kernel's, nothing about grading.
 SANDBOXES, CGROUP_PREFIX = "jupyter-kernels", "kernel-"
-# The lock of the sandbox <SANDBOXES>/<name> is <SANDBOXES>/<name><LOCK_SUFFIX>, out of its kernel's sight.
+# The lock of the sandbox <sandboxes_path()>/<name> is <name><LOCK_SUFFIX> beside it, out of its kernel's sight.
 LOCK_SUFFIX = ".lock"
 _SANDBOX_NAME = re.compile(r"[0-9a-f]{12}")  # uuid4().hex[:12], as new_sandbox_dir names them
 # Only these variables reach a student's kernel; nothing hints at grading.
@@ -338,10 +339,22 @@ def _kept_paths(sandbox_dir: str) -> list:
     return kept
 
 
+def sandboxes_path() -> str:
+    """The folder of this user's sandboxes and their locks, ``<tmp>/jupyter-kernels-<uid>``:
+    one per user, so that instructors sharing a machine never need each other's folder."""
+    return os.path.join(tempfile.gettempdir(), f"{SANDBOXES}-{os.getuid()}")
+
+
 def _sandboxes_root() -> str:
-    """The folder holding every sandbox and its lock (masked in every kernel)."""
-    root = os.path.join(tempfile.gettempdir(), SANDBOXES)
+    """:func:`sandboxes_path`, made on first use (masked in every kernel); refused unless this
+    user owns it and no one else may write to it (another user could have made it first)."""
+    root = sandboxes_path()
     os.makedirs(root, mode=0o711, exist_ok=True)
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise PermissionError(f"{root} holds the kernels' sandboxes, so it must be a folder of this user "
+                              f"(uid {os.getuid()}) that no one else may write to; it is owned by uid "
+                              f"{st.st_uid} with mode {stat.filemode(st.st_mode)}: remove it")
     return root
 
 
@@ -397,7 +410,7 @@ def sweep_sandboxes() -> list:
     maybe still in use) are left alone. Never raises: a failed sweep leaves
     only the leftovers it could not remove.
     """
-    root = os.path.join(tempfile.gettempdir(), SANDBOXES)
+    root = sandboxes_path()
     try:
         names = os.listdir(root)
     except OSError:

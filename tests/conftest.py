@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before any keras import
 
@@ -102,9 +101,9 @@ def rng() -> np.random.Generator:
 def kernel_processes():
     """A function listing the processes working now in a kernel's sandbox folder (their cwd):
     kernels and what they started. The sandboxes' own root is the grader's."""
-    from grader.sandbox import SANDBOXES
+    from grader.sandbox import sandboxes_path
 
-    root = os.path.join(tempfile.gettempdir(), SANDBOXES) + os.sep
+    root = sandboxes_path() + os.sep
 
     def running() -> list:
         found = []

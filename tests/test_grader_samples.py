@@ -7,12 +7,11 @@ against ``samples/gates_expected.json``.
 import hashlib
 import os
 import shutil
-import tempfile
 
 import pytest
 
 from grader.course import Course
-from grader.sandbox import CGROUP_PREFIX, SANDBOXES, Limits, protections
+from grader.sandbox import CGROUP_PREFIX, Limits, protections, sandboxes_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(REPO, "samples")
@@ -33,7 +32,7 @@ def _sandbox_traces() -> set:
     """The grader's pids cgroups and sandbox folders that exist now."""
     cgroup = protections()["pids_cgroup"]
     traces = {os.path.join(cgroup, d) for d in os.listdir(cgroup) if d.startswith(CGROUP_PREFIX)} if cgroup else set()
-    sandboxes = os.path.join(tempfile.gettempdir(), SANDBOXES)
+    sandboxes = sandboxes_path()
     if os.path.isdir(sandboxes):
         traces |= {os.path.join(sandboxes, d) for d in os.listdir(sandboxes)}
     return traces

@@ -6,14 +6,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import nbformat
 import numpy as np
 import pytest
 
-from grader.sandbox import (CGROUP_PREFIX, LOCK_SUFFIX, Limits, describe_protections, protections, sweep_sandboxes,
-                            zygote)
+from grader.sandbox import (CGROUP_PREFIX, LOCK_SUFFIX, Limits, describe_protections, new_sandbox_dir, protections,
+                            remove_sandbox_dir, sandboxes_path, sweep_sandboxes, zygote)
 from grader.trusted import (HIDDEN_FAILED, Remote, Sandbox, TrustedNamespace, copy_data_files, run_trusted_cell,
                             split_hidden)
 
@@ -410,3 +411,23 @@ def test_only_data_files_reach_the_sandbox(tmp_path):
         (src / name).write_text("x")
     assert sorted(copy_data_files(str(src), str(dest))) == ["data/series.csv", "notes.txt"]
     assert sorted(p.name for p in dest.rglob("*") if p.is_file()) == ["notes.txt", "series.csv"]
+
+
+def test_each_user_has_a_sandboxes_folder_no_one_else_can_write(tmp_path, monkeypatch):
+    """The sandboxes live in <tmp>/jupyter-kernels-<uid>; one that another user made first, or
+    that others may write to, is refused with the reason instead of used."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    root = sandboxes_path()
+    assert root == str(tmp_path / f"jupyter-kernels-{os.getuid()}")
+    folder = new_sandbox_dir()
+    assert os.path.dirname(folder) == root and oct(os.stat(root).st_mode & 0o777) == "0o711"
+    remove_sandbox_dir(folder)
+    os.chmod(root, 0o777)
+    with pytest.raises(PermissionError, match=r"no one else may write to; it is owned by uid \d+ with mode "
+                                              r"drwxrwxrwx: remove it"):
+        new_sandbox_dir()
+    if os.geteuid() == 0:  # only root can give the folder away
+        os.chmod(root, 0o711)
+        os.chown(root, 65534, 65534)
+        with pytest.raises(PermissionError, match="it is owned by uid 65534"):
+            new_sandbox_dir()
