@@ -185,9 +185,15 @@ class Layer:
 
 @dataclass
 class SequenceInputLayer(Layer):
+    """Statistics of the input normalization: C-by-1, given or computed by trainNetwork."""
+
     InputSize: int
     MinLength: int = 1
     Normalization: str = "none"
+    Mean: np.ndarray | None = None
+    StandardDeviation: np.ndarray | None = None
+    Min: np.ndarray | None = None
+    Max: np.ndarray | None = None
 
     kind = "Sequence Input"
 
@@ -300,15 +306,80 @@ class ClassificationOutputLayer(Layer):
 
 
 def sequenceInputLayer(inputSize: int, *args: object, **kwargs: object) -> SequenceInputLayer:
-    """A sequence input layer of ``inputSize`` channels (C).
+    """A sequence input layer of ``inputSize`` channels (C), normalizing every time step::
 
-    Options: 'Name', 'MinLength' (1), 'Normalization' ('none' only).
+        'zerocenter'          x - Mean
+        'zscore'              (x - Mean) ./ StandardDeviation
+        'rescale-symmetric'   2 (x - Min) ./ (Max - Min) - 1
+        'rescale-zero-one'    (x - Min) ./ (Max - Min)
+
+    Options: 'Name', 'MinLength' (1), 'Normalization' ('none' or the above),
+    and its statistics 'Mean', 'StandardDeviation', 'Min', 'Max' (C-by-1).
+    trainNetwork computes them per channel over every time step of the
+    training sequences (before padding; the standard deviation divides by
+    the number of values, *unverified* against MATLAB) unless they are given
+    and 'ResetInputNormalization' is false. The layer normalizes padded
+    steps too, as it sees them.
     """
     size = _positive_int("inputSize", inputSize)
     o = _parse("sequenceInputLayer", args, kwargs, {
-        "Name": ("", _text), "MinLength": (1, _positive_int), "Normalization": ("none", _choice("none")),
+        "Name": ("", _text), "MinLength": (1, _positive_int),
+        "Normalization": ("none", _choice("none", *_NORMALIZATIONS)),
+        **{stat: (None, _matrix) for stat in ("Mean", "StandardDeviation", "Min", "Max")},
     })
+    for stat in ("Mean", "StandardDeviation", "Min", "Max"):
+        if o[stat] is not None and o[stat].shape != (size, 1):
+            raise ValueError(f"sequenceInputLayer: '{stat}' must be {size}-by-1, got {_size(o[stat].shape)}")
     return SequenceInputLayer(InputSize=size, **o)
+
+
+# The statistics each normalization needs.
+_NORMALIZATIONS = {"zerocenter": ("Mean",), "zscore": ("Mean", "StandardDeviation"),
+                   "rescale-symmetric": ("Min", "Max"), "rescale-zero-one": ("Min", "Max")}
+
+
+class _Normalize(nn.Module):
+    """sequenceInputLayer's normalization, (x - shift) / divisor per channel (no parameters)."""
+
+    def __init__(self, layer: SequenceInputLayer, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.kind, self.dtype = layer.Normalization, dtype
+        self.stats: dict[str, np.ndarray] = {}
+        C = layer.InputSize
+        self.register_buffer("shift", torch.zeros(C, dtype=dtype))
+        self.register_buffer("divisor", torch.ones(C, dtype=dtype))
+        given = {stat: getattr(layer, stat) for stat in _NORMALIZATIONS[self.kind]}
+        if all(v is not None for v in given.values()):
+            self.set({k: v[:, 0] for k, v in given.items()})
+
+    def set(self, stats: dict[str, np.ndarray]) -> None:
+        """Use ``stats`` (each (C,)) from now on."""
+        if self.kind == "zerocenter":
+            shift, divisor = stats["Mean"], np.ones_like(stats["Mean"])
+        elif self.kind == "zscore":
+            shift, divisor = stats["Mean"], stats["StandardDeviation"]
+        else:
+            low, span = stats["Min"], stats["Max"] - stats["Min"]
+            shift, divisor = (low + span / 2, span / 2) if self.kind == "rescale-symmetric" else (low, span)
+        if not np.all(divisor > 0):
+            channel = int(np.flatnonzero(~(divisor > 0))[0]) + 1
+            raise ValueError(f"sequenceInputLayer: input channel {channel} does not vary in the training data, "
+                             f"so '{self.kind}' normalization would divide by zero")
+        self.stats = stats
+        self.shift.copy_(torch.as_tensor(shift, dtype=self.dtype))
+        self.divisor.copy_(torch.as_tensor(divisor, dtype=self.dtype))
+
+    def fit(self, sequences: Sequence[np.ndarray]) -> None:
+        """Statistics per channel over every time step of ``sequences`` ((S_n, C) each)."""
+        values = np.concatenate(sequences)  # (sum of S_n, C)
+        stats = {"Mean": values.mean, "StandardDeviation": values.std, "Min": values.min, "Max": values.max}
+        self.set({k: stats[k](axis=0) for k in _NORMALIZATIONS[self.kind]})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.stats:
+            raise ValueError("sequenceInputLayer: the normalization statistics are not set; train the network "
+                             "or give them ('Mean', 'StandardDeviation', 'Min', 'Max')")
+        return (x - self.shift) / self.divisor  # (N, T, C)
 
 
 def _recurrent(func: str, cls: type, numHiddenUnits: int, args, kwargs, bias_inits, extra: Spec | None = None):
@@ -470,6 +541,7 @@ _COMMON_OPTIONS: Spec = {
     "SequenceLength": ("longest", _choice("longest")),
     "SequencePaddingDirection": ("right", _choice("right", "left")),
     "SequencePaddingValue": (0, _zero),
+    "ResetInputNormalization": (True, _logical),
     "Verbose": (True, _logical),
     "VerboseFrequency": (50, _positive_int),
     "ValidationData": (None, _anything),
@@ -515,6 +587,7 @@ class TrainingOptions:
     SequenceLength: str
     SequencePaddingDirection: str
     SequencePaddingValue: float
+    ResetInputNormalization: bool
     Verbose: bool
     VerboseFrequency: int
     ValidationData: object
@@ -537,7 +610,9 @@ def trainingOptions(solverName: str, *args: object, **kwargs: object) -> Trainin
     'LearnRateSchedule' ('none' | 'piecewise': the rate times
     'LearnRateDropFactor' (0.1) every 'LearnRateDropPeriod' (10) epochs),
     'SequenceLength' ('longest'), 'SequencePaddingDirection' ('right' | 'left'),
-    'SequencePaddingValue' (0), 'Verbose' (true), 'VerboseFrequency' (50),
+    'SequencePaddingValue' (0), 'ResetInputNormalization' (true: the input
+    layer's statistics come from the training data even where given),
+    'Verbose' (true), 'VerboseFrequency' (50),
     'ValidationData' ({XVal, YVal} as a tuple), 'ValidationFrequency' (50),
     'Plots' ('none' | 'training-progress': a matplotlib figure after training),
     'ExecutionEnvironment' ('auto' | 'cpu' | 'gpu').
@@ -803,6 +878,9 @@ def _build(layers: Sequence[Layer], rng: np.random.Generator,
     C = F = layers[0].InputSize
     mode = "sequence"
     modules, slots, factors = [], [], {}
+    normalize = None if layers[0].Normalization == "none" else _Normalize(layers[0], dtype)
+    if normalize is not None:
+        modules.append(normalize)
     for k, layer in enumerate(layers[1:-1], start=1):
         if isinstance(layer, (SequenceInputLayer, RegressionOutputLayer, ClassificationOutputLayer)):
             raise ValueError(f"Layer {k + 1} ({layer.kind}) may only come first (input) or last (output)")
@@ -834,7 +912,7 @@ def _build(layers: Sequence[Layer], rng: np.random.Generator,
     recurrent = [la for la in layers if isinstance(la, _RecurrentLayer)]
     first = (recurrent[0].function, recurrent[0].NumHiddenUnits) if recurrent else ("lstmLayer", "numHiddenUnits")
     advice = f"{first[0]}({first[1]}, 'OutputMode', 'last')"
-    return nn.Sequential(*modules), [None, *slots, None], factors, _Architecture(C, F, mode, task, advice)
+    return nn.Sequential(*modules), [normalize, *slots, None], factors, _Architecture(C, F, mode, task, advice)
 
 
 def _learnables(layer: Layer, module: nn.Module | None) -> dict[str, np.ndarray]:
@@ -845,6 +923,8 @@ def _learnables(layer: Layer, module: nn.Module | None) -> dict[str, np.ndarray]
     if isinstance(layer, FullyConnectedLayer):
         p = numpy(module)
         return {"Weights": p["W"].T.copy(), "Bias": p["b"][:, None].copy()}
+    if isinstance(module, _Normalize):
+        return {k: v[:, None].copy() for k, v in module.stats.items()}
     if isinstance(layer, _RecurrentLayer):
         parts = [module.forward_layer, module.backward_layer] if layer.directions == 2 else [module]
         mode = getattr(layer, "ResetGateMode", None)
@@ -1037,6 +1117,9 @@ def trainNetwork(X: object, Y: object, layers: Sequence[Layer], options: Trainin
     model, slots, factors, arch = _build(layers, rng, dtype)
     model.to(device)
     sequences, y, classes = _prepare(X, Y, arch, "training data", None)
+    normalize = slots[0]
+    if normalize is not None and (options.ResetInputNormalization or not normalize.stats):
+        normalize.fit(sequences)
     # Fewer sequences than 'MiniBatchSize' make one mini-batch of all of them, as in MATLAB, whose
     # chickenpox example trains its one sequence with the default MiniBatchSize of 128.
     n = len(sequences)

@@ -105,7 +105,7 @@ def test_name_value_pairs_are_case_insensitive_and_keywords_work():
         (lambda: m.gruLayer(4, "ResetGateMode", "recurrent-bias-after-multiplication", "Bias", np.zeros((12, 1))),
          ValueError, "'Bias' must be 24-by-1"),
         (lambda: m.dropoutLayer(1.0), ValueError, "probability"),
-        (lambda: m.sequenceInputLayer(1, "Normalization", "zscore"), ValueError, "'Normalization'"),
+        (lambda: m.sequenceInputLayer(1, "Normalization", "l2"), ValueError, "'Normalization'"),
     ],
 )
 def test_bad_arguments_get_matlab_like_errors(call, error, message):
@@ -466,3 +466,54 @@ def test_left_padding_reads_the_zeros_first_in_training_and_prediction():
     predicted = m.predict(left, X, "SequencePaddingDirection", "left")
     np.testing.assert_allclose(predicted, m.predict(left, by_hand), rtol=RTOL, atol=ATOL)
     assert not np.allclose(predicted, m.predict(left, X))  # right padding reads the zeros last
+
+
+NORMALIZED = {  # the normalization by hand, from per-channel statistics over every time step
+    "zerocenter": lambda x, v: x - v.mean(0)[:, None],
+    "zscore": lambda x, v: (x - v.mean(0)[:, None]) / v.std(0)[:, None],
+    "rescale-symmetric": lambda x, v: 2 * (x - v.min(0)[:, None]) / (v.max(0) - v.min(0))[:, None] - 1,
+    "rescale-zero-one": lambda x, v: (x - v.min(0)[:, None]) / (v.max(0) - v.min(0))[:, None],
+}
+
+
+@pytest.mark.parametrize("kind", NORMALIZED)
+def test_input_normalization_is_the_training_datas_statistics_applied_to_every_step(kind):
+    rng = np.random.default_rng(12)
+    X = [rng.standard_normal((2, 5)) * [[3.0], [0.5]] + [[10.0], [-2.0]] for _ in range(6)]
+    values = np.concatenate([x.T for x in X])  # every time step, (30, C)
+    y = rng.standard_normal((6, 1))
+
+    def layers(normalization):
+        return [m.sequenceInputLayer(2, "Normalization", normalization), m.lstmLayer(3, "OutputMode", "last"),
+                m.fullyConnectedLayer(1), m.regressionLayer()]
+
+    options = ("adam", "MaxEpochs", 2, "MiniBatchSize", 3, "Shuffle", "never")
+    net, _ = _train(X, y, layers(kind), *options)
+    by_hand, _ = _train([NORMALIZED[kind](x, values) for x in X], y, layers("none"), *options)
+    np.testing.assert_allclose(net.Layers[1].RecurrentWeights, by_hand.Layers[1].RecurrentWeights, rtol=1e-9)
+    np.testing.assert_allclose(m.predict(net, X), m.predict(by_hand, [NORMALIZED[kind](x, values) for x in X]),
+                               rtol=1e-9)
+    stats = {"Mean": values.mean(0), "StandardDeviation": values.std(0), "Min": values.min(0), "Max": values.max(0)}
+    used = {"zerocenter": ["Mean"], "zscore": ["Mean", "StandardDeviation"]}.get(kind, ["Min", "Max"])
+    for name, value in stats.items():
+        got = getattr(net.Layers[0], name)
+        if name in used:
+            np.testing.assert_allclose(got, value[:, None], rtol=1e-12)
+        else:
+            assert got is None, name
+
+
+def test_given_normalization_statistics_are_kept_only_without_reset():
+    rng = np.random.default_rng(13)
+    X, y = [rng.standard_normal((1, 4)) for _ in range(4)], rng.standard_normal((4, 1))
+    layers = [m.sequenceInputLayer(1, "Normalization", "zscore", "Mean", [[5.0]], "StandardDeviation", [[2.0]]),
+              m.lstmLayer(2, "OutputMode", "last"), m.fullyConnectedLayer(1), m.regressionLayer()]
+    kept, _ = _train(X, y, layers, "adam", "MaxEpochs", 1, "MiniBatchSize", 4, "ResetInputNormalization", False)
+    assert (kept.Layers[0].Mean, kept.Layers[0].StandardDeviation) == ([[5.0]], [[2.0]])
+    reset, _ = _train(X, y, layers, "adam", "MaxEpochs", 1, "MiniBatchSize", 4)
+    np.testing.assert_allclose(reset.Layers[0].Mean, [[np.concatenate(X, axis=1).mean()]])
+    with pytest.raises(ValueError, match="input channel 2 does not vary in the training data, so 'zscore'"):
+        _train([np.vstack([x, np.ones_like(x)]) for x in X], y,
+               [m.sequenceInputLayer(2, "Normalization", "zscore"), *layers[1:]], "adam", "MaxEpochs", 1)
+    with pytest.raises(ValueError, match="'Mean' must be 3-by-1, got 1x3"):
+        m.sequenceInputLayer(3, "Normalization", "zscore", "Mean", [[1.0, 2.0, 3.0]])
