@@ -16,7 +16,9 @@ partial batch kept, ``validation_split`` taking the last fraction before
 shuffling, per-epoch loss as the batch-size-weighted mean, hard_sigmoid as
 clip(x/6 + 0.5, 0, 1), GRU with reset_after=True and gate order z, r, h.
 ``get_weights``/``set_weights`` use Keras' exact shapes and order, so weights
-move between this and real Keras both ways.
+move between this and real Keras both ways. ``pad_sequences`` (also
+``utils.pad_sequences``) is Keras' utility with its defaults: padding and
+truncating "pre".
 
 Randomness (initialisers, shuffling, dropout) draws from one generator,
 seeded with 0 at import and reseeded by ``utils.set_random_seed`` (Keras'
@@ -47,7 +49,46 @@ def set_random_seed(seed: int) -> None:
     _rng = np.random.default_rng(seed)
 
 
-utils = SimpleNamespace(set_random_seed=set_random_seed)
+def pad_sequences(sequences: Sequence, maxlen: int | None = None, dtype: str = "int32", padding: str = "pre",
+                  truncating: str = "pre", value: float = 0.0) -> np.ndarray:
+    """Keras' ``keras.utils.pad_sequences``: N sequences (lists or arrays of T_n steps) as one
+    (N, maxlen, ...) array, padded with ``value`` and cut to ``maxlen`` steps (the longest by default).
+
+    ``padding`` and ``truncating`` are "pre" (Keras' default: the padding comes first and the
+    first steps are cut) or "post". Each step may itself be a vector; empty sequences come
+    out as padding only.
+    """
+    for name, where in (("padding", padding), ("truncating", truncating)):
+        if where not in ("pre", "post"):
+            raise ValueError(f"{name} must be 'pre' or 'post', got {where!r}")
+    if isinstance(value, str):
+        raise ValueError(f"value must be a number, got the string {value!r}")
+    try:
+        arrays = [np.asarray(seq, dtype=dtype) for seq in sequences]
+    except TypeError as exc:
+        raise ValueError(f"sequences must be a list of sequences (lists or arrays of steps): {exc}") from None
+    if any(a.ndim == 0 for a in arrays):
+        raise ValueError("sequences must be a list of sequences (lists or arrays of steps), found a single number")
+    step_shapes = {a.shape[1:] for a in arrays if len(a)}
+    if len(step_shapes) > 1:
+        raise ValueError(f"every step of every sequence must have one shape, got {sorted(step_shapes)}")
+    if maxlen is None:
+        maxlen = max((len(a) for a in arrays), default=0)
+    elif isinstance(maxlen, bool) or not isinstance(maxlen, (int, np.integer)) or maxlen < 1:
+        raise ValueError(f"maxlen must be a positive int or None, got {maxlen!r}")
+    x = np.full((len(arrays), maxlen, *next(iter(step_shapes), ())), value, dtype=dtype)  # (N, maxlen, ...)
+    for row, a in zip(x, arrays):
+        kept = a[max(0, len(a) - maxlen):] if truncating == "pre" else a[:maxlen]
+        if not len(kept):
+            continue
+        if padding == "pre":
+            row[maxlen - len(kept):] = kept
+        else:
+            row[: len(kept)] = kept
+    return x
+
+
+utils = SimpleNamespace(set_random_seed=set_random_seed, pad_sequences=pad_sequences)
 
 KERAS = preset("keras")
 

@@ -28,8 +28,9 @@ epsilon 1e-8; L2Regularization 1e-4 with biases exempt (BiasL2Factor 0);
 GradientThreshold Inf ('l2norm'); MaxEpochs 30; MiniBatchSize 128 (all the
 sequences when there are fewer); Shuffle 'once'; the last partial mini-batch
 discarded; half-MSE regression loss;
-SequenceLength 'longest' with zero-padding on the right ('SequencePaddingDirection',
-'left' pads before), the network running over the padding as MATLAB's does. Training runs in ``lstm_ref.training.fit`` with
+SequenceLength 'longest' with zero-padding on the right
+('SequencePaddingDirection','left' pads before), the network running over
+the padding as MATLAB's does. Training runs in ``lstm_ref.training.fit`` with
 ``lstm_ref.presets.preset("matlab", ...)``; the layers are ``lstm_ref.layers``.
 
 Data layouts (MATLAB's, not lstm_ref's batch-first arrays):

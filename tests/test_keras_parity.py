@@ -160,3 +160,21 @@ def test_summary_table_equals_real_keras(capsys):
     expected = capsys.readouterr().out
     lk.Sequential([lk.Input((None,)), *build(lk)]).summary()
     assert capsys.readouterr().out.strip() == expected.strip()
+
+
+@pytest.mark.parametrize("options", [{}, {"maxlen": 2}, {"maxlen": 4, "padding": "post"},
+                                     {"maxlen": 2, "truncating": "post"}, {"value": -1},
+                                     {"dtype": "float32", "value": 0.5, "padding": "post"}],
+                         ids=["defaults", "maxlen", "post-padding", "post-truncating", "value", "float"])
+def test_pad_sequences_equals_keras(options):
+    ragged = [[1], [2, 3], [4, 5, 6], []]
+    vectors = [np.arange(6.0).reshape(3, 2), np.ones((1, 2))]
+    for sequences in (ragged, vectors):
+        ours, theirs = lk.pad_sequences(sequences, **options), keras.utils.pad_sequences(sequences, **options)
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+        np.testing.assert_array_equal(ours, theirs)
+    assert lk.utils.pad_sequences is lk.pad_sequences
+    with pytest.raises(ValueError, match="padding must be 'pre' or 'post', got 'both'"):
+        lk.pad_sequences(ragged, padding="both")
+    with pytest.raises(ValueError, match=r"every step of every sequence must have one shape, got \[\(1,\), \(2,\)\]"):
+        lk.pad_sequences([np.ones((2, 2)), np.ones((1, 1))])
