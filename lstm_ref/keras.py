@@ -16,7 +16,9 @@ partial batch kept, ``validation_split`` taking the last fraction before
 shuffling, per-epoch loss as the batch-size-weighted mean, hard_sigmoid as
 clip(x/6 + 0.5, 0, 1), GRU with reset_after=True and gate order z, r, h.
 ``get_weights``/``set_weights`` use Keras' exact shapes and order, so weights
-move between this and real Keras both ways. ``pad_sequences`` (also
+move between this and real Keras both ways. ``Embedding(mask_zero=True)``
+masks padding (id 0) in the recurrent layers after it, as Keras does, up to
+a recurrent layer that returns only its last output. ``pad_sequences`` (also
 ``utils.pad_sequences``) is Keras' utility with its defaults: padding and
 truncating "pre".
 
@@ -208,18 +210,21 @@ class Dense(Layer):
 
 
 class Embedding(Layer):
-    """keras.layers.Embedding(input_dim, output_dim); init uniform(-0.05, 0.05)."""
+    """keras.layers.Embedding(input_dim, output_dim, mask_zero=False); init uniform(-0.05, 0.05).
+
+    With ``mask_zero=True`` token id 0 is padding: the recurrent layers after
+    it skip those steps (``lstm_ref.layers`` LSTM/GRU ``mask``), as in Keras.
+    """
 
     keras_name = "embedding"
 
     def __init__(self, input_dim: int, output_dim: int,
                  embeddings_initializer: str = "uniform", mask_zero: bool = False, **kwargs) -> None:
-        if mask_zero:
-            raise ValueError("mask_zero=True is not supported: pad sequences and train without masking")
         super().__init__(**kwargs)
         self.input_dim = _positive_int("input_dim", input_dim)
         self.output_dim = _positive_int("output_dim", output_dim)
         self.initializer = embeddings_initializer
+        self.mask_zero = bool(mask_zero)
 
     def build(self, input_shape):
         self.module = L.Embedding({"E": _init(self.initializer, (self.input_dim, self.output_dim))})
@@ -477,6 +482,48 @@ METRICS = {
 }
 
 
+class _Stack(torch.nn.Sequential):
+    """The layers' modules in order, passing Keras' mask along.
+
+    An ``Embedding(mask_zero=True)`` makes the mask from its token ids (id 0
+    masked); the recurrent layers after it read it; the layers between pass
+    it on (Dense, Dropout); a recurrent layer that returns only its last
+    output ends it. A mask that would reach the model's output (a masked
+    loss over sequence outputs) is refused when the model is built.
+    """
+
+    def __init__(self, layers: Sequence[Layer]) -> None:
+        super().__init__(*(layer.module for layer in layers))
+        self.roles = []  # per layer: "make", "read" (keeps the time axis), "end" or "pass"
+        masked = False
+        for layer in layers:
+            recurrent = layer.forward_layer if isinstance(layer, Bidirectional) else layer
+            if isinstance(layer, Embedding) and layer.mask_zero:
+                role, masked = "make", True
+            elif masked and isinstance(recurrent, _RNN):
+                role, masked = ("read", True) if recurrent.return_sequences else ("end", False)
+            else:
+                role = "pass"
+            self.roles.append(role)
+        if masked:
+            raise ValueError("Embedding(mask_zero=True) needs a recurrent layer with return_sequences=False "
+                             "after it: a mask reaching the model's output (a masked loss over sequence "
+                             "outputs) is not supported")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = None
+        for role, module in zip(self.roles, self):
+            if role == "make":
+                mask = x != 0  # (N, T)
+                x = module(x)
+            elif role in ("read", "end"):
+                x = module(x, mask)
+                mask = None if role == "end" else mask
+            else:
+                x = module(x)
+        return x
+
+
 class Sequential:
     """keras.Sequential: a stack of layers, compiled, fitted and evaluated like Keras.
 
@@ -490,7 +537,7 @@ class Sequential:
         self.name = name
         self.layers: list[Layer] = []
         self._input_shape: tuple | None = None
-        self.module: torch.nn.Sequential | None = None
+        self.module: _Stack | None = None
         self._compiled: dict | None = None
         for layer in layers or []:
             self.add(layer)
@@ -521,7 +568,7 @@ class Sequential:
             if layer.module is None:
                 layer.output_shape = layer.build(shape)
             shape = layer.output_shape
-        self.module = torch.nn.Sequential(*(layer.module for layer in self.layers))
+        self.module = _Stack(self.layers)
 
     def _ensure_built(self, x: object) -> None:
         if self.module is None:

@@ -87,14 +87,42 @@ class _Recurrent(_ParamModule):
                 p[key] = torch.zeros(p["U"].shape[1], dtype=x.dtype, device=x.device)
         return p
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """x (N, T, D) -> (N, T, H) if return_sequences else (N, H), from zero states.
 
         With ``reverse`` the sequence is read from the last step to the first
         and the outputs are flipped back, so that step t of the output belongs
         to step t of the input (Keras Bidirectional, MATLAB bilstmLayer).
+
+        ``mask`` (N, T) bool, as Keras' masking (``Embedding(mask_zero=True)``):
+        at a step whose mask is False the state and the output stay those of
+        the step before (zeros before the first step kept), so that a padded
+        sequence gives what the sequence alone gives; the last output is the
+        state after the last step kept. Masked, the cell runs gate by gate.
         """
-        return self.forward_with_state(x)[0]
+        if mask is None:
+            return self.forward_with_state(x)[0]
+        if self.reverse:
+            x, mask = x.flip(1), mask.flip(1)
+        p = self._cell_params(x)
+        zeros = torch.zeros(x.shape[0], p["U"].shape[0], dtype=x.dtype, device=x.device)
+        state, outs = self._initial(zeros), []
+        for t in range(x.shape[1]):
+            keep = mask[:, t, None]  # (N, 1)
+            state = tuple(torch.where(keep, new, old) for new, old in zip(self._step(x[:, t], state, p), state))
+            outs.append(state[0])  # h (N, H)
+        if not self.return_sequences:
+            return outs[-1]
+        out = torch.stack(outs, dim=1)  # (N, T, H)
+        return out.flip(1) if self.reverse else out
+
+    def _initial(self, zeros: Tensor) -> tuple[Tensor, ...]:
+        """The zero state as a tuple, h first."""
+        raise NotImplementedError
+
+    def _step(self, x: Tensor, state: tuple[Tensor, ...], p: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        """One step of the cell, gate by gate, from and to a state as ``_initial`` gives it."""
+        raise NotImplementedError
 
     def forward_with_state(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """As ``forward``, from ``state`` (zeros when None); also returns the state after the last step read.
@@ -132,6 +160,14 @@ class LSTM(_Recurrent):
         self.variant = variant
         self.fused = self.fused and variant == "standard"
 
+    def _initial(self, zeros: Tensor) -> tuple[Tensor, ...]:
+        return zeros, zeros
+
+    def _step(self, x: Tensor, state: tuple[Tensor, ...], p: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        return tb.lstm_step(x, *state, p, variant=self.variant,
+                            recurrent_activation=activation(self.recurrent_activation),
+                            activation=activation(self.cell_activation))
+
     def _run(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
         p = self._cell_params(x)
         h0, c0 = (None, None) if state is None else state
@@ -167,6 +203,14 @@ class GRU(_Recurrent):
             self.bias_keys = ("b", "bh")
         self.fused = self.fused and reset_mode != "before-multiplication"
 
+    def _initial(self, zeros: Tensor) -> tuple[Tensor, ...]:
+        return (zeros,)
+
+    def _step(self, x: Tensor, state: tuple[Tensor, ...], p: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        return (tb.gru_step(x, state[0], p, reset_mode=self.reset_mode,
+                            recurrent_activation=activation(self.recurrent_activation),
+                            activation=activation(self.cell_activation)),)
+
     def _run(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
         p = self._cell_params(x)
         if self.fused:
@@ -192,8 +236,9 @@ class Bidirectional(nn.Module):
         self.forward_layer = forward_layer
         self.backward_layer = backward_layer
 
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([self.forward_layer(x), self.backward_layer(x)], dim=-1)
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """As each layer's ``forward``; ``mask`` (N, T) masks both directions alike."""
+        return torch.cat([self.forward_layer(x, mask), self.backward_layer(x, mask)], dim=-1)
 
 
 class Dense(_ParamModule):

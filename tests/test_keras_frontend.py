@@ -149,8 +149,9 @@ def test_bad_arguments_are_named():
         Dense(1, activation="swish")
     with pytest.raises(ValueError, match="input_shape=\\(timesteps, features\\)"):
         Sequential([LSTM(2, input_shape=(3,))])
-    with pytest.raises(ValueError, match="mask_zero=True is not supported"):
-        Embedding(5, 2, mask_zero=True)
+    with pytest.raises(ValueError, match="Embedding\\(mask_zero=True\\) needs a recurrent layer with "
+                                         "return_sequences=False after it"):
+        Sequential([Embedding(5, 2, mask_zero=True, input_shape=(4,)), LSTM(2, return_sequences=True), Dense(1)])
     model = Sequential([LSTM(2, input_shape=(None, 1)), Dense(1)])
     with pytest.raises(RuntimeError, match="call compile"):
         model.fit(np.zeros((4, 3, 1)), np.zeros(4))

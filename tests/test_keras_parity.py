@@ -42,6 +42,17 @@ def _tokens(n=50):
     return X, y.astype(np.float32)
 
 
+def _padded_tokens(n=50):
+    """Token sequences with padding (id 0) before some and after others, as pad_sequences leaves them."""
+    X, y = _tokens(n)
+    X = X + (X == 0)  # no id 0 inside a sequence
+    for i, row in enumerate(X):
+        row[: i % 4] = 0
+        if i % 3 == 0:
+            row[-2:] = 0
+    return X, y
+
+
 # name -> (build(ns) for ns in (keras.layers, lstm_ref.keras), loss, metrics, data)
 CASES = {
     "lstm": (lambda ns: [ns.LSTM(8, input_shape=(None, 2)), ns.Dense(1)], "mse", [], _regression_data),
@@ -59,6 +70,16 @@ CASES = {
     "embedding_lstm_binary": (
         lambda ns: [ns.Embedding(12, 4), ns.LSTM(6), ns.Dense(1, activation="sigmoid")],
         "binary_crossentropy", ["accuracy"], _tokens),
+    "masked_lstm_sequences": (
+        lambda ns: [ns.Embedding(12, 4, mask_zero=True), ns.LSTM(5, return_sequences=True), ns.Dropout(0.0),
+                    ns.LSTM(4), ns.Dense(1, activation="sigmoid")],
+        "binary_crossentropy", ["accuracy"], _padded_tokens),
+    "masked_gru_reset_before": (
+        lambda ns: [ns.Embedding(12, 4, mask_zero=True), ns.GRU(6, reset_after=False),
+                    ns.Dense(1, activation="sigmoid")], "binary_crossentropy", [], _padded_tokens),
+    "masked_bidirectional_gru": (
+        lambda ns: [ns.Embedding(12, 4, mask_zero=True), ns.Bidirectional(ns.GRU(4)),
+                    ns.Dense(1, activation="sigmoid")], "binary_crossentropy", [], _padded_tokens),
 }
 
 
