@@ -104,11 +104,17 @@ def test_a_dead_zygote_is_started_again():
     assert bool(address) == (sys.platform.startswith("linux") and (os.geteuid() != 0 or protections()["drop_root"]))
     if not address:
         return  # every kernel starts afresh here
-    server = [pid for pid in os.listdir("/proc") if pid.isdigit() and _stat(pid)[1] == os.getpid()
-              and "exec(sys.stdin" in _cmdline(pid)]
+    server = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):  # a process that ended since the listing
+            if _stat(pid)[1] == os.getpid() and "exec(sys.stdin" in _cmdline(pid):
+                server.append(pid)
     assert len(server) == 1
     os.kill(int(server[0]), signal.SIGKILL)
-    while _stat(server[0])[0] != "Z":  # dead, not yet reaped
+    while os.path.exists(f"/proc/{server[0]}"):
+        with contextlib.suppress(OSError):  # reaped meanwhile
+            if _stat(server[0])[0] == "Z":  # dead, not yet reaped
+                break
         time.sleep(0.01)
     with Sandbox(nbformat.v4.new_notebook(), Limits(cell_timeout=20), []) as box:
         cell = _code("print('ran', 1 + 1)")
