@@ -22,6 +22,13 @@ gates run's wall per notebook over its mean worker time / workers (the pool's
 start and the workers' contention for the cores). A complete submission runs
 every cell, so the solutions are the costly case; blank and broken ones stop
 sooner.
+
+That factor charges the run's start-up (the workers' processes, their
+zygotes' imports, each worker's first notebook), which a run pays once, to
+every notebook. A second projection separates the two: the first FEW
+submissions are graded again in a run of their own, the difference of the
+two walls gives the rate once running and the start-up, and a class costs 4
+start-ups plus its notebooks at that rate.
 """
 from __future__ import annotations
 
@@ -47,6 +54,7 @@ KINDS = ("full", "swapped-gates", "missing-bias", "h-c-swapped", "sigmoid-sign",
          "calls-reference", "blank")
 ASSIGNMENTS = ("gates", "bptt", "gru", "sequence_tasks")
 STUDENTS = 300
+FEW = 8  # submissions of the second, short run that separates a run's start-up from its rate
 
 
 def _course(root: str, assignment: str, submissions: list, workers: int = 1) -> Course:
@@ -111,6 +119,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--copies", type=int, default=6, help="solution notebooks per assignment for the projection")
     args = parser.parse_args()
+    if args.submissions <= FEW:
+        parser.error(f"--submissions must exceed {FEW}, the short run that measures the start-up")
     print(describe_protections())
     with tempfile.TemporaryDirectory() as tmp:
         tool_root, plain_root = os.path.join(tmp, "tool"), os.path.join(tmp, "plain")
@@ -125,6 +135,10 @@ def main() -> None:
         start = time.perf_counter()
         states = tool.autograde("gates", progress=False)
         t_tool = time.perf_counter() - start
+        few = _course(os.path.join(tmp, "few"), "gates", samples[:FEW], args.workers)
+        start = time.perf_counter()
+        few.autograde("gates", progress=False)
+        t_few = time.perf_counter() - start
 
         start = time.perf_counter()
         subprocess.run([os.path.join(os.path.dirname(sys.executable), "nbgrader"), "autograde", "gates"],
@@ -137,7 +151,14 @@ def main() -> None:
     overhead = worker - execution
     per_notebook = t_tool / args.submissions
     wall_factor = per_notebook / (worker / args.workers)
-    projected = STUDENTS * sum(w for w, _ in solutions.values()) / args.workers * wall_factor / 60
+    class_work = STUDENTS * sum(w for w, _ in solutions.values()) / args.workers  # worker s, 2 workers at once
+    projected = class_work * wall_factor / 60
+    # The same, with the start-up a run pays once (the workers' processes, their zygotes' imports, each
+    # worker's first notebook) apart from the steady rate, from the two runs' walls.
+    rate = (t_tool - t_few) / (args.submissions - FEW)  # wall s per notebook once running
+    startup = t_few - FEW * rate
+    steady_factor = rate / (_worker_seconds(states, drop=args.workers)[0] / args.workers)
+    projected_steady = (len(ASSIGNMENTS) * startup + class_work * steady_factor) / 60
     print(f"submissions: {args.submissions} ({len(graded)} graded), workers: {args.workers}, cores: {os.cpu_count()}")
     print("| runner | wall (s) | s / notebook |")
     print("| --- | ---: | ---: |")
@@ -157,6 +178,10 @@ def main() -> None:
         print(f"| {assignment} | {seconds:.2f} | {executing:.2f} |")
     print(f"projected {STUDENTS} students x 4 assignments (the four solutions' worker time / {args.workers} workers "
           f"x {wall_factor:.2f}, the gates run's wall over worker time): {projected:.1f} min (goal 30 min)")
+    print(f"start-up apart: {FEW} submissions took {t_few:.1f} s, so a run starts in {startup:.1f} s and then "
+          f"grades at {rate:.2f} s a notebook, {steady_factor:.2f} x the worker time / {args.workers} (first "
+          f"notebooks left out); projected: 4 x {startup:.1f} s + the four solutions' worker time / "
+          f"{args.workers} x {steady_factor:.2f} = {projected_steady:.1f} min")
 
 
 if __name__ == "__main__":
