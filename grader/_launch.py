@@ -89,11 +89,10 @@ def confine(cfg: dict) -> None:
         os.setgroups([])
         os.setgid(NOBODY)
         os.setuid(NOBODY)
-        libc = ctypes.CDLL(None, use_errno=True)
         # as an exec would: the process's /proc files become its own user's again (no core dumps: RLIMIT_CORE)
-        libc.prctl(PR_SET_DUMPABLE, 1)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1)
         # a new user clears the parent-death signal (unshare --kill-child's): the kernel dies with its parent
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        _die_with_parent()
     os.chdir(cfg["cwd"])
 
 

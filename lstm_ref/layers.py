@@ -22,7 +22,7 @@ from torch import nn
 from lstm_ref import torch_backend as tb
 
 Tensor = torch.Tensor
-State = Tensor | tuple[Tensor, Tensor]  # a recurrent layer's state: h, or (h, c) for the LSTM
+State = tuple[Tensor, ...]  # a recurrent layer's state: (h,), or (h, c) for the LSTM
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "sigmoid": torch.sigmoid,
@@ -63,6 +63,7 @@ class _Recurrent(_ParamModule):
     """Shared plumbing of the LSTM and GRU layers: time reversal, output choice."""
 
     bias_keys: tuple[str, ...] = ("b",)  # the cell's biases (zeros when absent)
+    state_size = 1  # arrays in the state
 
     def __init__(self, params, *, return_sequences, reverse, recurrent_activation,
                  cell_activation, dtype, device) -> None:
@@ -100,41 +101,39 @@ class _Recurrent(_ParamModule):
         sequence gives what the sequence alone gives; the last output is the
         state after the last step kept. Masked, the cell runs gate by gate.
         """
-        if mask is None:
-            return self.forward_with_state(x)[0]
+        return self.forward_with_state(x, mask=mask)[0]
+
+    def forward_with_state(self, x: Tensor, state: State | None = None,
+                           mask: Tensor | None = None) -> tuple[Tensor, State]:
+        """As ``forward``, from ``state`` (zeros when None); also returns the state after the last step read.
+
+        The state is (h, c) for the LSTM and (h,) for the GRU, each (N, H), as
+        MATLAB's HiddenState and CellState: ``matlab.predictAndUpdateState``
+        carries it from one call to the next.
+        """
         if self.reverse:
-            x, mask = x.flip(1), mask.flip(1)
+            x, mask = x.flip(1), None if mask is None else mask.flip(1)
+        out, final = self._run(x, state) if mask is None else self._run_masked(x, state, mask)  # (N, T, H)
+        if not self.return_sequences:
+            return out[:, -1], final  # (N, H): the last step read
+        return (out.flip(1) if self.reverse else out), final
+
+    def _run_masked(self, x: Tensor, state: State | None, mask: Tensor) -> tuple[Tensor, State]:
+        """``_run`` step by step, gate by gate, keeping the state where ``mask`` (N, T) is False."""
         p = self._cell_params(x)
-        zeros = torch.zeros(x.shape[0], p["U"].shape[0], dtype=x.dtype, device=x.device)
-        state, outs = self._initial(zeros), []
+        if state is None:
+            zeros = torch.zeros(x.shape[0], p["U"].shape[0], dtype=x.dtype, device=x.device)
+            state = (zeros,) * self.state_size
+        outs = []
         for t in range(x.shape[1]):
             keep = mask[:, t, None]  # (N, 1)
             state = tuple(torch.where(keep, new, old) for new, old in zip(self._step(x[:, t], state, p), state))
             outs.append(state[0])  # h (N, H)
-        if not self.return_sequences:
-            return outs[-1]
-        out = torch.stack(outs, dim=1)  # (N, T, H)
-        return out.flip(1) if self.reverse else out
+        return torch.stack(outs, dim=1), state
 
-    def _initial(self, zeros: Tensor) -> tuple[Tensor, ...]:
-        """The zero state as a tuple, h first."""
+    def _step(self, x: Tensor, state: State, p: dict[str, Tensor]) -> State:
+        """One step of the cell, gate by gate."""
         raise NotImplementedError
-
-    def _step(self, x: Tensor, state: tuple[Tensor, ...], p: dict[str, Tensor]) -> tuple[Tensor, ...]:
-        """One step of the cell, gate by gate, from and to a state as ``_initial`` gives it."""
-        raise NotImplementedError
-
-    def forward_with_state(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """As ``forward``, from ``state`` (zeros when None); also returns the state after the last step read.
-
-        The state is (h, c) for the LSTM and h for the GRU, each (N, H), as
-        MATLAB's HiddenState and CellState: ``matlab.predictAndUpdateState``
-        carries it from one call to the next.
-        """
-        out, final = self._run(x.flip(1) if self.reverse else x, state)  # (N, T, H)
-        if not self.return_sequences:
-            return out[:, -1], final  # (N, H): the last step read
-        return (out.flip(1) if self.reverse else out), final
 
 
 class LSTM(_Recurrent):
@@ -150,6 +149,8 @@ class LSTM(_Recurrent):
             the gates (sigma) and for g and tanh(c).
     """
 
+    state_size = 2  # (h, c)
+
     def __init__(self, params: Mapping[str, np.ndarray], *, variant: str = "standard",
                  return_sequences: bool = False, reverse: bool = False,
                  recurrent_activation: str = "sigmoid", cell_activation: str = "tanh",
@@ -160,10 +161,7 @@ class LSTM(_Recurrent):
         self.variant = variant
         self.fused = self.fused and variant == "standard"
 
-    def _initial(self, zeros: Tensor) -> tuple[Tensor, ...]:
-        return zeros, zeros
-
-    def _step(self, x: Tensor, state: tuple[Tensor, ...], p: dict[str, Tensor]) -> tuple[Tensor, ...]:
+    def _step(self, x: Tensor, state: State, p: dict[str, Tensor]) -> State:
         return tb.lstm_step(x, *state, p, variant=self.variant,
                             recurrent_activation=activation(self.recurrent_activation),
                             activation=activation(self.cell_activation))
@@ -203,23 +201,23 @@ class GRU(_Recurrent):
             self.bias_keys = ("b", "bh")
         self.fused = self.fused and reset_mode != "before-multiplication"
 
-    def _initial(self, zeros: Tensor) -> tuple[Tensor, ...]:
-        return (zeros,)
-
-    def _step(self, x: Tensor, state: tuple[Tensor, ...], p: dict[str, Tensor]) -> tuple[Tensor, ...]:
+    def _step(self, x: Tensor, state: State, p: dict[str, Tensor]) -> State:
         return (tb.gru_step(x, state[0], p, reset_mode=self.reset_mode,
                             recurrent_activation=activation(self.recurrent_activation),
                             activation=activation(self.cell_activation)),)
 
     def _run(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
         p = self._cell_params(x)
+        h0 = None if state is None else state[0]
         if self.fused:
-            return tb.gru_forward_fast(x, p, state, reset_mode=self.reset_mode)
-        return tb.gru_forward(
-            x, p, state, reset_mode=self.reset_mode,
-            recurrent_activation=activation(self.recurrent_activation),
-            activation=activation(self.cell_activation),
-        )
+            out, h = tb.gru_forward_fast(x, p, h0, reset_mode=self.reset_mode)
+        else:
+            out, h = tb.gru_forward(
+                x, p, h0, reset_mode=self.reset_mode,
+                recurrent_activation=activation(self.recurrent_activation),
+                activation=activation(self.cell_activation),
+            )
+        return out, (h,)
 
 
 class Bidirectional(nn.Module):

@@ -326,15 +326,16 @@ def sequenceInputLayer(inputSize: int, *args: object, **kwargs: object) -> Seque
     o = _parse("sequenceInputLayer", args, kwargs, {
         "Name": ("", _text), "MinLength": (1, _positive_int),
         "Normalization": ("none", _choice("none", *_NORMALIZATIONS)),
-        **{stat: (None, _matrix) for stat in ("Mean", "StandardDeviation", "Min", "Max")},
+        **{stat: (None, _matrix) for stat in _STATISTICS},
     })
-    for stat in ("Mean", "StandardDeviation", "Min", "Max"):
+    for stat in _STATISTICS:
         if o[stat] is not None and o[stat].shape != (size, 1):
             raise ValueError(f"sequenceInputLayer: '{stat}' must be {size}-by-1, got {_size(o[stat].shape)}")
     return SequenceInputLayer(InputSize=size, **o)
 
 
-# The statistics each normalization needs.
+# The statistics each normalization needs, of the layer's four.
+_STATISTICS = ("Mean", "StandardDeviation", "Min", "Max")
 _NORMALIZATIONS = {"zerocenter": ("Mean",), "zscore": ("Mean", "StandardDeviation"),
                    "rescale-symmetric": ("Min", "Max"), "rescale-zero-one": ("Min", "Max")}
 
@@ -948,7 +949,7 @@ class SeriesNetwork:
         self._slots = slots
         self._arch = arch
         self.Classes = classes
-        # The recurrent layers' states by position in ``module``, each (h, c) or h with one row per
+        # The recurrent layers' states by position in ``module``, each (h, c) or (h,) with one row per
         # observation, as left by predictAndUpdateState; None: the initial (zero) states.
         self._state: dict[int, tl.State] | None = None
 
@@ -1266,7 +1267,7 @@ def _predict(func: str, net: SeriesNetwork, X: object, args, kwargs, update: boo
         raise ValueError(f"{func} needs a network with recurrent layers, all unidirectional (lstmLayer, "
                          f"gruLayer): a bilstmLayer reads each sequence backwards too, so no later call can "
                          f"continue its state")
-    rows = None if net._state is None else _observations(next(iter(net._state.values())))
+    rows = None if net._state is None else len(next(iter(net._state.values()))[0])  # h's rows
     if rows is not None and rows != len(sequences):
         raise ValueError(f"{func}: the network's state holds {rows} observation(s), from an earlier "
                          f"predictAndUpdateState call, but X has {len(sequences)}; call resetState(net) first")
@@ -1292,25 +1293,13 @@ def _predict(func: str, net: SeriesNetwork, X: object, args, kwargs, update: boo
     if not update:
         return net, responses
     updated = copy.copy(net)
-    updated._state = {k: _joined(parts) for k, parts in states.items()}
+    updated._state = {k: tuple(torch.cat(s) for s in zip(*parts)) for k, parts in states.items()}  # batches joined
     return updated, responses
 
 
-def _observations(state: tl.State) -> int:
-    """How many observations a layer's state ((h, c) or h, each (N, H)) holds: N."""
-    return len(state[0] if isinstance(state, tuple) else state)
-
-
 def _state_rows(state: tl.State, rows: slice, device: torch.device) -> tl.State:
-    """The rows ``rows`` of a layer's state ((h, c) or h), on ``device``."""
-    return tuple(s[rows].to(device) for s in state) if isinstance(state, tuple) else state[rows].to(device)
-
-
-def _joined(parts: list) -> tl.State:
-    """The states of a layer's mini-batches, one after the other, as one state."""
-    if isinstance(parts[0], tuple):
-        return tuple(torch.cat(p) for p in zip(*parts))
-    return torch.cat(parts)
+    """The rows ``rows`` of a layer's state, on ``device``."""
+    return tuple(s[rows].to(device) for s in state)
 
 
 def classify(net: SeriesNetwork, X: object, *args: object, **kwargs: object) -> np.ndarray:
