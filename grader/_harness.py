@@ -30,6 +30,7 @@ imports it, and its source is executed once in each student kernel.
 import builtins
 import importlib
 import json
+import math
 import pickle
 import socket
 import struct
@@ -185,7 +186,7 @@ def loads(data: bytes) -> tuple:
             raise ValueError(f"a grader message holds an array of dtype {descr!r}")
         if not all(type(n) is int and n >= 0 for n in shape):
             raise ValueError(f"a grader message holds an array of shape {shape!r}")
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         if offset + count * dtype.itemsize > len(data):
             raise ValueError("a grader message is shorter than its arrays")
         arrays.append(np.frombuffer(data, dtype, count, offset).reshape(shape).copy())

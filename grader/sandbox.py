@@ -63,6 +63,8 @@ import time
 import uuid
 from queue import Empty
 
+import zmq
+import zmq.asyncio
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Any, List, Unicode, default
@@ -75,15 +77,22 @@ IPYKERNEL = [sys.executable, "-P", "-m", "ipykernel_launcher"]
 # What the course's kernels import, imported once by the zygote (matplotlib's inline backend
 # is not: it hooks into the kernel's shell when first imported). torch._dynamo is what the
 # first torch.optim optimizer imports: 1.1 to 1.3 s, in the training cell of every notebook
-# that builds one; ipykernel.debugger (debugpy) and sqlite3 are what a kernel's start imports.
+# that builds one; ipykernel.debugger (debugpy), sqlite3 and the IPython and tornado modules
+# listed after it are what a kernel's start imports (about 10 ms of a 0.13 s start).
 PRELOADS = ("numpy", "scipy.special", "matplotlib.pyplot", "torch", "torch._dynamo", "threadpoolctl",
-            "ipykernel.kernelapp", "ipykernel.debugger", "sqlite3", "lstm_ref", "lstm_ref.checkers",
+            "ipykernel.kernelapp", "ipykernel.debugger", "IPython.core.completerlib", "IPython.core.debugger",
+            "IPython.extensions.storemagic", "tornado.platform.asyncio", "sqlite3", "lstm_ref", "lstm_ref.checkers",
             "lstm_ref.data", "lstm_ref.keras", "lstm_ref.matlab")
 # The zygote reads its program from standard input: its command line says nothing more.
 ZYGOTE_BOOT = "import sys; exec(sys.stdin.read(int(sys.stdin.readline())), {'__name__': 'launch'})"
 PIDS_CGROUP_ROOTS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")
 CGROUP_EXIT_S = 10.0  # how long kill_all waits for a kernel's killed processes to leave its cgroup
 NOBODY = 65534
+# How long a starting kernel's IOPub may stay silent after its kernel_info reply before it is asked again.
+IOPUB_PATIENCE_S = 0.05
+# How soon a kernel client's sockets retry a refused connection (ZeroMQ's RECONNECT_IVL, 100 ms by default):
+# they connect before the starting kernel listens, so the default made each start wait up to 0.1 s more.
+RECONNECT_MS = 5
 NAMESPACE_FLAGS = ["--fork", "--pid", "--mount-proc", "--mount", "--net", "--kill-child"]
 # Names a kernel can see (its folder, its cgroup): a Jupyter kernel's, nothing about grading.
 SANDBOXES, CGROUP_PREFIX = "jupyter-kernels", "kernel-"
@@ -483,19 +492,32 @@ atexit.register(_remove_held, os.getpid())
 class SandboxKernelClient(AsyncKernelClient):
     """A kernel client that is ready as soon as the kernel has answered on both channels."""
 
-    async def wait_for_ready(self, timeout: float | None = None) -> None:
-        """Ask for ``kernel_info`` until the reply comes on the shell channel and the
-        request's ``idle`` status on IOPub (proof that IOPub is connected).
+    def _context_default(self) -> zmq.asyncio.Context:
+        context = super()._context_default()
+        context.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
+        return context
 
-        jupyter_client's own version then reads IOPub until it has been quiet for
-        0.2 s, idle time in every kernel start; the messages it would drop belong
-        to no cell, and a client only reads the messages of its own requests.
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        """Ask for ``kernel_info`` until the reply comes on the shell channel and
+        IOPub is known to be connected: by the kernel's ``iopub_welcome`` (sent
+        when a subscriber connects, Jupyter's JEP 65, ipykernel 7) or by the
+        request's ``idle`` status.
+
+        jupyter_client's own version waits for that status up to 0.2 s (a
+        kernel that published it before the subscription reached it never
+        sends it again), then reads IOPub until it has been quiet for 0.2 s:
+        idle time in every kernel start. The messages it would drop belong to
+        no cell, and a client only reads the messages of its own requests.
+        Here a kernel without the welcome is asked again after
+        ``IOPUB_PATIENCE_S``.
         """
         deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
         while True:
             request = self.kernel_info()
-            reply = await self._reply_to(request, self.get_shell_msg, deadline, 1.0)
-            if reply is not None and await self._reply_to(request, self.get_iopub_msg, deadline, 0.2, "idle"):
+            reply = await self._first(self.get_shell_msg, deadline, 1.0,
+                                      lambda msg: msg["parent_header"].get("msg_id") == request)
+            if reply is not None and await self._first(self.get_iopub_msg, deadline, IOPUB_PATIENCE_S,
+                                                       lambda msg: _proves_iopub(msg, request)):
                 self._handle_kernel_info_reply(reply)
                 return
             if not await self.is_alive():
@@ -504,19 +526,23 @@ class SandboxKernelClient(AsyncKernelClient):
                 raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
 
     @staticmethod
-    async def _reply_to(request: str, get, deadline: float, patience: float, state: str = "") -> dict | None:
-        """The first message ``get`` returns for ``request`` (with ``execution_state`` ``state``
-        if given) within ``patience`` seconds, or None."""
+    async def _first(get, deadline: float, patience: float, wanted) -> dict | None:
+        """The first message ``get`` returns that is ``wanted`` within ``patience`` seconds, or None."""
         until = min(deadline, time.monotonic() + patience)
         while (left := until - time.monotonic()) > 0:
             try:
                 msg = await get(timeout=left)
             except Empty:
                 return None
-            if msg["parent_header"].get("msg_id") == request and (
-                    not state or msg["content"].get("execution_state") == state):
+            if wanted(msg):
                 return msg
         return None
+
+
+def _proves_iopub(msg: dict, request: str) -> bool:
+    """Whether an IOPub message shows the subscription connected: the welcome, or ``request``'s idle status."""
+    return msg["msg_type"] == "iopub_welcome" or (
+        msg["parent_header"].get("msg_id") == request and msg["content"].get("execution_state") == "idle")
 
 
 class SandboxKernelManager(AsyncKernelManager):

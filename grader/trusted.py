@@ -157,8 +157,8 @@ def sync_back(original, after):
     if isinstance(original, np.ndarray) and isinstance(after, np.ndarray):
         if original.shape != after.shape or original.dtype != after.dtype:
             return after
-        if original.flags.writeable and not np.array_equal(original, after, equal_nan=original.dtype.kind in "fc"):
-            np.copyto(original, after)
+        if original.flags.writeable:
+            np.copyto(original, after)  # what the call left: the same bits where it changed nothing
         return original
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(original, torch.Tensor) and isinstance(after, torch.Tensor):

@@ -112,6 +112,12 @@ _TORCH_KERNELS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=4096)
+def _realpath(path: str) -> str:
+    """``os.path.realpath``, once per file name: the profiler hook of ``_call`` asks at every call."""
+    return os.path.realpath(path)
+
+
 @functools.cache
 def _reference_files() -> frozenset[str]:
     files = {os.path.realpath(getattr(lstm_ref, name).__code__.co_filename) for name in _REFERENCE_FUNCTIONS}
@@ -144,7 +150,7 @@ def _call(fn: Callable[..., Any], what: str, *args: Any) -> Any:
     def hook(frame: Any, event: str, arg: Any) -> None:
         if called:
             return
-        if event == "call" and os.path.realpath(frame.f_code.co_filename) in files:
+        if event == "call" and _realpath(frame.f_code.co_filename) in files:
             called.append(_public_name(frame))
         elif event == "c_call" and getattr(arg, "__name__", None) in _TORCH_KERNELS:
             owner = getattr(arg, "__module__", None) or type(getattr(arg, "__self__", None)).__module__

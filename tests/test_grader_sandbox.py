@@ -12,9 +12,11 @@ import time
 import nbformat
 import numpy as np
 import pytest
+import zmq
 
-from grader.sandbox import (CGROUP_PREFIX, LOCK_SUFFIX, Limits, describe_protections, new_sandbox_dir, protections,
-                            remove_sandbox_dir, sandboxes_path, sweep_sandboxes, zygote)
+from grader.sandbox import (CGROUP_PREFIX, LOCK_SUFFIX, RECONNECT_MS, Limits, SandboxKernelClient, _proves_iopub,
+                            describe_protections, new_sandbox_dir, protections, remove_sandbox_dir, sandboxes_path,
+                            sweep_sandboxes, zygote)
 from grader.trusted import (HIDDEN_FAILED, Remote, Sandbox, TrustedNamespace, copy_data_files, run_trusted_cell,
                             split_hidden)
 
@@ -97,6 +99,29 @@ def test_kernels_start_preloaded_and_share_nothing(sandbox, kernel_processes):
     assert "CHANGED False False" in _text(second), _text(second)
     assert during > before
     assert set(kernel_processes()) == before
+
+
+def test_a_kernel_client_retries_a_refused_connection_soon():
+    """The client connects before a starting kernel listens: its sockets retry after RECONNECT_MS, not 100 ms."""
+    client = SandboxKernelClient()
+    socket = client.context.socket(zmq.DEALER)
+    try:
+        assert socket.getsockopt(zmq.RECONNECT_IVL) == RECONNECT_MS < 100
+    finally:
+        socket.close(linger=0)
+        client.context.term()
+
+
+def test_iopub_is_proven_by_the_welcome_or_the_requests_idle_status():
+    def msg(msg_type, parent="", state=""):
+        return {"msg_type": msg_type, "parent_header": {"msg_id": parent} if parent else {},
+                "content": {"execution_state": state} if state else {}}
+
+    assert _proves_iopub(msg("iopub_welcome"), "r1")
+    assert _proves_iopub(msg("status", "r1", "idle"), "r1")
+    assert not _proves_iopub(msg("status", "r1", "busy"), "r1")
+    assert not _proves_iopub(msg("status", "r0", "idle"), "r1")  # an earlier request's
+    assert not _proves_iopub(msg("stream", "r1"), "r1")
 
 
 def test_a_dead_zygote_is_started_again():
