@@ -22,7 +22,7 @@ system allows them (``unshare``):
 Start-up costs only what a kernel must do. Python kernels fork from a zygote
 (:func:`zygote`): one process per grader process that imported NumPy, SciPy,
 matplotlib, torch, ipykernel and lstm_ref once, so that a kernel is ready in
-about 0.2 s instead of 2 to 3 s of imports; each forked kernel enters its own
+about 0.13 s instead of 2 to 3 s of imports; each forked kernel enters its own
 namespaces and is confined exactly like an executed one before it runs
 anything, and what it changes in those modules stays in its own memory. The
 launcher runs without ``site``, each kernel's matplotlib folder starts with
@@ -261,7 +261,7 @@ def zygote() -> str:
 
     The zygote (``_launch.zygote``) is a process in a kernel's environment
     that has imported :data:`PRELOADS` once and forks each Python kernel
-    from itself: a kernel is then ready in about 0.2 s instead of spending
+    from itself: a kernel is then ready in about 0.13 s instead of spending
     2 s or more on those imports. It never runs student code; each kernel
     is confined like an executed one before it runs anything. It exits with
     this process. Linux only, and not where root cannot drop to ``nobody``
