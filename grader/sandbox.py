@@ -30,7 +30,8 @@ the font list a sandboxed process built once per grader process (what a
 student's own machine keeps in its cache after the first plot, instead of a
 rescan of every font file per kernel), and the client is ready once the
 kernel answered, without jupyter_client's 0.2 s wait for a quiet IOPub
-channel.
+channel; its sockets, which connect before the kernel listens, retry after
+5 ms instead of ZeroMQ's 100 ms.
 
 Sandboxes do not pile up, not even those of a grader process killed with
 SIGKILL: each sandbox (:func:`new_sandbox_dir`) has a lock file beside its
