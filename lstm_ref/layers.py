@@ -120,20 +120,25 @@ class _Recurrent(_ParamModule):
 
     def _run_masked(self, x: Tensor, state: State | None, mask: Tensor) -> tuple[Tensor, State]:
         """``_run`` step by step, gate by gate, keeping the state where ``mask`` (N, T) is False."""
-        p = self._cell_params(x)
+        p, acts = self._cell_params(x), self._activations()
         if state is None:
             zeros = torch.zeros(x.shape[0], p["U"].shape[0], dtype=x.dtype, device=x.device)
             state = (zeros,) * self.state_size
         outs = []
         for t in range(x.shape[1]):
             keep = mask[:, t, None]  # (N, 1)
-            state = tuple(torch.where(keep, new, old) for new, old in zip(self._step(x[:, t], state, p), state))
+            state = tuple(torch.where(keep, new, old) for new, old in zip(self._step(x[:, t], state, p, acts), state))
             outs.append(state[0])  # h (N, H)
         return torch.stack(outs, dim=1), state
 
-    def _step(self, x: Tensor, state: State, p: dict[str, Tensor]) -> State:
-        """One step of the cell, gate by gate."""
+    def _step(self, x: Tensor, state: State, p: dict[str, Tensor], acts: dict) -> State:
+        """One step of the cell, gate by gate, with the activations ``acts`` (``_activations``)."""
         raise NotImplementedError
+
+    def _activations(self) -> dict[str, Callable[[Tensor], Tensor]]:
+        """The cell's activation functions, as the gate-by-gate functions of ``torch_backend`` take them."""
+        return {"recurrent_activation": activation(self.recurrent_activation),
+                "activation": activation(self.cell_activation)}
 
 
 class LSTM(_Recurrent):
@@ -161,21 +166,15 @@ class LSTM(_Recurrent):
         self.variant = variant
         self.fused = self.fused and variant == "standard"
 
-    def _step(self, x: Tensor, state: State, p: dict[str, Tensor]) -> State:
-        return tb.lstm_step(x, *state, p, variant=self.variant,
-                            recurrent_activation=activation(self.recurrent_activation),
-                            activation=activation(self.cell_activation))
+    def _step(self, x: Tensor, state: State, p: dict[str, Tensor], acts: dict) -> State:
+        return tb.lstm_step(x, *state, p, variant=self.variant, **acts)
 
     def _run(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
         p = self._cell_params(x)
         h0, c0 = (None, None) if state is None else state
         if self.fused:
             return tb.lstm_forward_fast(x, p, h0, c0)
-        return tb.lstm_forward(
-            x, p, h0, c0, variant=self.variant,
-            recurrent_activation=activation(self.recurrent_activation),
-            activation=activation(self.cell_activation),
-        )
+        return tb.lstm_forward(x, p, h0, c0, variant=self.variant, **self._activations())
 
 
 class GRU(_Recurrent):
@@ -201,10 +200,8 @@ class GRU(_Recurrent):
             self.bias_keys = ("b", "bh")
         self.fused = self.fused and reset_mode != "before-multiplication"
 
-    def _step(self, x: Tensor, state: State, p: dict[str, Tensor]) -> State:
-        return (tb.gru_step(x, state[0], p, reset_mode=self.reset_mode,
-                            recurrent_activation=activation(self.recurrent_activation),
-                            activation=activation(self.cell_activation)),)
+    def _step(self, x: Tensor, state: State, p: dict[str, Tensor], acts: dict) -> State:
+        return (tb.gru_step(x, state[0], p, reset_mode=self.reset_mode, **acts),)
 
     def _run(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
         p = self._cell_params(x)
@@ -212,11 +209,7 @@ class GRU(_Recurrent):
         if self.fused:
             out, h = tb.gru_forward_fast(x, p, h0, reset_mode=self.reset_mode)
         else:
-            out, h = tb.gru_forward(
-                x, p, h0, reset_mode=self.reset_mode,
-                recurrent_activation=activation(self.recurrent_activation),
-                activation=activation(self.cell_activation),
-            )
+            out, h = tb.gru_forward(x, p, h0, reset_mode=self.reset_mode, **self._activations())
         return out, (h,)
 
 

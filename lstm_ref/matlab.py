@@ -1283,8 +1283,9 @@ def _predict(func: str, net: SeriesNetwork, X: object, args, kwargs, update: boo
             states[k].append(after)
         return xb
 
+    stateful = recurrent and (update or net._state is not None)  # else the layers start from zeros and keep nothing
     out = training.predict(net.module, sequences, batch_size=o["MiniBatchSize"],
-                           padding=o["SequencePaddingDirection"], call=call if recurrent else None)
+                           padding=o["SequencePaddingDirection"], call=call if stateful else None)
     if net._arch.mode == "last":
         responses = np.asarray(out, dtype=np.float64)
     else:
