@@ -18,7 +18,9 @@ clip(x/6 + 0.5, 0, 1), GRU with reset_after=True and gate order z, r, h.
 ``get_weights``/``set_weights`` use Keras' exact shapes and order, so weights
 move between this and real Keras both ways. ``Embedding(mask_zero=True)``
 masks padding (id 0) in the recurrent layers after it, as Keras does, up to
-a recurrent layer that returns only its last output. ``pad_sequences`` (also
+a recurrent layer that returns only its last output; ``Masking(mask_value=0.0)``
+does the same for numeric sequences, masking (and zeroing) the steps whose
+features all equal ``mask_value``. ``pad_sequences`` (also
 ``utils.pad_sequences``) is Keras' utility with its defaults: padding and
 truncating "pre".
 
@@ -139,6 +141,7 @@ class Layer:
     """A Keras layer description; ``build(input_shape)`` makes its torch module."""
 
     keras_name = "layer"
+    makes_mask = False  # True: ``compute_mask(x)`` gives the (N, T) bool mask (True: a step to read)
 
     def __init__(self, input_shape: tuple | None = None, name: str | None = None) -> None:
         self.input_shape = None if input_shape is None else tuple(input_shape)
@@ -224,11 +227,14 @@ class Embedding(Layer):
         self.input_dim = _positive_int("input_dim", input_dim)
         self.output_dim = _positive_int("output_dim", output_dim)
         self.initializer = embeddings_initializer
-        self.mask_zero = bool(mask_zero)
+        self.mask_zero = self.makes_mask = bool(mask_zero)
 
     def build(self, input_shape):
         self.module = L.Embedding({"E": _init(self.initializer, (self.input_dim, self.output_dim))})
         return (*input_shape, self.output_dim)
+
+    def compute_mask(self, x: torch.Tensor) -> torch.Tensor:
+        return x != 0  # (N, T)
 
     def get_weights(self):
         return [_np(self.module.E)]
@@ -236,6 +242,51 @@ class Embedding(Layer):
     def set_weights(self, weights):
         self._check_weights(weights)
         self._assign("E", weights[0])
+
+
+class _MaskSteps(torch.nn.Module):
+    """x (N, T, D) with the steps whose D features all equal ``mask_value`` set to 0."""
+
+    def __init__(self, mask_value: float) -> None:
+        super().__init__()
+        self.mask_value = mask_value
+
+    def mask(self, x: torch.Tensor) -> torch.Tensor:
+        return (x != self.mask_value).any(dim=-1)  # (N, T)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.mask(x).unsqueeze(-1), x, torch.zeros((), dtype=x.dtype))  # (N, T, D)
+
+
+class Masking(Layer):
+    """keras.layers.Masking(mask_value=0.0): skip the steps whose features all equal ``mask_value``.
+
+    The mask m_t = any_d(x_td != mask_value) (N, T) reaches the recurrent
+    layers after it, as Embedding(mask_zero=True)'s does: at a masked step
+    they keep their state. The output is x with the masked steps set to 0.
+    Dense and Dropout between pass the mask on, as in Keras.
+    """
+
+    keras_name = "masking"
+    makes_mask = True
+
+    def __init__(self, mask_value: float = 0.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if isinstance(mask_value, bool) or not isinstance(mask_value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"mask_value must be a number (the value padded steps hold in every feature), "
+                            f"got {type(mask_value).__name__} {mask_value!r}")
+        if math.isnan(mask_value):
+            raise ValueError("mask_value must not be NaN: NaN equals nothing, so no step would be masked; "
+                             "pad with a number such as 0.0")
+        self.mask_value = float(mask_value)
+
+    def build(self, input_shape):
+        _check_sequence_shape(self, input_shape)
+        self.module = _MaskSteps(self.mask_value)
+        return input_shape
+
+    def compute_mask(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module.mask(x)  # (N, T)
 
 
 class Dropout(Layer):
@@ -485,36 +536,48 @@ METRICS = {
 class _Stack(torch.nn.Sequential):
     """The layers' modules in order, passing Keras' mask along.
 
-    An ``Embedding(mask_zero=True)`` makes the mask from its token ids (id 0
-    masked); the recurrent layers after it read it; the layers between pass
-    it on (Dense, Dropout); a recurrent layer that returns only its last
-    output ends it. A mask that would reach the model's output (a masked
-    loss over sequence outputs) is refused when the model is built.
+    An ``Embedding(mask_zero=True)`` or a ``Masking`` layer makes the mask
+    from its input (``compute_mask``); the recurrent layers after it read
+    it; the layers between pass it on (Dense, Dropout); a recurrent layer
+    that returns only its last output ends it. A mask that would reach the
+    model's output (a masked loss over sequence outputs) is refused when the
+    model is first used (``check_mask_ends``): layers are added one by one.
     """
 
     def __init__(self, layers: Sequence[Layer]) -> None:
         super().__init__(*(layer.module for layer in layers))
         self.roles = []  # per layer: "make", "read" (keeps the time axis), "end" or "pass"
-        masked = False
+        self.mask_makers = []  # per layer: its compute_mask where the role is "make", else None
+        maker = None  # the layer whose mask the next layer receives
         for layer in layers:
             recurrent = layer.forward_layer if isinstance(layer, Bidirectional) else layer
-            if isinstance(layer, Embedding) and layer.mask_zero:
-                role, masked = "make", True
-            elif masked and isinstance(recurrent, _RNN):
-                role, masked = ("read", True) if recurrent.return_sequences else ("end", False)
+            if layer.makes_mask:
+                role, maker = "make", layer
+            elif maker is not None and isinstance(recurrent, _RNN):
+                role, maker = ("read", maker) if recurrent.return_sequences else ("end", None)
             else:
                 role = "pass"
             self.roles.append(role)
-        if masked:
-            raise ValueError("Embedding(mask_zero=True) needs a recurrent layer with return_sequences=False "
-                             "after it: a mask reaching the model's output (a masked loss over sequence "
-                             "outputs) is not supported")
+            self.mask_makers.append(layer.compute_mask if role == "make" else None)
+        self.open_mask = maker  # the layer whose mask reaches the output, if any
+
+    def check_mask_ends(self) -> None:
+        """Refuse a mask that reaches the model's output."""
+        maker = self.open_mask
+        if maker is None:
+            return
+        spec = ("Embedding(mask_zero=True)" if isinstance(maker, Embedding)
+                else f"Masking(mask_value={maker.mask_value})")
+        raise ValueError(f"{spec} needs a recurrent layer with return_sequences=False after it: the mask "
+                         f"of layer {maker.name!r} would reach the model's output (a masked loss over "
+                         "sequence outputs), which is not supported; end the masked part with an LSTM, "
+                         "GRU or Bidirectional layer with return_sequences=False")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mask = None
-        for role, module in zip(self.roles, self):
+        for role, compute_mask, module in zip(self.roles, self.mask_makers, self):
             if role == "make":
-                mask = x != 0  # (N, T)
+                mask = compute_mask(x)  # (N, T)
                 x = module(x)
             elif role in ("read", "end"):
                 x = module(x, mask)
@@ -573,6 +636,7 @@ class Sequential:
     def _ensure_built(self, x: object) -> None:
         if self.module is None:
             self.build(np.shape(x[0] if isinstance(x, (list, tuple)) else x)[1:])
+        self.module.check_mask_ends()
 
     def compile(self, optimizer: str | training.Optimizer = "rmsprop",
                 loss: str | None = None, metrics: Sequence[str] | None = None) -> None:
@@ -709,5 +773,5 @@ def _readable_size(n_bytes: float) -> str:
     return f"{n_bytes:.2f} {units[0]}"
 
 
-layers = SimpleNamespace(LSTM=LSTM, GRU=GRU, Dense=Dense, Embedding=Embedding,
+layers = SimpleNamespace(LSTM=LSTM, GRU=GRU, Dense=Dense, Embedding=Embedding, Masking=Masking,
                          Bidirectional=Bidirectional, Dropout=Dropout, Input=Input)

@@ -9,7 +9,7 @@ import torch
 
 from lstm_ref import keras as lk
 from lstm_ref.data import sum_of_sequence
-from lstm_ref.keras import GRU, LSTM, Bidirectional, Dense, Dropout, Embedding, Input, Sequential
+from lstm_ref.keras import GRU, LSTM, Bidirectional, Dense, Dropout, Embedding, Input, Masking, Sequential
 
 
 
@@ -150,8 +150,9 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="input_shape=\\(timesteps, features\\)"):
         Sequential([LSTM(2, input_shape=(3,))])
     with pytest.raises(ValueError, match="Embedding\\(mask_zero=True\\) needs a recurrent layer with "
-                                         "return_sequences=False after it"):
-        Sequential([Embedding(5, 2, mask_zero=True, input_shape=(4,)), LSTM(2, return_sequences=True), Dense(1)])
+                                         "return_sequences=False after it: the mask of layer 'embedding'"):
+        Sequential([Embedding(5, 2, mask_zero=True, input_shape=(4,)), LSTM(2, return_sequences=True),
+                    Dense(1)]).predict(np.ones((2, 4), dtype=np.int64))
     model = Sequential([LSTM(2, input_shape=(None, 1)), Dense(1)])
     with pytest.raises(RuntimeError, match="call compile"):
         model.fit(np.zeros((4, 3, 1)), np.zeros(4))
@@ -161,3 +162,45 @@ def test_bad_arguments_are_named():
         model.compile(optimizer="adagrad", loss="mse")
     with pytest.raises(TypeError, match="Embedding input must hold integer token ids"):
         Sequential([Input((None,)), Embedding(5, 2)]).module(torch.zeros(2, 3))
+
+
+def test_masking_is_a_weightless_layer_added_one_by_one():
+    model = Sequential([Input((None, 2))])
+    model.add(Masking(mask_value=-1))  # a mask open while the model grows is fine
+    model.add(LSTM(3))
+    model.add(Dense(1))
+    masking = model.layers[0]
+    assert (masking.name, masking.mask_value, masking.output_shape) == ("masking", -1.0, (None, 2))
+    assert masking.get_weights() == [] and model.count_params() == 4 * 3 * (2 + 3 + 1) + 4
+    masking.set_weights([])
+    with pytest.raises(ValueError, match="layer 'masking' takes 0 weight arrays, got 1"):
+        masking.set_weights([np.zeros(2)])
+    x = np.array([[[-1, -1], [1, -1], [0, 0]]], dtype=np.float32)  # step 0 masked, step 1 not (one feature differs)
+    out = masking.module(torch.as_tensor(x))
+    assert out.tolist() == [[[0, 0], [1, -1], [0, 0]]]
+    assert masking.compute_mask(torch.as_tensor(x)).tolist() == [[False, True, True]]
+    assert lk.layers.Masking is Masking
+
+
+@pytest.mark.parametrize("after", [[], [LSTM(2, return_sequences=True)], [Dense(3)],
+                                   [Bidirectional(GRU(2, return_sequences=True)), Dense(1)]],
+                         ids=["alone", "sequences", "dense", "bidirectional-sequences"])
+def test_a_masking_mask_reaching_the_output_is_refused(after):
+    model = Sequential([Masking(input_shape=(None, 2)), *after])
+    message = ("Masking\\(mask_value=0.0\\) needs a recurrent layer with return_sequences=False after it: "
+               "the mask of layer 'masking' would reach the model's output")
+    with pytest.raises(ValueError, match=message):
+        model.predict(np.ones((2, 3, 2), dtype=np.float32))
+    model.compile(optimizer="adam", loss="mse")
+    with pytest.raises(ValueError, match=message):
+        model.fit(np.ones((2, 3, 2), dtype=np.float32), np.ones((2, 3, 1), dtype=np.float32), verbose=0)
+
+
+def test_masking_arguments_are_checked():
+    for bad in ("0", None, [0.0], True):
+        with pytest.raises(TypeError, match="mask_value must be a number"):
+            Masking(mask_value=bad)
+    with pytest.raises(ValueError, match="mask_value must not be NaN"):
+        Masking(mask_value=float("nan"))
+    with pytest.raises(ValueError, match="Masking expects inputs of shape \\(batch, timesteps, features\\)"):
+        Sequential([Masking(input_shape=(3,)), Dense(1)])

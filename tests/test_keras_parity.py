@@ -53,6 +53,24 @@ def _padded_tokens(n=50):
     return X, y
 
 
+def _padded_series(n=50, T=7, D=2, value=0.0):
+    """Float sequences of 1 to T steps, padded with ``value`` before (even rows) or after (odd rows).
+
+    The target is the sum of the real steps, so reading the padding changes the answer.
+    """
+    rng = np.random.default_rng(2)
+    X = np.full((n, T, D), value, dtype=np.float32)  # (N, T, D)
+    y = np.zeros((n, 1), dtype=np.float32)
+    for i in range(n):
+        steps = rng.standard_normal((1 + i % T, D)).astype(np.float32)
+        if i % 2 == 0:
+            X[i, T - len(steps):] = steps  # "pre" padding
+        else:
+            X[i, : len(steps)] = steps  # "post" padding
+        y[i] = steps.sum()
+    return X, y
+
+
 # name -> (build(ns) for ns in (keras.layers, lstm_ref.keras), loss, metrics, data)
 CASES = {
     "lstm": (lambda ns: [ns.LSTM(8, input_shape=(None, 2)), ns.Dense(1)], "mse", [], _regression_data),
@@ -80,6 +98,19 @@ CASES = {
     "masked_bidirectional_gru": (
         lambda ns: [ns.Embedding(12, 4, mask_zero=True), ns.Bidirectional(ns.GRU(4)),
                     ns.Dense(1, activation="sigmoid")], "binary_crossentropy", [], _padded_tokens),
+    "masking_lstm": (
+        lambda ns: [ns.Masking(input_shape=(None, 2)), ns.LSTM(6), ns.Dense(1)], "mse", [], _padded_series),
+    "masking_gru": (
+        lambda ns: [ns.Masking(mask_value=0.0), ns.GRU(6), ns.Dense(1)], "mse", ["mae"], _padded_series),
+    "masking_stacked_lstm": (
+        lambda ns: [ns.Masking(input_shape=(None, 2)), ns.LSTM(5, return_sequences=True), ns.LSTM(4),
+                    ns.Dense(1)], "mse", [], _padded_series),
+    "masking_bidirectional_lstm": (
+        lambda ns: [ns.Masking(), ns.Bidirectional(ns.LSTM(4)), ns.Dense(1)], "mse", [], _padded_series),
+    "masking_value_dense_dropout_bidirectional_sequences_gru": (  # Dense and Dropout pass the mask on
+        lambda ns: [ns.Masking(mask_value=-1.0), ns.Dense(3, activation="tanh"), ns.Dropout(0.0),
+                    ns.Bidirectional(ns.LSTM(3, return_sequences=True)), ns.GRU(3, reset_after=False),
+                    ns.Dense(1)], "mse", [], lambda: _padded_series(value=-1.0)),
 }
 
 
@@ -170,17 +201,44 @@ def test_seed_example_final_loss_within_20_percent_of_keras():
     assert abs(ours - real) <= 0.2 * real, f"median final loss {ours:.4f} vs real Keras {real:.4f}"
 
 
-def test_summary_table_equals_real_keras(capsys):
-    def build(ns):
-        return [ns.Embedding(50, 8), ns.Bidirectional(ns.LSTM(4, return_sequences=True)),
-                ns.GRU(3, reset_after=False), ns.Dropout(0.1), ns.Dense(1, activation="sigmoid")]
-
+@pytest.mark.parametrize("input_shape, build", [
+    ((None,), lambda ns: [ns.Embedding(50, 8), ns.Bidirectional(ns.LSTM(4, return_sequences=True)),
+                          ns.GRU(3, reset_after=False), ns.Dropout(0.1), ns.Dense(1, activation="sigmoid")]),
+    ((None, 3), lambda ns: [ns.Masking(), ns.LSTM(4, return_sequences=True), ns.Masking(mask_value=-1),
+                            ns.GRU(2), ns.Dense(1)]),
+], ids=["embedding", "masking"])
+def test_summary_table_equals_real_keras(capsys, input_shape, build):
     keras.backend.clear_session()  # Keras numbers its layer names per session
-    real = keras.Sequential([keras.Input((None,)), *build(keras.layers)])
+    real = keras.Sequential([keras.Input(input_shape), *build(keras.layers)])
     real.summary()
     expected = capsys.readouterr().out
-    lk.Sequential([lk.Input((None,)), *build(lk)]).summary()
+    lk.Sequential([lk.Input(input_shape), *build(lk)]).summary()
     assert capsys.readouterr().out.strip() == expected.strip()
+
+
+def test_masking_skips_the_padding_and_changes_the_outputs():
+    """Masked steps are skipped: a padded row predicts what its real steps alone predict, unlike without Masking."""
+    X, _ = _padded_series()
+
+    def plain(ns):
+        return [ns.LSTM(6, input_shape=(None, 2)), ns.Dense(1)]
+
+    keras.utils.set_random_seed(0)
+    real_masked, real_plain = (keras.Sequential(_keras_layers(b)) for b in (CASES["masking_lstm"][0], plain))
+    real_masked.predict(X[:1], verbose=0)
+    real_plain.predict(X[:1], verbose=0)
+    real_plain.set_weights(real_masked.get_weights())  # Masking has no weights
+    ours_masked, ours_plain = lk.Sequential(CASES["masking_lstm"][0](lk)), lk.Sequential(plain(lk))
+    ours_masked.set_weights(real_masked.get_weights())
+    ours_plain.set_weights(real_masked.get_weights())
+
+    masked, unmasked = ours_masked.predict(X), ours_plain.predict(X)
+    np.testing.assert_allclose(masked, real_masked.predict(X, verbose=0), atol=PREDICT_ATOL)
+    np.testing.assert_allclose(unmasked, real_plain.predict(X, verbose=0), atol=PREDICT_ATOL)
+    assert np.abs(masked - unmasked).max() > 0.05, "Masking changed nothing: the padding was read"
+    for row, out in zip(X[:8], masked):  # pre- and post-padded rows of 1 to 7 real steps
+        steps = row[np.any(row != 0, axis=-1)]  # (T_n, D)
+        np.testing.assert_allclose(ours_plain.predict(steps[None]), out[None], atol=PREDICT_ATOL)
 
 
 @pytest.mark.parametrize("options", [{}, {"maxlen": 2}, {"maxlen": 4, "padding": "post"},
