@@ -22,7 +22,9 @@ TOY = {
     "ada": (SOLUTION_SIGMOID, SOLUTION_SQUARED, 6.0),
     "ben": ("1.0 / (1.0 + np.exp(x))", SOLUTION_SQUARED, 3.0),  # flipped sign: test_sigmoid fails
     "cy": (SOLUTION_SIGMOID, "np.abs(x) * x", 5.0),  # wrong only for negatives: the hidden test fails
-    "dee": (SOLUTION_SIGMOID, "x", 3.0),  # squared wrong: public (2) and hidden (1) fail
+    # squared wrong: public (2) and hidden (1) fail; slow (1.5 s a call), so dee, graded last with one
+    # worker, is still running when the interrupted run below is stopped, however fast the others go
+    "dee": (SOLUTION_SIGMOID, "__import__('time').sleep(1.5) or x", 3.0),
 }
 
 
