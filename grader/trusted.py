@@ -35,6 +35,7 @@ import io
 import itertools
 import json
 import linecache
+import math
 import os
 import pickle
 import shutil
@@ -207,7 +208,7 @@ class Sandbox:
         self.client = CappedClient(scratch, km=self.km, timeout=int(limits.cell_timeout), allow_errors=True,
                                    interrupt_on_timeout=False, output_bytes=int(limits.output_bytes),
                                    resources={"metadata": {"path": self.dir}})
-        self.deadline = time.monotonic() + limits.notebook_timeout
+        self.deadline = math.inf  # set when the kernel is ready: its start is not the notebook's time
         self.stopped = ""
         self.busy = False
         self.socket_path = os.path.join(self.dir, ".kernel.sock")
@@ -216,6 +217,7 @@ class Sandbox:
 
     def __enter__(self) -> "Sandbox":
         self._stack.enter_context(self.client.setup_kernel())
+        self.deadline = time.monotonic() + self.limits.notebook_timeout
         harness = ("exec(compile({src!r}, '<grader>', 'exec'), __grader__ := {{}})\n"
                    "__grader__['serve'](get_ipython().user_ns, {sock!r})\n"
                    "del __grader__").format(src=_HARNESS_SOURCE, sock=self.socket_path)

@@ -406,14 +406,23 @@ def test_output_is_capped(sandbox):
 
 def test_many_slow_cells_stop_at_the_notebook_limit():
     nb = nbformat.v4.new_notebook()
-    cells = [_code("import time\ntime.sleep(1.5)") for _ in range(6)]
-    with Sandbox(nb, Limits(cell_timeout=2, notebook_timeout=4), []) as box:
+    cells = [_code("import time\ntime.sleep(1.5)") for _ in range(6)]  # each well under the cell limit
+    with Sandbox(nb, Limits(cell_timeout=3, notebook_timeout=5), []) as box:
         for cell in cells:
             box.run_cell(cell)
         stopped = box.stopped
     assert "notebook ran past its time limit" in stopped or "time limit" in stopped
     assert sum("KernelStopped" in str(c.outputs) for c in cells) >= 2
     assert "KernelStopped" not in str(cells[0].outputs)
+
+
+def test_the_notebook_limit_counts_from_the_kernel_being_ready():
+    box = Sandbox(nbformat.v4.new_notebook(), Limits(cell_timeout=3, notebook_timeout=3), [])
+    time.sleep(3)  # a slow kernel start (a zygote's first imports, a loaded machine) costs the notebook nothing
+    with box:
+        cell = _code("import time\ntime.sleep(1)\nprint('done')")
+        box.run_cell(cell)
+    assert "done" in _text(cell) and not box.stopped
 
 
 def test_a_dead_kernel_fails_every_later_test():
