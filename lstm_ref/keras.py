@@ -16,13 +16,23 @@ partial batch kept, ``validation_split`` taking the last fraction before
 shuffling, per-epoch loss as the batch-size-weighted mean, hard_sigmoid as
 clip(x/6 + 0.5, 0, 1), GRU with reset_after=True and gate order z, r, h.
 ``get_weights``/``set_weights`` use Keras' exact shapes and order, so weights
-move between this and real Keras both ways. ``Embedding(mask_zero=True)``
-masks padding (id 0) in the recurrent layers after it, as Keras does, up to
-a recurrent layer that returns only its last output; ``Masking(mask_value=0.0)``
-does the same for numeric sequences, masking (and zeroing) the steps whose
-features all equal ``mask_value``. ``pad_sequences`` (also
+move between this and real Keras both ways. ``pad_sequences`` (also
 ``utils.pad_sequences``) is Keras' utility with its defaults: padding and
 truncating "pre".
+
+Masks, as Keras' (tests/test_keras_masking.py): ``Embedding(mask_zero=True)``
+masks padding (id 0), ``Masking(mask_value=0.0)`` the steps of numeric
+sequences whose features all equal ``mask_value`` (zeroing them). The (N, T)
+mask passes Dense and Dropout; an LSTM or GRU keeps its state at a masked
+step and, with return_sequences=True, repeats its last output there (0
+before the first kept step); a Bidirectional layer with return_sequences=True
+outputs 0 there. A recurrent layer with return_sequences=False ends the mask.
+A mask that reaches the model's output (per-step tagging, many-to-many
+regression) leaves the masked steps out of the loss, each kept step weighing
+N T / V (V kept steps; ``training.masked_mean``), and out of the metrics
+(``training.metric_sums``), in fit, its validation and evaluate.
+``LSTM(go_backwards=True, return_sequences=True)`` returns its outputs in the
+order it read them, last step first, as Keras does.
 
 Randomness (initialisers, shuffling, dropout) draws from one generator,
 seeded with 0 at import and reseeded by ``utils.set_random_seed`` (Keras'
@@ -141,7 +151,6 @@ class Layer:
     """A Keras layer description; ``build(input_shape)`` makes its torch module."""
 
     keras_name = "layer"
-    makes_mask = False  # True: ``compute_mask(x)`` gives the (N, T) bool mask (True: a step to read)
 
     def __init__(self, input_shape: tuple | None = None, name: str | None = None) -> None:
         self.input_shape = None if input_shape is None else tuple(input_shape)
@@ -152,6 +161,15 @@ class Layer:
     def build(self, input_shape: tuple) -> tuple:
         """Create the module for inputs of ``input_shape`` (without the batch); return the output shape."""
         raise NotImplementedError
+
+    def compute_mask(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Keras' compute_mask: the (N, T) bool mask of the output (True: a step to read) from the
+        input x and its mask; a layer passes its input's mask on unless it makes or ends one."""
+        return mask
+
+    def call(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The output for x, whose steps ``mask`` (N, T) marks (None: all), and the output's mask."""
+        return self.module(x), self.compute_mask(x, mask)
 
     def get_weights(self) -> list[np.ndarray]:
         """The weights in Keras' layout and order."""
@@ -215,8 +233,11 @@ class Dense(Layer):
 class Embedding(Layer):
     """keras.layers.Embedding(input_dim, output_dim, mask_zero=False); init uniform(-0.05, 0.05).
 
-    With ``mask_zero=True`` token id 0 is padding: the recurrent layers after
-    it skip those steps (``lstm_ref.layers`` LSTM/GRU ``mask``), as in Keras.
+    With ``mask_zero=True`` token id 0 is padding, m_t = (x_t != 0) (N, T):
+    the recurrent layers after it skip those steps (``lstm_ref.layers``
+    LSTM/GRU ``mask``), and where the mask reaches the output (a tagger:
+    ``LSTM(H, return_sequences=True)``, ``Dense(K, activation="softmax")``)
+    the loss and metrics leave them out, as in Keras.
     """
 
     keras_name = "embedding"
@@ -227,14 +248,14 @@ class Embedding(Layer):
         self.input_dim = _positive_int("input_dim", input_dim)
         self.output_dim = _positive_int("output_dim", output_dim)
         self.initializer = embeddings_initializer
-        self.mask_zero = self.makes_mask = bool(mask_zero)
+        self.mask_zero = bool(mask_zero)
 
     def build(self, input_shape):
         self.module = L.Embedding({"E": _init(self.initializer, (self.input_dim, self.output_dim))})
         return (*input_shape, self.output_dim)
 
-    def compute_mask(self, x: torch.Tensor) -> torch.Tensor:
-        return x != 0  # (N, T)
+    def compute_mask(self, x, mask=None):
+        return (x != 0) if self.mask_zero else None  # (N, T)
 
     def get_weights(self):
         return [_np(self.module.E)]
@@ -264,11 +285,13 @@ class Masking(Layer):
     The mask m_t = any_d(x_td != mask_value) (N, T) reaches the recurrent
     layers after it, as Embedding(mask_zero=True)'s does: at a masked step
     they keep their state. The output is x with the masked steps set to 0.
-    Dense and Dropout between pass the mask on, as in Keras.
+    Dense and Dropout between pass the mask on, as in Keras; where it
+    reaches the model's output (``LSTM(16, return_sequences=True)``,
+    ``Dense(1)``: one target per step) the loss and metrics leave the masked
+    steps out.
     """
 
     keras_name = "masking"
-    makes_mask = True
 
     def __init__(self, mask_value: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -285,7 +308,7 @@ class Masking(Layer):
         self.module = _MaskSteps(self.mask_value)
         return input_shape
 
-    def compute_mask(self, x: torch.Tensor) -> torch.Tensor:
+    def compute_mask(self, x, mask=None):
         return self.module.mask(x)  # (N, T)
 
 
@@ -335,6 +358,19 @@ class _RNN(Layer):
 
     def _output_shape(self, input_shape):
         return (input_shape[0], self.units) if self.return_sequences else (self.units,)
+
+    def call(self, x, mask):
+        """Keras' RNN: at a masked step the state and the output stay those of the step before.
+
+        With return_sequences the mask goes on with the (N, T, H) outputs;
+        with go_backwards Keras leaves those outputs in the order the layer
+        read them (the last step first) and the mask as it came, and so does
+        this. Without return_sequences the mask ends here.
+        """
+        out = self.module(x, mask)  # (N, T, H) or (N, H)
+        if not self.return_sequences:
+            return out, None
+        return (out.flip(1) if self.go_backwards else out), mask
 
     def _keras_weights(self) -> list[np.ndarray]:
         """[kernel, recurrent_kernel, bias] by ``lstm_ref.interop.to_keras`` (zero bias without use_bias)."""
@@ -435,6 +471,16 @@ class Bidirectional(Layer):
         self.module = L.Bidirectional(self.forward_layer.module, self.backward_layer.module)
         return (*shape[:-1], 2 * shape[-1])
 
+    def call(self, x, mask):
+        """Both directions under the mask; with return_sequences the outputs at masked steps are 0
+        (Keras sets zero_output_for_mask on the wrapped layers) and the mask goes on."""
+        out = self.module(x, mask)  # (N, T, 2H) or (N, 2H)
+        if not self.forward_layer.return_sequences:
+            return out, None
+        if mask is not None:
+            out = torch.where(mask.unsqueeze(-1), out, torch.zeros((), dtype=out.dtype))  # (N, T, 2H)
+        return out, mask
+
     def get_weights(self):
         return self.forward_layer.get_weights() + self.backward_layer.get_weights()
 
@@ -513,78 +559,49 @@ def _accuracy(loss_name: str):
             y = y.argmax(dim=-1)
         elif y.ndim == y_pred.ndim:
             y = y.squeeze(-1)
-        hits = (y_pred.argmax(dim=-1) == y.long()).to(y_pred.dtype)
-        return hits if hits.ndim == 1 else hits.flatten(1).mean(dim=1)
+        return (y_pred.argmax(dim=-1) == y.long()).to(y_pred.dtype)  # (N,) or (N, T)
 
     return accuracy
 
 
-def _samplewise(fn):
+def _stepwise(fn):
+    """A Keras metric function: fn's values averaged over the last axis, (N,) or (N, T) per step."""
+
     def metric(y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         y = training._align_target(y_pred, y)
-        return fn(y_pred, y).flatten(1).mean(dim=1)
+        return fn(y_pred, y).mean(dim=-1)
 
     return metric
 
 
 METRICS = {
-    "mae": _samplewise(lambda p, y: (p - y).abs()),
-    "mse": _samplewise(lambda p, y: (p - y) ** 2),
+    "mae": _stepwise(lambda p, y: (p - y).abs()),
+    "mse": _stepwise(lambda p, y: (p - y) ** 2),
 }
 
 
 class _Stack(torch.nn.Sequential):
-    """The layers' modules in order, passing Keras' mask along.
+    """The layers' modules in order, passing Keras' mask along (each layer's ``call``).
 
     An ``Embedding(mask_zero=True)`` or a ``Masking`` layer makes the mask
-    from its input (``compute_mask``); the recurrent layers after it read
-    it; the layers between pass it on (Dense, Dropout); a recurrent layer
-    that returns only its last output ends it. A mask that would reach the
-    model's output (a masked loss over sequence outputs) is refused when the
-    model is first used (``check_mask_ends``): layers are added one by one.
+    from its input; Dense and Dropout pass it on; the recurrent layers read
+    it and pass it on with return_sequences, or end it. A mask that reaches
+    the output comes out of ``forward_with_mask``, for the loss and metrics.
     """
 
     def __init__(self, layers: Sequence[Layer]) -> None:
         super().__init__(*(layer.module for layer in layers))
-        self.roles = []  # per layer: "make", "read" (keeps the time axis), "end" or "pass"
-        self.mask_makers = []  # per layer: its compute_mask where the role is "make", else None
-        maker = None  # the layer whose mask the next layer receives
-        for layer in layers:
-            recurrent = layer.forward_layer if isinstance(layer, Bidirectional) else layer
-            if layer.makes_mask:
-                role, maker = "make", layer
-            elif maker is not None and isinstance(recurrent, _RNN):
-                role, maker = ("read", maker) if recurrent.return_sequences else ("end", None)
-            else:
-                role = "pass"
-            self.roles.append(role)
-            self.mask_makers.append(layer.compute_mask if role == "make" else None)
-        self.open_mask = maker  # the layer whose mask reaches the output, if any
+        self.keras_layers = list(layers)
 
-    def check_mask_ends(self) -> None:
-        """Refuse a mask that reaches the model's output."""
-        maker = self.open_mask
-        if maker is None:
-            return
-        spec = ("Embedding(mask_zero=True)" if isinstance(maker, Embedding)
-                else f"Masking(mask_value={maker.mask_value})")
-        raise ValueError(f"{spec} needs a recurrent layer with return_sequences=False after it: the mask "
-                         f"of layer {maker.name!r} would reach the model's output (a masked loss over "
-                         "sequence outputs), which is not supported; end the masked part with an LSTM, "
-                         "GRU or Bidirectional layer with return_sequences=False")
+    def forward_with_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The outputs and the (N, T) bool mask that reaches them (None when none does)."""
+        mask = None
+        for layer in self.keras_layers:
+            x, mask = layer.call(x, mask)
+        return x, mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask = None
-        for role, compute_mask, module in zip(self.roles, self.mask_makers, self):
-            if role == "make":
-                mask = compute_mask(x)  # (N, T)
-                x = module(x)
-            elif role in ("read", "end"):
-                x = module(x, mask)
-                mask = None if role == "end" else mask
-            else:
-                x = module(x)
-        return x
+        return self.forward_with_mask(x)[0]
 
 
 class Sequential:
@@ -636,7 +653,6 @@ class Sequential:
     def _ensure_built(self, x: object) -> None:
         if self.module is None:
             self.build(np.shape(x[0] if isinstance(x, (list, tuple)) else x)[1:])
-        self.module.check_mask_ends()
 
     def compile(self, optimizer: str | training.Optimizer = "rmsprop",
                 loss: str | None = None, metrics: Sequence[str] | None = None) -> None:
@@ -665,7 +681,15 @@ class Sequential:
     def fit(self, x: object, y: object, batch_size: int | None = None, epochs: int = 1,
             verbose: str | int = "auto", validation_split: float = 0.0,
             validation_data: tuple | None = None, shuffle: bool = True) -> History:
-        """Train like keras Model.fit; returns a ``History`` of per-epoch values."""
+        """Train like keras Model.fit; returns a ``History`` of per-epoch values.
+
+        Where a mask reaches the output, y holds a target per step ((N, T),
+        (N, T, 1), class ids (N, T) or one-hot (N, T, K)) and the loss and
+        metrics of every mini-batch, of the validation data and of the
+        per-epoch History leave the masked steps out, as Keras does: the loss
+        is the mean over the mini-batch's kept steps, the metrics the mean
+        over the epoch's kept steps.
+        """
         if self._compiled is None:
             raise RuntimeError("call compile(optimizer, loss) before fit")
         if not 0.0 <= validation_split < 1.0:
@@ -682,7 +706,7 @@ class Sequential:
             batch_size=32 if batch_size is None else batch_size,
             optimizer=self._compiled["optimizer"], loss=self._compiled["loss"],
             metrics=self._compiled["metrics"], validation_data=validation_data,
-            seed=_rng, verbose=0 if verbose == 0 else 1,
+            seed=_rng, verbose=0 if verbose == 0 else 1, forward_with_mask=self.module.forward_with_mask,
         )
         history = {"loss": result.loss}
         history.update({k: v for k, v in result.metrics.items() if not k.startswith("val_")})
@@ -698,13 +722,14 @@ class Sequential:
 
     def evaluate(self, x: object, y: object, batch_size: int | None = None,
                  verbose: str | int = "auto") -> float | list[float]:
-        """The loss (and metrics, as a list ``[loss, *metrics]``) on x, y."""
+        """The loss (and metrics, as a list ``[loss, *metrics]``) on x, y; masked as in ``fit``."""
         if self._compiled is None:
             raise RuntimeError("call compile(optimizer, loss) before evaluate")
         self._ensure_built(x)
         scores = training.evaluate(self.module, x, y, loss=self._compiled["loss"],
                                    metrics=self._compiled["metrics"],
-                                   batch_size=32 if batch_size is None else batch_size)
+                                   batch_size=32 if batch_size is None else batch_size,
+                                   forward_with_mask=self.module.forward_with_mask)
         values = list(scores.values())
         return values[0] if len(values) == 1 else values
 

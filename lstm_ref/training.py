@@ -7,6 +7,9 @@ the way one framework does, every difference taken from a ``Preset``
 * losses: ``mse`` (Keras: mean over the last axis, then over the batch),
   ``half_mse`` (MATLAB regressionLayer), ``mae``, ``crossentropy`` (sparse or
   one-hot targets, from logits or probabilities) and ``binary_crossentropy``;
+  all but ``half_mse`` take a per-step ``mask`` (N, T), Keras' masked loss
+  over sequence outputs (``masked_mean``), and the metrics likewise
+  (``fit(forward_with_mask=...)``);
 * optimisers: ``Adam`` and ``RMSprop`` with either epsilon placement, ``SGD``
   with momentum;
   one update over all parameters with ``torch._foreach`` ops;
@@ -40,8 +43,9 @@ from tqdm.auto import tqdm
 from lstm_ref.presets import PADDINGS, Preset, preset as make_preset
 
 Tensor = torch.Tensor
-LossFn = Callable[[Tensor, Tensor], Tensor]
+LossFn = Callable[..., Tensor]  # (y_pred, y) -> scalar; (y_pred, y, mask=mask) where outputs carry a mask
 MetricFn = Callable[[Tensor, Tensor], Tensor]
+ForwardFn = Callable[[Tensor], tuple[Tensor, Tensor | None]]  # x -> (y_pred, mask (N, T) bool or None)
 
 # Keras backend.epsilon(): probabilities are clipped to [eps, 1 - eps] before log.
 PROBABILITY_EPSILON = 1e-7
@@ -50,24 +54,56 @@ PROBABILITY_EPSILON = 1e-7
 # --------------------------------------------------------------------- losses
 def _align_target(y_pred: Tensor, y: Tensor) -> Tensor:
     """Give y the rank of y_pred where they differ by a trailing 1 (Keras rule)."""
-    if y.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1:
-        y = y.unsqueeze(-1)
-    if y.shape != y_pred.shape:
+    aligned = y.unsqueeze(-1) if y.ndim == y_pred.ndim - 1 and y_pred.shape[-1] == 1 else y
+    if aligned.shape != y_pred.shape:
         raise ValueError(
             f"targets of shape {tuple(y.shape)} do not match predictions of "
             f"shape {tuple(y_pred.shape)}"
         )
-    return y
+    return aligned
 
 
-def mse(y_pred: Tensor, y: Tensor) -> Tensor:
-    """Keras ``mse``: mean over the last axis, then over the batch (and steps)."""
-    return ((y_pred - _align_target(y_pred, y)) ** 2).mean()
+def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
+    """Keras' default loss reduction ("sum_over_batch_size") of per-step losses under a mask.
+
+    values (N, T) are the losses of each step (already averaged over the
+    last axis of the outputs); mask (N, T) bool marks the steps kept. As
+    keras/src/losses/loss.py (``apply_mask``, then ``reduce_values``), with
+    M = N T steps of which V are kept, each kept step weighs w = M / V and
+    a masked one 0, and the loss is
+
+        sum_nt(w_nt * values_nt) / M  =  (sum of the kept values) / V,
+
+    0 when no step is kept (Keras' ``divide_no_nan``: no epsilon in Keras
+    3.15). Without a mask: the mean of values.
+    """
+    if mask is None:
+        return values.mean()
+    if mask.shape != values.shape:
+        raise ValueError(f"mask must have the shape of the per-step losses {tuple(values.shape)}, "
+                         f"got {tuple(mask.shape)}")
+    total = torch.tensor(float(mask.numel()), dtype=values.dtype, device=values.device)
+    valid = mask.to(values.dtype).sum()
+    kept_weight = torch.where(valid == 0, torch.zeros_like(valid), total / valid)  # divide_no_nan
+    weights = torch.where(mask, kept_weight, torch.zeros_like(kept_weight))  # (N, T)
+    return (values * weights).sum() / total
 
 
-def mae(y_pred: Tensor, y: Tensor) -> Tensor:
+def _reduce(elementwise: Tensor, mask: Tensor | None) -> Tensor:
+    """The mean of elementwise losses (N, ..., K); under a mask (N, T), Keras' masked mean of their
+    per-step means over the last axis."""
+    return elementwise.mean() if mask is None else masked_mean(elementwise.mean(dim=-1), mask)
+
+
+def mse(y_pred: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Keras ``mse``: mean over the last axis, then over the batch (and steps, or the kept steps
+    of ``mask`` (N, T), see ``masked_mean``)."""
+    return _reduce((y_pred - _align_target(y_pred, y)) ** 2, mask)
+
+
+def mae(y_pred: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
     """Keras ``mae``: mean absolute error, same reduction as ``mse``."""
-    return (y_pred - _align_target(y_pred, y)).abs().mean()
+    return _reduce((y_pred - _align_target(y_pred, y)).abs(), mask)
 
 
 def half_mse(y_pred: Tensor, y: Tensor) -> Tensor:
@@ -82,8 +118,8 @@ def half_mse(y_pred: Tensor, y: Tensor) -> Tensor:
     return 0.5 * ((y_pred - y) ** 2).sum() / (y_pred.shape[0] * n_steps)
 
 
-def crossentropy(y_pred: Tensor, y: Tensor, *, from_logits: bool = False) -> Tensor:
-    """Categorical cross-entropy, mean over the observations.
+def crossentropy(y_pred: Tensor, y: Tensor, mask: Tensor | None = None, *, from_logits: bool = False) -> Tensor:
+    """Categorical cross-entropy, mean over the observations (or the kept steps of ``mask``, see ``masked_mean``).
 
     ``y`` holds class indices (sparse, shape of y_pred without its last axis,
     or with a trailing 1) or one-hot rows (the shape of y_pred). ``y_pred``
@@ -97,7 +133,7 @@ def crossentropy(y_pred: Tensor, y: Tensor, *, from_logits: bool = False) -> Ten
         p = y_pred / y_pred.sum(dim=-1, keepdim=True)
         log_p = torch.log(p.clamp(PROBABILITY_EPSILON, 1.0 - PROBABILITY_EPSILON))
     if y.shape == y_pred.shape and y.is_floating_point():
-        return -(y * log_p).sum(dim=-1).mean()
+        return masked_mean(-(y * log_p).sum(dim=-1), mask)
     if y.ndim == y_pred.ndim and y.shape[-1] == 1:
         y = y.squeeze(-1)
     if y.shape != y_pred.shape[:-1]:
@@ -106,20 +142,23 @@ def crossentropy(y_pred: Tensor, y: Tensor, *, from_logits: bool = False) -> Ten
             f"{tuple(y_pred.shape[:-1])} or one-hot of shape {tuple(y_pred.shape)}, "
             f"got {tuple(y.shape)}"
         )
-    return -log_p.gather(-1, y.long().unsqueeze(-1)).mean()
+    return masked_mean(-log_p.gather(-1, y.long().unsqueeze(-1)).squeeze(-1), mask)
 
 
-def binary_crossentropy(y_pred: Tensor, y: Tensor, *, from_logits: bool = False) -> Tensor:
-    """Binary cross-entropy, mean over all outputs.
+def binary_crossentropy(y_pred: Tensor, y: Tensor, mask: Tensor | None = None, *,
+                        from_logits: bool = False) -> Tensor:
+    """Binary cross-entropy, mean over all outputs (under ``mask``, as ``mse``).
 
     Probabilities are clipped to [1e-7, 1 - 1e-7] first (Keras); from logits
     it is the numerically stable ``binary_cross_entropy_with_logits``.
     """
     y = _align_target(y_pred, y).to(y_pred.dtype)
     if from_logits:
-        return torch.nn.functional.binary_cross_entropy_with_logits(y_pred, y)
-    p = y_pred.clamp(PROBABILITY_EPSILON, 1.0 - PROBABILITY_EPSILON)
-    return torch.nn.functional.binary_cross_entropy(p, y)
+        elementwise = torch.nn.functional.binary_cross_entropy_with_logits(y_pred, y, reduction="none")
+    else:
+        p = y_pred.clamp(PROBABILITY_EPSILON, 1.0 - PROBABILITY_EPSILON)
+        elementwise = torch.nn.functional.binary_cross_entropy(p, y, reduction="none")
+    return _reduce(elementwise, mask)
 
 
 LOSS_FUNCTIONS: dict[str, LossFn] = {
@@ -501,6 +540,37 @@ def _param_factors(model: torch.nn.Module, config: Preset,
     ]
 
 
+def _unmasked(model: torch.nn.Module) -> ForwardFn:
+    return lambda x: (model(x), None)
+
+
+def _loss(loss_fn: LossFn, y_pred: Tensor, y: Tensor, mask: Tensor | None) -> Tensor:
+    """The mini-batch loss; a mask goes to the loss as its ``mask`` keyword."""
+    return loss_fn(y_pred, y) if mask is None else loss_fn(y_pred, y, mask=mask)
+
+
+def metric_sums(values: Tensor, mask: Tensor | None) -> tuple[float, float]:
+    """One mini-batch's update of Keras' Mean metric: (sum of per-sample values, their count).
+
+    values (N,) or (N, T, ...) are averaged per sample; a mask (N, T) bool
+    weighs the steps as Keras' sample weights (keras/src/metrics/
+    reduction_metrics.py: sample_weight = mask), each sample counting the
+    mean of its mask::
+
+        sum_n mean_t(m_nt v_nt),  sum_n mean_t(m_nt)
+
+    so that over an epoch sum / count is the mean over the kept steps.
+    """
+    if mask is None:
+        return float(values.reshape(len(values), -1).mean(dim=1).sum()), float(len(values))
+    if values.shape[: mask.ndim] != mask.shape:
+        raise ValueError(f"a masked metric must give per-step values of shape {tuple(mask.shape)} (or more "
+                         f"axes), got {tuple(values.shape)}")
+    weights = mask.to(values.dtype).reshape(*mask.shape, *(1,) * (values.ndim - mask.ndim)).expand_as(values)
+    return (float((values * weights).flatten(1).mean(dim=1).sum()),
+            float(weights.flatten(1).mean(dim=1).sum()))
+
+
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
@@ -510,28 +580,44 @@ def evaluate(
     loss: str | LossFn = "mse",
     metrics: Mapping[str, MetricFn] | None = None,
     batch_size: int = 32,
+    forward_with_mask: ForwardFn | None = None,
 ) -> dict[str, float]:
     """Loss and metrics over a data set, batch-size-weighted over mini-batches.
 
-    Returns ``{"loss": ..., <metric>: ...}``; the model is put in eval mode.
+    ``forward_with_mask`` as for ``fit``. Returns ``{"loss": ..., <metric>: ...}``;
+    the model is put in eval mode.
     """
     param = next(model.parameters())
     data = prepare_data(x, y, param.dtype, param.device)
-    return _evaluate(model, data, get_loss(loss), metrics or {}, batch_size)
+    return _evaluate(model, forward_with_mask or _unmasked(model), data, get_loss(loss), metrics or {},
+                     batch_size)
 
 
 @torch.no_grad()
-def _evaluate(model: torch.nn.Module, data: Data, loss_fn: LossFn,
+def _evaluate(model: torch.nn.Module, forward: ForwardFn, data: Data, loss_fn: LossFn,
               metrics: Mapping[str, MetricFn], batch_size: int) -> dict[str, float]:
     model.eval()
-    totals = dict.fromkeys(["loss", *metrics], 0.0)
+    loss_total = 0.0
+    sums = {name: [0.0, 0.0] for name in metrics}  # per metric: total, count
     n = data.x.shape[0]
     for xb, yb in data.batches(np.arange(n), batch_size, drop_last=False):
-        y_pred = model(xb)
-        totals["loss"] += float(loss_fn(y_pred, yb)) * len(xb)
-        for name, metric in metrics.items():
-            totals[name] += float(metric(y_pred, yb).sum())
-    return {k: v / n for k, v in totals.items()}
+        y_pred, mask = forward(xb)
+        loss_total += float(_loss(loss_fn, y_pred, yb, mask)) * len(xb)
+        _add_metrics(sums, metrics, y_pred, yb, mask)
+    return {"loss": loss_total / n, **_metric_results(sums)}
+
+
+def _add_metrics(sums: dict[str, list[float]], metrics: Mapping[str, MetricFn], y_pred: Tensor, y: Tensor,
+                 mask: Tensor | None) -> None:
+    for name, metric in metrics.items():
+        total, count = metric_sums(metric(y_pred, y), mask)
+        sums[name][0] += total
+        sums[name][1] += count
+
+
+def _metric_results(sums: Mapping[str, list[float]]) -> dict[str, float]:
+    """total / count per metric, 0 where nothing was counted (Keras' divide_no_nan)."""
+    return {name: total / count if count else 0.0 for name, (total, count) in sums.items()}
 
 
 def fit(
@@ -551,6 +637,7 @@ def fit(
     seed: int | np.random.Generator = 0,
     verbose: int = 1,
     callback: Callable[[IterationInfo], None] | None = None,
+    forward_with_mask: ForwardFn | None = None,
 ) -> History:
     """Train ``model`` in place the way ``config``'s framework does.
 
@@ -567,9 +654,12 @@ def fit(
         optimizer: "adam", "rmsprop", "sgdm"/"sgd" (with the preset's
             momentum), or an ``Adam``/``RMSprop``/``SGD`` object (its own
             hyperparameters win).
-        loss: a name of ``LOSS_FUNCTIONS`` or a callable ``(y_pred, y) -> scalar``.
-        metrics: name -> callable ``(y_pred, y) -> (N,)`` per-sample values,
-            averaged over the epoch's samples (Keras' metric reduction).
+        loss: a name of ``LOSS_FUNCTIONS`` or a callable ``(y_pred, y) -> scalar``
+            (with ``forward_with_mask``: ``(y_pred, y, mask=...)``, the mask
+            None or (N, T) bool).
+        metrics: name -> callable ``(y_pred, y) -> (N,)`` per-sample values
+            or (N, T) per-step values, averaged over the epoch's samples
+            (Keras' metric reduction; masked steps left out, ``metric_sums``).
         validation_data: (x_val, y_val) evaluated after every epoch.
         l2_factors: per-parameter L2 factors by ``named_parameters`` name
             (default 1 for weights, ``config.bias_l2_factor`` for biases).
@@ -579,6 +669,11 @@ def fit(
             global torch RNG is restored afterwards).
         verbose: 0 silent; otherwise a tqdm progress bar over the iterations.
         callback: called with an ``IterationInfo`` after every iteration.
+        forward_with_mask: x -> (predictions, mask) where the model's outputs
+            (N, T, ...) carry a Keras mask (N, T) bool (None where they
+            don't): the loss and metrics then leave out the masked steps as
+            Keras does (``masked_mean``, ``metric_sums``). Default:
+            ``(model(x), None)``.
     Returns:
         A ``History``.
     """
@@ -592,6 +687,7 @@ def fit(
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     loss_fn = get_loss(config.loss if loss is None else loss)
     metrics = dict(metrics or {})
+    forward = forward_with_mask or _unmasked(model)
     opt = make_optimizer(optimizer, config)
     base_lr = opt.learning_rate
     params, factors = _param_factors(model, config, l2_factors)
@@ -625,15 +721,14 @@ def fit(
                 opt.learning_rate = base_lr * learning_rate_schedule(epoch)
             model.train()
             batch_losses, sizes = [], []
-            metric_sums = {name: 0.0 for name in metrics}
+            sums = {name: [0.0, 0.0] for name in metrics}  # per metric: total, count
             batches = data.batches(orders[epoch], batch_size, config.drop_last)
             for k, (xb, yb) in enumerate(batches):
-                y_pred, batch_loss = _train_step(model, xb, yb, loss_fn, params, factors, config, opt)
+                y_pred, mask, batch_loss = _train_step(forward, xb, yb, loss_fn, params, factors, config, opt)
                 iteration += 1
                 batch_losses.append(batch_loss)
                 sizes.append(len(xb))
-                for name, metric in metrics.items():
-                    metric_sums[name] += float(metric(y_pred, yb).sum())
+                _add_metrics(sums, metrics, y_pred, yb, mask)
                 if callback is not None:
                     callback(IterationInfo(
                         epoch=epoch + 1, iteration=iteration, loss=float(batch_loss),
@@ -646,10 +741,10 @@ def fit(
             history.iteration_loss.extend(losses.tolist())
             weights = np.asarray(sizes, dtype=float)
             history.loss.append(float(losses @ weights / weights.sum()))
-            for name in metrics:
-                history.metrics[name].append(metric_sums[name] / weights.sum())
+            for name, value in _metric_results(sums).items():
+                history.metrics[name].append(value)
             if val is not None:
-                scores = _evaluate(model, val, loss_fn, metrics, batch_size)
+                scores = _evaluate(model, forward, val, loss_fn, metrics, batch_size)
                 history.val_loss.append(scores["loss"])
                 for name in metrics:
                     history.metrics["val_" + name].append(scores[name])
@@ -659,20 +754,21 @@ def fit(
     return history
 
 
-def _train_step(model: torch.nn.Module, xb: Tensor, yb: Tensor, loss_fn: LossFn,
+def _train_step(forward: ForwardFn, xb: Tensor, yb: Tensor, loss_fn: LossFn,
                 params: list[Tensor], factors: list[float], config: Preset,
-                opt: Optimizer) -> tuple[Tensor, Tensor]:
+                opt: Optimizer) -> tuple[Tensor, Tensor | None, Tensor]:
     """One iteration: forward, gradients, L2 term, clipping, update.
 
-    Returns the mini-batch's predictions and loss (both detached).
+    Returns the mini-batch's predictions, their mask (None without one) and
+    loss (all detached).
     """
-    y_pred = model(xb)
-    batch_loss = loss_fn(y_pred, yb)
+    y_pred, mask = forward(xb)
+    batch_loss = _loss(loss_fn, y_pred, yb, mask)
     grads = list(torch.autograd.grad(batch_loss, params))
     add_l2(grads, params, factors, config.l2)
     clip_gradients(grads, config.gradient_threshold, config.gradient_threshold_method)
     opt.step(params, grads)
-    return y_pred.detach(), batch_loss.detach()
+    return y_pred.detach(), mask, batch_loss.detach()
 
 
 @torch.no_grad()

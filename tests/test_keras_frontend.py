@@ -149,10 +149,6 @@ def test_bad_arguments_are_named():
         Dense(1, activation="swish")
     with pytest.raises(ValueError, match="input_shape=\\(timesteps, features\\)"):
         Sequential([LSTM(2, input_shape=(3,))])
-    with pytest.raises(ValueError, match="Embedding\\(mask_zero=True\\) needs a recurrent layer with "
-                                         "return_sequences=False after it: the mask of layer 'embedding'"):
-        Sequential([Embedding(5, 2, mask_zero=True, input_shape=(4,)), LSTM(2, return_sequences=True),
-                    Dense(1)]).predict(np.ones((2, 4), dtype=np.int64))
     model = Sequential([LSTM(2, input_shape=(None, 1)), Dense(1)])
     with pytest.raises(RuntimeError, match="call compile"):
         model.fit(np.zeros((4, 3, 1)), np.zeros(4))
@@ -180,20 +176,6 @@ def test_masking_is_a_weightless_layer_added_one_by_one():
     assert out.tolist() == [[[0, 0], [1, -1], [0, 0]]]
     assert masking.compute_mask(torch.as_tensor(x)).tolist() == [[False, True, True]]
     assert lk.layers.Masking is Masking
-
-
-@pytest.mark.parametrize("after", [[], [LSTM(2, return_sequences=True)], [Dense(3)],
-                                   [Bidirectional(GRU(2, return_sequences=True)), Dense(1)]],
-                         ids=["alone", "sequences", "dense", "bidirectional-sequences"])
-def test_a_masking_mask_reaching_the_output_is_refused(after):
-    model = Sequential([Masking(input_shape=(None, 2)), *after])
-    message = ("Masking\\(mask_value=0.0\\) needs a recurrent layer with return_sequences=False after it: "
-               "the mask of layer 'masking' would reach the model's output")
-    with pytest.raises(ValueError, match=message):
-        model.predict(np.ones((2, 3, 2), dtype=np.float32))
-    model.compile(optimizer="adam", loss="mse")
-    with pytest.raises(ValueError, match=message):
-        model.fit(np.ones((2, 3, 2), dtype=np.float32), np.ones((2, 3, 1), dtype=np.float32), verbose=0)
 
 
 def test_masking_arguments_are_checked():

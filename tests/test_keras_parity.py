@@ -98,6 +98,9 @@ CASES = {
     "masked_bidirectional_gru": (
         lambda ns: [ns.Embedding(12, 4, mask_zero=True), ns.Bidirectional(ns.GRU(4)),
                     ns.Dense(1, activation="sigmoid")], "binary_crossentropy", [], _padded_tokens),
+    "lstm_go_backwards_sequences": (  # Keras keeps a backward layer's outputs in reading order
+        lambda ns: [ns.LSTM(5, go_backwards=True, return_sequences=True, input_shape=(None, 2)), ns.LSTM(4),
+                    ns.Dense(1)], "mse", [], _regression_data),
     "masking_lstm": (
         lambda ns: [ns.Masking(input_shape=(None, 2)), ns.LSTM(6), ns.Dense(1)], "mse", [], _padded_series),
     "masking_gru": (
