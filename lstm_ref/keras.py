@@ -548,20 +548,17 @@ LOSSES = {
 }
 
 
-def _accuracy(loss_name: str):
-    """Keras resolves 'accuracy' by the loss and the output shape."""
-
-    def accuracy(y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if y_pred.shape[-1] == 1 or loss_name == "binary_crossentropy":
-            y = training._align_target(y_pred, y)
-            return ((y_pred > 0.5).to(y.dtype) == y).to(y_pred.dtype).mean(dim=-1)
-        if y.shape == y_pred.shape:  # one-hot
-            y = y.argmax(dim=-1)
-        elif y.ndim == y_pred.ndim:
-            y = y.squeeze(-1)
-        return (y_pred.argmax(dim=-1) == y.long()).to(y_pred.dtype)  # (N,) or (N, T)
-
-    return accuracy
+def _accuracy(y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Keras' 'accuracy', resolved by the shapes alone (compile_utils.is_binary_or_sparse_categorical):
+    binary for one output unit, categorical (argmax) for targets of the outputs' shape, else sparse."""
+    if y_pred.shape[-1] == 1:
+        y = training._align_target(y_pred, y)
+        return ((y_pred > 0.5).to(y.dtype) == y).to(y_pred.dtype).mean(dim=-1)
+    if y.shape == y_pred.shape:  # one-hot
+        y = y.argmax(dim=-1)
+    elif y.ndim == y_pred.ndim:
+        y = y.squeeze(-1)
+    return (y_pred.argmax(dim=-1) == y.long()).to(y_pred.dtype)  # (N,) or (N, T)
 
 
 def _stepwise(fn):
@@ -667,7 +664,7 @@ class Sequential:
         chosen = {}
         for name in metrics or []:
             if name in ("accuracy", "acc"):
-                chosen["accuracy"] = _accuracy(loss)
+                chosen["accuracy"] = _accuracy
             elif name in METRICS:
                 chosen[name] = METRICS[name]
             else:

@@ -37,6 +37,13 @@ def _regression_data(seed=0, n=50, T=6, D=2):
     return X, X.sum(axis=(1, 2))[:, None].astype(np.float32)  # (N, 1)
 
 
+def _multilabel_data():
+    """Three labels per sequence, any of them on: whether each feature sum, and the total, is positive."""
+    X, _ = _regression_data()
+    sums = X.sum(axis=1)  # (N, 2)
+    return X, np.c_[sums > 0, sums.sum(axis=1) > 0].astype(np.float32)  # (N, 3)
+
+
 def _tokens(n=50):
     X, y = embedding_classification(n_samples=n, n_steps=8, vocab_size=12, seed=1)
     return X, y.astype(np.float32)
@@ -88,6 +95,9 @@ CASES = {
     "embedding_lstm_binary": (
         lambda ns: [ns.Embedding(12, 4), ns.LSTM(6), ns.Dense(1, activation="sigmoid")],
         "binary_crossentropy", ["accuracy"], _tokens),
+    "multilabel_sigmoid_accuracy_is_categorical": (  # Keras picks 'accuracy' by the shapes, not the loss
+        lambda ns: [ns.GRU(6, input_shape=(None, 2)), ns.Dense(3, activation="sigmoid")],
+        "binary_crossentropy", ["accuracy"], _multilabel_data),
     "masked_lstm_sequences": (
         lambda ns: [ns.Embedding(12, 4, mask_zero=True), ns.LSTM(5, return_sequences=True), ns.Dropout(0.0),
                     ns.LSTM(4), ns.Dense(1, activation="sigmoid")],
