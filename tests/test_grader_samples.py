@@ -7,11 +7,12 @@ against ``samples/gates_expected.json``.
 import hashlib
 import os
 import shutil
+import tempfile
 
 import pytest
 
 from grader.course import Course
-from grader.sandbox import CGROUP_PREFIX, Limits, protections, sandboxes_path
+from grader.sandbox import SANDBOXES, Limits
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(REPO, "samples")
@@ -28,34 +29,36 @@ def _tree_digest(folder: str) -> dict:
     return out
 
 
-def _sandbox_traces() -> set:
-    """The grader's pids cgroups and sandbox folders that exist now."""
-    cgroup = protections()["pids_cgroup"]
-    traces = {os.path.join(cgroup, d) for d in os.listdir(cgroup) if d.startswith(CGROUP_PREFIX)} if cgroup else set()
-    sandboxes = sandboxes_path()
-    if os.path.isdir(sandboxes):
-        traces |= {os.path.join(sandboxes, d) for d in os.listdir(sandboxes)}
-    return traces
-
-
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     import json
 
     root = str(tmp_path_factory.mktemp("gates_course"))
     shutil.copytree(os.path.join(REPO, "solutions", "gates"), os.path.join(root, "solutions", "gates"))
-    traces_before = _sandbox_traces()
     course = Course(root, limits=LIMITS, workers=2)
     course.release("gates")
     with open(ZIP, "rb") as fh:
         zip_digest = hashlib.sha256(fh.read()).hexdigest()
     report = course.import_submissions("gates", ZIP)
     submitted = _tree_digest(os.path.join(root, "submitted"))
-    states = course.autograde("gates", progress=False)
+    # The workers keep their sandboxes under a temporary folder of this run (TMPDIR), apart from those
+    # of tests running beside it; kernels that run as another user pass through it to their own folders.
+    tmp = tempfile.mkdtemp(prefix="grader-")
+    os.chmod(tmp, 0o711)
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = tmp
+    try:
+        states = course.autograde("gates", progress=False)
+    finally:
+        if before is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = before
     with open(os.path.join(SAMPLES, "gates_expected.json"), encoding="utf-8") as fh:
         expected = json.load(fh)
-    return {"course": course, "root": root, "report": report, "states": states, "expected": expected,
-            "zip_digest": zip_digest, "submitted": submitted, "traces_before": traces_before}
+    yield {"course": course, "root": root, "report": report, "states": states, "expected": expected,
+           "zip_digest": zip_digest, "submitted": submitted, "sandboxes": os.path.join(tmp, f"{SANDBOXES}-{os.getuid()}")}
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_every_sample_gets_its_expected_grade(graded):
@@ -138,8 +141,11 @@ def test_second_run_skips_graded_work_and_forced_regrade_agrees(graded):
 
 
 def test_sandboxes_leave_no_process_or_cgroup_behind(graded):
-    # the fork bomb's daemons lived in a pids cgroup and a sandbox folder of this run
-    assert _sandbox_traces() <= graded["traces_before"]
+    # The fork bomb's daemons lived in a pids cgroup and a sandbox folder of this run. A sandbox's
+    # cgroup is removed before its folder, and the folder before its lock (grader.sandbox._remove):
+    # an empty root means no cgroup, folder or lock of the run is left.
+    sandboxes = graded["sandboxes"]
+    assert os.path.isdir(sandboxes) and os.listdir(sandboxes) == []
 
 
 def test_committed_samples_follow_the_solutions(tmp_path):
