@@ -191,6 +191,24 @@ def sync_back(original, after):
     return after
 
 
+def _close_zmq(kc, km) -> None:
+    """Close the client's channel sockets (the heartbeat's thread keeps its own) and the manager's
+    ZeroMQ context now, lingering nothing.
+
+    nbclient leaves them open when it does not own the kernel manager, as here. Left to the garbage
+    collector, a context found in a reference cycle with its open sockets is finalized after their
+    weak references are cleared: its ``destroy()`` sees no socket to close, and ``term()`` waits
+    for them forever.
+    """
+    for name in ("shell", "iopub", "stdin", "control"):
+        channel = getattr(kc, f"_{name}_channel", None) if kc is not None else None
+        socket = getattr(channel, "socket", None)
+        if socket is not None and not socket.closed:
+            socket.close(linger=0)
+    if km._created_context:
+        km.context.destroy(linger=0)  # with the manager's control socket
+
+
 class Sandbox:
     """A student's kernel: cells run with time limits, and the grader's calls into it."""
 
@@ -216,25 +234,25 @@ class Sandbox:
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> "Sandbox":
-        self._stack.enter_context(self.client.setup_kernel())
-        self.deadline = time.monotonic() + self.limits.notebook_timeout
-        harness = ("exec(compile({src!r}, '<grader>', 'exec'), __grader__ := {{}})\n"
-                   "__grader__['serve'](get_ipython().user_ns, {sock!r})\n"
-                   "del __grader__").format(src=_HARNESS_SOURCE, sock=self.socket_path)
-        self._run(nbformat.v4.new_code_cell(harness), store_history=False)
+        try:
+            self._stack.enter_context(self.client.setup_kernel())
+            self.deadline = time.monotonic() + self.limits.notebook_timeout
+            harness = ("exec(compile({src!r}, '<grader>', 'exec'), __grader__ := {{}})\n"
+                       "__grader__['serve'](get_ipython().user_ns, {sock!r})\n"
+                       "del __grader__").format(src=_HARNESS_SOURCE, sock=self.socket_path)
+            self._run(nbformat.v4.new_code_cell(harness), store_history=False)
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
         kc = self.client.kc
         try:
             self._stack.close()
-            for name in ("shell", "stdin", "control"):  # nbclient leaves these open
-                channel = getattr(kc, f"_{name}_channel", None) if kc is not None else None
-                socket = getattr(channel, "socket", None)
-                if socket is not None and not socket.closed:
-                    socket.close(linger=0)
         finally:
             self.km.kill_all()
+            _close_zmq(kc, self.km)
             remove_sandbox_dir(self.dir)
 
     def stop(self, reason: str) -> None:

@@ -10,8 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before any keras import
+
+# Each pytest process (one per xdist worker) keeps the grader's kernel sandboxes under a temporary
+# folder of its own (TMPDIR, inherited by the grader processes its tests start), so that a test's
+# "no kernel or sandbox left" sees only its own process's, not those of tests running beside it.
+# Kernels that run as another user pass through the folder (0o711) to their own sandbox.
+_TMP = tempfile.mkdtemp(prefix="lstm-course-tests-")
+os.chmod(_TMP, 0o711)
+os.environ["TMPDIR"] = tempfile.tempdir = _TMP
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -114,3 +124,7 @@ def kernel_processes():
         return found
 
     return running
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(_TMP, ignore_errors=True)
