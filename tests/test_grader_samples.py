@@ -42,7 +42,7 @@ def graded(tmp_path_factory):
     report = course.import_submissions("gates", ZIP)
     submitted = _tree_digest(os.path.join(root, "submitted"))
     # The workers keep their sandboxes under a temporary folder of this run (TMPDIR), apart from those
-    # of tests running beside it; kernels that run as another user pass through it to their own folders.
+    # of every other test, earlier ones included; kernels that run as another user pass through it.
     tmp = tempfile.mkdtemp(prefix="grader-")
     os.chmod(tmp, 0o711)
     before = os.environ.get("TMPDIR")
