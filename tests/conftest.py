@@ -19,8 +19,14 @@ os.environ.setdefault("KERAS_BACKEND", "torch")  # before any keras import
 # folder of its own (TMPDIR, inherited by the grader processes its tests start), so that a test's
 # "no kernel or sandbox left" sees only its own process's, not those of tests running beside it.
 # Kernels that run as another user pass through the folder (0o711) to their own sandbox.
-_TMP = tempfile.mkdtemp(prefix="lstm-course-tests-")
-os.chmod(_TMP, 0o711)
+def private_tmpdir() -> str:
+    """A new temporary folder that kernels running as another user may pass through (0o711)."""
+    folder = tempfile.mkdtemp(prefix="lstm-course-tests-")
+    os.chmod(folder, 0o711)
+    return folder
+
+
+_TMP = private_tmpdir()
 os.environ["TMPDIR"] = tempfile.tempdir = _TMP
 
 import numpy as np  # noqa: E402

@@ -7,10 +7,10 @@ against ``samples/gates_expected.json``.
 import hashlib
 import os
 import shutil
-import tempfile
 
 import pytest
 
+from conftest import private_tmpdir
 from grader.course import Course
 from grader.sandbox import SANDBOXES, Limits
 
@@ -43,22 +43,14 @@ def graded(tmp_path_factory):
     submitted = _tree_digest(os.path.join(root, "submitted"))
     # The workers keep their sandboxes under a temporary folder of this run (TMPDIR), apart from those
     # of every other test, earlier ones included; kernels that run as another user pass through it.
-    tmp = tempfile.mkdtemp(prefix="grader-")
-    os.chmod(tmp, 0o711)
-    before = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"] = tmp
-    try:
+    tmp = private_tmpdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TMPDIR", tmp)
         states = course.autograde("gates", progress=False)
-    finally:
-        if before is None:
-            del os.environ["TMPDIR"]
-        else:
-            os.environ["TMPDIR"] = before
     with open(os.path.join(SAMPLES, "gates_expected.json"), encoding="utf-8") as fh:
         expected = json.load(fh)
-    yield {"course": course, "root": root, "report": report, "states": states, "expected": expected,
-           "zip_digest": zip_digest, "submitted": submitted, "sandboxes": os.path.join(tmp, f"{SANDBOXES}-{os.getuid()}")}
-    shutil.rmtree(tmp, ignore_errors=True)
+    return {"course": course, "root": root, "report": report, "states": states, "expected": expected,
+            "zip_digest": zip_digest, "submitted": submitted, "sandboxes": os.path.join(tmp, f"{SANDBOXES}-{os.getuid()}")}
 
 
 def test_every_sample_gets_its_expected_grade(graded):
