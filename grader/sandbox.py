@@ -306,6 +306,7 @@ def _stop_zygote(proc: subprocess.Popen, folder: str, owner: int) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    proc.stdout.close()
     remove_sandbox_dir(folder)
 
 
@@ -642,6 +643,10 @@ class SandboxKernelManager(AsyncKernelManager):
                 os.killpg(pgid, signal.SIGKILL)
             except OSError:
                 pass
+        launcher = getattr(provisioner, "process", None)
+        if launcher is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                launcher.wait(timeout=CGROUP_EXIT_S)  # reaped now, not left to the garbage collector
         if self._cgroup and os.path.isdir(self._cgroup):
             # Hundreds of killed processes (a fork bomb's) take a while to exit on a busy
             # machine, and the cgroup can only be removed once the last one has gone.

@@ -192,19 +192,26 @@ def sync_back(original, after):
 
 
 def _close_zmq(kc, km) -> None:
-    """Close the client's channel sockets (the heartbeat's thread keeps its own) and the manager's
-    ZeroMQ context now, lingering nothing.
+    """Stop the client's heartbeat thread, close its channel sockets and destroy its ZeroMQ context and
+    the manager's now, lingering nothing.
 
-    nbclient leaves them open when it does not own the kernel manager, as here. Left to the garbage
-    collector, a context found in a reference cycle with its open sockets is finalized after their
-    weak references are cleared: its ``destroy()`` sees no socket to close, and ``term()`` waits
-    for them forever.
+    nbclient leaves all of these open when it does not own the kernel manager, as here. Left open, each
+    graded notebook would leave its worker a heartbeat thread that pings the dead kernel every second,
+    the client's context with its I/O thread, and about ten file descriptors: a worker grading a class
+    would run out of descriptors. Left to the garbage collector, a context found in a reference cycle
+    with its open sockets is finalized after their weak references are cleared: its ``destroy()`` sees
+    no socket to close, and ``term()`` waits for them forever.
     """
-    for name in ("shell", "iopub", "stdin", "control"):
-        channel = getattr(kc, f"_{name}_channel", None) if kc is not None else None
-        socket = getattr(channel, "socket", None)
-        if socket is not None and not socket.closed:
-            socket.close(linger=0)
+    if kc is not None:
+        heartbeat = kc._hb_channel
+        if heartbeat is not None and heartbeat.is_alive():
+            heartbeat.stop()  # wakes the thread from its wait, joins it and closes its socket
+        for name in ("shell", "iopub", "stdin", "control"):
+            socket = getattr(getattr(kc, f"_{name}_channel", None), "socket", None)
+            if socket is not None and not socket.closed:
+                socket.close(linger=0)
+        if kc._created_context:
+            kc.context.destroy(linger=0)
     if km._created_context:
         km.context.destroy(linger=0)  # with the manager's control socket
 

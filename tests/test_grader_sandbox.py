@@ -435,6 +435,23 @@ def test_a_dead_kernel_fails_every_later_test():
     assert "died" in result["message"]
 
 
+def test_closed_sandboxes_leave_the_grader_no_thread_or_descriptor():
+    """A worker grades hundreds of notebooks in one process: each sandbox gives back its client's
+    heartbeat thread, its ZeroMQ contexts (with their I/O threads) and their sockets when it closes."""
+    def grade_one():
+        with Sandbox(nbformat.v4.new_notebook(), Limits(), []) as box:
+            box.run_cell(_code("x = 1"))
+
+    def in_use():
+        return len(os.listdir("/proc/self/task")), len(os.listdir("/proc/self/fd"))
+
+    grade_one()  # the first also starts this process's zygote
+    threads, descriptors = in_use()
+    for _ in range(3):
+        grade_one()
+    assert in_use()[0] <= threads and in_use()[1] <= descriptors
+
+
 def test_limits_are_validated():
     with pytest.raises(ValueError, match="cell_timeout"):
         Limits(cell_timeout=0)
