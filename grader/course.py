@@ -34,7 +34,7 @@ import warnings
 import zipfile
 
 from .config import RELEASE, SOURCE, course_config
-from .sandbox import Limits
+from .sandbox import Limits, sandboxes_root
 
 WORK = "grader_work"
 # Canvas: <student>_[LATE_]<user id>_<submission id>_<file name>; Moodle folders:
@@ -264,6 +264,7 @@ class Course:
             else:
                 todo.append((student, fingerprint))
         if todo:
+            sandboxes_root()  # a folder the workers cannot use stops the run here, not each submission
             context = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(min(self.workers, len(todo)), mp_context=context) as pool:
                 futures = {pool.submit(_grade_worker, self.root, self.config_kwargs, assignment, s): (s, f)

@@ -100,6 +100,10 @@ SANDBOXES, CGROUP_PREFIX = "jupyter-kernels", "kernel-"
 # The lock of the sandbox <sandboxes_path()>/<name> is <name><LOCK_SUFFIX> beside it, out of its kernel's sight.
 LOCK_SUFFIX = ".lock"
 _SANDBOX_NAME = re.compile(r"[0-9a-f]{12}")  # uuid4().hex[:12], as new_sandbox_dir names them
+# The grader's Unix socket in each sandbox, the longest of the socket names there (the zygote's
+# "launch.sock", the kernel's "zmq-<n>"), and the longest path a Unix socket's address can hold.
+KERNEL_SOCKET = ".kernel.sock"
+SOCKET_PATH_MAX = 107 if sys.platform.startswith("linux") else 103
 # Only these variables reach a student's kernel; nothing hints at grading.
 KERNEL_ENV = {"LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "OPENBLAS_NUM_THREADS": "1", "KERAS_BACKEND": "torch",
@@ -356,10 +360,16 @@ def sandboxes_path() -> str:
     return os.path.join(tempfile.gettempdir(), f"{SANDBOXES}-{os.getuid()}")
 
 
-def _sandboxes_root() -> str:
+def sandboxes_root() -> str:
     """:func:`sandboxes_path`, made on first use (masked in every kernel); refused unless this
-    user owns it and no one else may write to it (another user could have made it first)."""
+    user owns it and no one else may write to it (another user could have made it first), and
+    where it is too deep for the Unix sockets of its sandboxes."""
     root = sandboxes_path()
+    longest = len(os.path.join(root, "0" * 12, KERNEL_SOCKET).encode())  # <root>/<sandbox>/<socket>
+    if longest > SOCKET_PATH_MAX:
+        raise OSError(f"the kernels' sockets under {root} would take {longest} bytes, more than a Unix socket's "
+                      f"address holds ({SOCKET_PATH_MAX}): the temporary folder is too deep; set TMPDIR to a "
+                      "shorter one, such as /tmp")
     os.makedirs(root, mode=0o711, exist_ok=True)
     st = os.lstat(root)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
@@ -381,7 +391,7 @@ def new_sandbox_dir() -> str:
     (:func:`sweep_sandboxes`); each call ends the locks of this process's
     sandboxes whose folder someone else removed.
     """
-    root = _sandboxes_root()
+    root = sandboxes_root()
     _sweep_once()
     for folder in [f for f in _HELD if not os.path.lexists(f)]:
         remove_sandbox_dir(folder)

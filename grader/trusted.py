@@ -54,7 +54,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Float, Integer, List, Unicode
 
 from . import _harness
-from .sandbox import Limits, SandboxKernelManager, new_sandbox_dir, remove_sandbox_dir
+from .sandbox import KERNEL_SOCKET, Limits, SandboxKernelManager, new_sandbox_dir, remove_sandbox_dir
 
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 HIDDEN_FAILED = "A hidden test failed"
@@ -236,7 +236,7 @@ class Sandbox:
         self.deadline = math.inf  # set when the kernel is ready: its start is not the notebook's time
         self.stopped = ""
         self.busy = False
-        self.socket_path = os.path.join(self.dir, ".kernel.sock")
+        self.socket_path = os.path.join(self.dir, KERNEL_SOCKET)
         self._numbers = itertools.count()
         self._stack = contextlib.ExitStack()
 

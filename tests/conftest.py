@@ -18,16 +18,22 @@ os.environ.setdefault("KERAS_BACKEND", "torch")  # before any keras import
 # Each pytest process (one per xdist worker) keeps the grader's kernel sandboxes under a temporary
 # folder of its own (TMPDIR, inherited by the grader processes its tests start), so that a test's
 # "no kernel or sandbox left" sees only its own process's, not those of tests running beside it.
-# Kernels that run as another user pass through the folder (0o711) to their own sandbox.
+# Kernels that run as another user pass through the folder (0o711) to their own sandbox. The folders
+# go side by side in the temporary folder the run started with (xdist's workers inherit the TMPDIR
+# set below in the controlling process), not into each other: the sandboxes' socket paths stay short.
+_BASE = os.environ.setdefault("LSTM_COURSE_TESTS_TMP", tempfile.gettempdir())
+_MADE: list = []  # removed when the process's tests end
+
+
 def private_tmpdir() -> str:
     """A new temporary folder that kernels running as another user may pass through (0o711)."""
-    folder = tempfile.mkdtemp(prefix="lstm-course-tests-")
+    folder = tempfile.mkdtemp(prefix="lstm-course-tests-", dir=_BASE)
     os.chmod(folder, 0o711)
+    _MADE.append(folder)
     return folder
 
 
-_TMP = private_tmpdir()
-os.environ["TMPDIR"] = tempfile.tempdir = _TMP
+os.environ["TMPDIR"] = tempfile.tempdir = private_tmpdir()
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -133,4 +139,5 @@ def kernel_processes():
 
 
 def pytest_unconfigure(config) -> None:
-    shutil.rmtree(_TMP, ignore_errors=True)
+    for folder in _MADE:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import zmq
 
+from conftest import private_tmpdir
 from grader.sandbox import (CGROUP_PREFIX, LOCK_SUFFIX, RECONNECT_MS, Limits, SandboxKernelClient, _proves_iopub,
                             describe_protections, new_sandbox_dir, protections, remove_sandbox_dir, sandboxes_path,
-                            sweep_sandboxes, zygote)
+                            sandboxes_root, sweep_sandboxes, zygote)
 from grader.trusted import (HIDDEN_FAILED, Remote, Sandbox, TrustedNamespace, copy_data_files, run_trusted_cell,
                             split_hidden)
 
@@ -470,12 +471,23 @@ def test_only_data_files_reach_the_sandbox(tmp_path):
     assert sorted(p.name for p in dest.rglob("*") if p.is_file()) == ["notes.txt", "series.csv"]
 
 
-def test_each_user_has_a_sandboxes_folder_no_one_else_can_write(tmp_path, monkeypatch):
+def test_a_temporary_folder_too_deep_for_the_sandboxes_sockets_is_refused(tmp_path, monkeypatch):
+    deep = tmp_path / ("d" * 40) / ("e" * 40)
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    with pytest.raises(OSError, match=r"would take \d+ bytes, more than a Unix socket's address holds \(\d+\)"
+                                      r".*set TMPDIR to a shorter one"):
+        sandboxes_root()
+    assert not os.path.exists(sandboxes_path())  # refused before anything is made
+
+
+def test_each_user_has_a_sandboxes_folder_no_one_else_can_write(monkeypatch):
     """The sandboxes live in <tmp>/jupyter-kernels-<uid>; one that another user made first, or
     that others may write to, is refused with the reason instead of used."""
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    tmp = private_tmpdir()  # short enough for the sandboxes' sockets, unlike pytest's tmp_path
+    monkeypatch.setattr(tempfile, "tempdir", tmp)
     root = sandboxes_path()
-    assert root == str(tmp_path / f"jupyter-kernels-{os.getuid()}")
+    assert root == os.path.join(tmp, f"jupyter-kernels-{os.getuid()}")
     folder = new_sandbox_dir()
     assert os.path.dirname(folder) == root and oct(os.stat(root).st_mode & 0o777) == "0o711"
     remove_sandbox_dir(folder)
