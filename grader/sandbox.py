@@ -649,14 +649,12 @@ class SandboxKernelManager(AsyncKernelManager):
         provisioner = self.provisioner
         pgid = getattr(provisioner, "pgid", None)
         if pgid:
-            try:
+            with contextlib.suppress(OSError):
                 os.killpg(pgid, signal.SIGKILL)
-            except OSError:
-                pass
-        launcher = getattr(provisioner, "process", None)
-        if launcher is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                launcher.wait(timeout=CGROUP_EXIT_S)  # reaped now, not left to the garbage collector
+            launcher = getattr(provisioner, "process", None)  # the group's leader
+            if launcher is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    launcher.wait(timeout=CGROUP_EXIT_S)  # reaped now, not left to the garbage collector
         if self._cgroup and os.path.isdir(self._cgroup):
             # Hundreds of killed processes (a fork bomb's) take a while to exit on a busy
             # machine, and the cgroup can only be removed once the last one has gone.
