@@ -207,9 +207,9 @@ def _close_zmq(kc, km) -> None:
         if heartbeat is not None and heartbeat.is_alive():
             heartbeat.stop()  # wakes the thread from its wait, joins it and closes its socket
         for name in ("shell", "iopub", "stdin", "control"):
-            socket = getattr(getattr(kc, f"_{name}_channel", None), "socket", None)
-            if socket is not None and not socket.closed:
-                socket.close(linger=0)
+            sock = getattr(getattr(kc, f"_{name}_channel", None), "socket", None)
+            if sock is not None and not sock.closed:
+                sock.close(linger=0)
         if kc._created_context:
             kc.context.destroy(linger=0)
     if km._created_context:

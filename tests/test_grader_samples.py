@@ -7,12 +7,13 @@ against ``samples/gates_expected.json``.
 import hashlib
 import os
 import shutil
+import tempfile
 
 import pytest
 
 from conftest import private_tmpdir
 from grader.course import Course
-from grader.sandbox import SANDBOXES, Limits
+from grader.sandbox import Limits, sandboxes_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(REPO, "samples")
@@ -46,11 +47,13 @@ def graded(tmp_path_factory):
     tmp = private_tmpdir()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TMPDIR", tmp)
+        mp.setattr(tempfile, "tempdir", tmp)
+        sandboxes = sandboxes_path()
         states = course.autograde("gates", progress=False)
     with open(os.path.join(SAMPLES, "gates_expected.json"), encoding="utf-8") as fh:
         expected = json.load(fh)
     return {"course": course, "root": root, "report": report, "states": states, "expected": expected,
-            "zip_digest": zip_digest, "submitted": submitted, "sandboxes": os.path.join(tmp, f"{SANDBOXES}-{os.getuid()}")}
+            "zip_digest": zip_digest, "submitted": submitted, "sandboxes": sandboxes}
 
 
 def test_every_sample_gets_its_expected_grade(graded):

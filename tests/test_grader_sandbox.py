@@ -450,7 +450,8 @@ def test_closed_sandboxes_leave_the_grader_no_thread_or_descriptor():
     threads, descriptors = in_use()
     for _ in range(3):
         grade_one()
-    assert in_use()[0] <= threads and in_use()[1] <= descriptors
+    threads_now, descriptors_now = in_use()
+    assert threads_now <= threads and descriptors_now <= descriptors
 
 
 def test_limits_are_validated():
