@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._sequence import backward_upstream, batch_first, sigmoid_, flat, input_grad, input_projection, state_or_zeros, time_major
-from ._validate import Dim, check_array, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
+from ._validate import Dim, check_array, check_cache, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
 
 GRU_RESET_MODES = ("after-multiplication", "before-multiplication", "recurrent-bias-after-multiplication")
 
@@ -194,6 +194,7 @@ def gru_step_backward(dh: np.ndarray, cache: GRUStepCache) -> tuple[np.ndarray, 
     Returns:
         (dx (N, D), dh_prev (N, H), grads) with grads keyed like the parameters.
     """
+    check_cache(cache, GRUStepCache, "gru_step_forward")
     N, H = cache.h_prev.shape
     dh = check_array("dh", dh, (("N", N), ("H", H)), cache.h_prev.dtype)
     dax, dah = np.empty_like(cache.gates), np.empty_like(cache.gates)  # (N, 3H)
@@ -252,6 +253,7 @@ def gru_backward(
         (dx (N, T, D), dh0 (N, H), grads), weight gradients summed over time
         and batch, keyed like the parameters.
     """
+    check_cache(cache, GRUCache, "gru_forward")
     dout_tm, (dh,) = backward_upstream(dout, cache, dh_T=dh_T)  # (T, N, H), (N, H)
     dax, dah = np.empty_like(cache.gates), np.empty_like(cache.gates)  # (T, N, 3H)
     for t in reversed(range(len(dax))):

@@ -30,10 +30,20 @@ import numpy as np
 from ._gru import gru_backward, gru_forward
 from ._lstm import lstm_backward, lstm_forward
 from ._rnn import rnn_backward, rnn_forward
-from ._validate import check_choice
+from ._validate import check_cache, check_choice, infer_hidden_size
 
 CELLS = ("lstm", "gru", "rnn")
 State = np.ndarray | tuple[np.ndarray, np.ndarray]  # h, or (h, c) for the LSTM
+
+
+def _pair(name: str, value) -> tuple:
+    """(forward, backward) from None or a pair; anything else is an error naming ``name``."""
+    if value is None:
+        return None, None
+    if not (isinstance(value, tuple) and len(value) == 2):
+        raise TypeError(f"{name} must be None or a pair (forward, backward) when bidirectional=True, "
+                        f"got {type(value).__name__}")
+    return value
 
 
 def _lstm_state(name: str, state):
@@ -99,6 +109,9 @@ def bidirectional_forward(
         a ``BidirectionalCache``.
     """
     check_choice("cell", cell, CELLS)
+    H_fw, H_bw = infer_hidden_size("params_fw", params_fw), infer_hidden_size("params_bw", params_bw)
+    if H_fw != H_bw:
+        raise ValueError(f"params_fw and params_bw must have the same hidden size H, got {H_fw} and {H_bw}")
     out_fw, s_fw, c_fw = _sequence_forward(cell, x, params_fw, state0_fw, return_sequences, options)
     out_bw, s_bw, c_bw = _sequence_forward(cell, x[:, ::-1], params_bw, state0_bw, return_sequences, options)
     if return_sequences:
@@ -120,6 +133,7 @@ def bidirectional_backward(
     Returns:
         (dx (N, T, D), (dstate0_fw, dstate0_bw), (grads_fw, grads_bw)).
     """
+    check_cache(cache, BidirectionalCache, "bidirectional_forward")
     H = cache.hidden_size
     expected = 2 * H
     if not isinstance(dout, np.ndarray) or dout.shape[-1:] != (expected,):
@@ -187,13 +201,17 @@ def stacked_forward(
     out = x
     for k, (params, s0) in enumerate(zip(layers, states0)):
         seq = return_sequences or k < L - 1
-        if bidirectional:
-            if not (isinstance(params, Sequence) and len(params) == 2):
-                raise ValueError(f"layers[{k}] must be a pair (params_fw, params_bw) when bidirectional=True")
-            s_fw, s_bw = (None, None) if s0 is None else s0
-            out, state, cache = bidirectional_forward(cell, out, *params, s_fw, s_bw, return_sequences=seq, **options)
-        else:
-            out, state, cache = _sequence_forward(cell, out, params, s0, seq, options)
+        try:
+            if bidirectional:
+                if not (isinstance(params, Sequence) and len(params) == 2):
+                    raise ValueError("must be a pair (params_fw, params_bw) when bidirectional=True")
+                s_fw, s_bw = _pair("its initial state", s0)
+                out, state, cache = bidirectional_forward(cell, out, *params, s_fw, s_bw, return_sequences=seq,
+                                                          **options)
+            else:
+                out, state, cache = _sequence_forward(cell, out, params, s0, seq, options)
+        except (TypeError, ValueError) as e:  # say which layer (layer k > 0 reads layer k-1's output)
+            raise type(e)(f"layers[{k}]: {e}") from e
         caches.append(cache)
         finals.append(state)
     return out, finals, StackedCache(cell, caches, bidirectional)
@@ -214,13 +232,14 @@ def stacked_backward(
         (dx (N, T, D), per-layer initial-state gradients, per-layer grads
         (pairs (grads_fw, grads_bw) when bidirectional)).
     """
+    check_cache(cache, StackedCache, "stacked_forward")
     L = len(cache.layers)
     dfinals = _per_layer("dfinal_states", dfinal_states, L)
     dstates0, grads = [None] * L, [None] * L
     d = dout
     for k in reversed(range(L)):
         if cache.bidirectional:
-            ds_fw, ds_bw = (None, None) if dfinals[k] is None else dfinals[k]
+            ds_fw, ds_bw = _pair(f"dfinal_states[{k}]", dfinals[k])
             d, dstates0[k], grads[k] = bidirectional_backward(d, cache.layers[k], ds_fw, ds_bw)
         else:
             d, dstates0[k], grads[k] = _sequence_backward(cache.cell, d, cache.layers[k], dfinals[k])

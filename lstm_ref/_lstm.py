@@ -41,7 +41,7 @@ from typing import NamedTuple, TypeVar
 import numpy as np
 
 from ._sequence import backward_upstream, flat, state_or_zeros, time_major
-from ._validate import Dim, check_array, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
+from ._validate import Dim, check_array, check_cache, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
 
 # Gate blocks of W, U and b per variant, in column order.
 LSTM_VARIANTS: dict[str, str] = {
@@ -460,6 +460,7 @@ def lstm_step_backward(
         (dx (N, D), dh_prev (N, H), dc_prev (N, H), grads) with grads keyed
         like the parameters.
     """
+    check_cache(cache, LSTMStepCache, "lstm_step_forward")
     N, H = cache.c.shape
     dh = check_array("dh", dh, (("N", N), ("H", H)), cache.c.dtype)
     dc = check_array("dc", dc, (("N", N), ("H", H)), cache.c.dtype)
@@ -577,6 +578,7 @@ def lstm_backward(
         (dx (N, T, D), dh0 (N, H), dc0 (N, H), grads), weight gradients
         summed over time and batch, keyed like the parameters.
     """
+    check_cache(cache, LSTMCache, "lstm_forward")
     dout, (dh, dc) = backward_upstream(dout, cache, time_major_out=False, dh_T=dh_T, dc_T=dc_T)  # (N, T, H), (N, H)
     T, N, D = cache.x.shape
     dx, dh0, dc0 = np.empty((N, T, D), dh.dtype), np.empty_like(dh), np.empty_like(dc)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._sequence import backward_upstream, batch_first, flat, input_grad, input_projection, state_or_zeros, time_major
-from ._validate import Dim, check_array, check_dtype, check_params, check_sequence, infer_hidden_size
+from ._validate import Dim, check_array, check_cache, check_dtype, check_params, check_sequence, infer_hidden_size
 
 
 def rnn_param_dims(D: int, H: int) -> dict[str, tuple[Dim, ...]]:
@@ -88,6 +88,7 @@ def rnn_step_forward(x: np.ndarray, h_prev: np.ndarray, params: dict) -> tuple[n
 
 def rnn_step_backward(dh: np.ndarray, cache: RNNStepCache) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Backward of ``rnn_step_forward``: (dx (N, D), dh_prev (N, H), grads)."""
+    check_cache(cache, RNNStepCache, "rnn_step_forward")
     N, H = cache.h.shape
     dh = check_array("dh", dh, (("N", N), ("H", H)), cache.h.dtype)
     da = np.empty_like(cache.h)
@@ -132,6 +133,7 @@ def rnn_backward(
     ``return_sequences=False``) and ``dh_T`` that of the final state (zeros
     when None). Returns (dx (N, T, D), dh0 (N, H), grads summed over time and batch).
     """
+    check_cache(cache, RNNCache, "rnn_forward")
     dout_tm, (dh,) = backward_upstream(dout, cache, dh_T=dh_T)  # (T, N, H), (N, H)
     da = np.empty_like(dout_tm)  # (T, N, H)
     for t in reversed(range(len(da))):

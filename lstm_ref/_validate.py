@@ -19,6 +19,12 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 Dim = tuple[str, "int | None"]
 
 
+def check_cache(cache: object, cls: type, forward: str) -> None:
+    """``cache`` must be the ``cls`` that ``forward`` returned, else TypeError."""
+    if not isinstance(cache, cls):
+        raise TypeError(f"cache must be the {cls.__name__} that {forward} returned, got {type(cache).__name__}")
+
+
 def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
     """Return ``value`` if it is one of ``choices``, else raise ValueError."""
     choices = tuple(choices)
@@ -32,6 +38,8 @@ def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
 def check_dtype(name: str, a: object) -> np.dtype:
     """Return the dtype of ``a`` (float32 or float64), else raise TypeError."""
     dtype = getattr(a, "dtype", None)
+    if isinstance(a, np.matrix):
+        raise TypeError(f"{name} must be a float32 or float64 numpy array, got numpy.matrix (use np.asarray)")
     if not isinstance(a, np.ndarray) or dtype not in FLOAT_DTYPES:
         got = f"{type(a).__name__} of dtype {dtype}" if dtype is not None else type(a).__name__
         raise TypeError(f"{name} must be a float32 or float64 numpy array, got {got}")
@@ -69,10 +77,13 @@ def check_array(name: str, a: object, dims: Sequence[Dim], dtype: np.dtype | Non
 def check_params(
     name: str, params: object, shapes: Mapping[str, Sequence[Dim]], dtype: np.dtype
 ) -> dict[str, np.ndarray]:
-    """Check a parameter dict against ``shapes`` (key -> dims); return a cast copy.
+    """Check a parameter dict against ``shapes`` (key -> dims); return a new dict of the arrays in ``dtype``.
 
     Missing or unexpected keys raise ValueError, so that for example a GRU
     recurrent bias ``bh`` passed to a mode that has none is never ignored.
+    An array already in ``dtype`` is the caller's own, not a copy: the
+    caches keep it, so a backward pass sees the parameters as they are
+    when it runs (change them after it, as a training step does).
     """
     if not isinstance(params, Mapping):
         raise TypeError(f"{name} must be a dict of arrays keyed {sorted(shapes)}, got {type(params).__name__}")

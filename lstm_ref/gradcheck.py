@@ -34,6 +34,8 @@ def _copies(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise TypeError("arrays must be a non-empty dict of float numpy arrays keyed by name")
     for name, a in arrays.items():
         check_dtype(f"arrays[{name!r}]", a)
+        if a.size == 0:
+            raise ValueError(f"arrays[{name!r}] is empty (shape {a.shape}): there is nothing to check")
     return {name: a.copy() for name, a in arrays.items()}
 
 
@@ -78,8 +80,12 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
 
     Relative to the larger array's largest magnitude, not element by element,
     so that elements that are zero (or nearly) do not turn rounding noise
-    into a large relative error.
+    into a large relative error. A NaN or infinity in either array gives
+    inf, so that ``max(errors.values()) < tol`` fails (``max`` passes over a
+    NaN that is not first).
     """
+    if not (np.isfinite(analytic).all() and np.isfinite(numeric).all()):
+        return float("inf")
     scale = max(np.abs(analytic).max(), np.abs(numeric).max())
     diff = np.abs(analytic - numeric).max()
     return 0.0 if scale == 0 else float(diff / scale)

@@ -45,7 +45,7 @@ import numpy as np
 from ._gru import gru_param_dims
 from ._lstm import LSTM_VARIANTS, lstm_param_dims
 from ._rnn import rnn_param_dims
-from ._validate import check_choice
+from ._validate import FLOAT_DTYPES, check_choice
 
 SCHEMES = ("keras", "matlab", "pytorch")
 
@@ -55,8 +55,21 @@ def _rng(seed: int | np.random.Generator) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed}")
         return np.random.default_rng(int(seed))
     raise TypeError(f"seed must be an int or a numpy.random.Generator, got {type(seed).__name__}")
+
+
+def _as(dtype: object, a: np.ndarray) -> np.ndarray:
+    """``a`` cast to ``dtype``, which must be one of the backends' float32 and float64."""
+    try:
+        ok = np.dtype(dtype) in FLOAT_DTYPES
+    except TypeError:
+        ok = False
+    if not ok:
+        raise TypeError(f"dtype must be float32 or float64 (the backends' dtypes), got {dtype!r}")
+    return a.astype(dtype)
 
 
 def _shape(shape: tuple[int, ...], ndim: int | None = None) -> tuple[int, ...]:
@@ -73,7 +86,7 @@ def glorot_uniform(
     """Glorot (Xavier) uniform on (fan_in, fan_out) = ``shape``: U(-a, a), a = sqrt(6 / (fan_in + fan_out))."""
     fan_in, fan_out = _shape(shape, 2)
     a = np.sqrt(6.0 / (fan_in + fan_out))
-    return _rng(seed).uniform(-a, a, size=shape).astype(dtype)
+    return _as(dtype, _rng(seed).uniform(-a, a, size=shape))
 
 
 def _qr_orthogonal(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -89,18 +102,18 @@ def orthogonal(
     """A random orthogonal matrix: orthonormal columns (tall) or rows (wide), times ``gain``."""
     rows, cols = _shape(shape, 2)
     a = _rng(seed).standard_normal((max(rows, cols), min(rows, cols)))
-    return (gain * _qr_orthogonal(a, (rows, cols))).astype(dtype)
+    return _as(dtype, gain * _qr_orthogonal(a, (rows, cols)))
 
 
 def unit_forget_bias(H: int, variant: str = "standard", *, dtype: np.dtype = np.float64) -> np.ndarray:
     """An LSTM bias (G*H,) of zeros with the forget block f at 1 (none for variants without f)."""
     gates = LSTM_VARIANTS[check_choice("variant", variant, LSTM_VARIANTS)]
     (H,) = _shape((H,))
-    b = np.zeros(len(gates) * H, dtype)
+    b = np.zeros(len(gates) * H)
     if "f" in gates:
         k = gates.index("f")
         b[k * H : (k + 1) * H] = 1
-    return b
+    return _as(dtype, b)
 
 
 def pytorch_uniform(
@@ -109,7 +122,7 @@ def pytorch_uniform(
     """PyTorch's default for recurrent layers: U(-1/sqrt(H), 1/sqrt(H)) for every parameter."""
     shape = _shape(shape)
     k = 1.0 / np.sqrt(_shape((H,))[0])
-    return _rng(seed).uniform(-k, k, size=shape).astype(dtype)
+    return _as(dtype, _rng(seed).uniform(-k, k, size=shape))
 
 
 def _draw(dims: dict, scheme: str, H: int, rng: np.random.Generator, bias, dtype) -> dict[str, np.ndarray]:
@@ -125,10 +138,10 @@ def _draw(dims: dict, scheme: str, H: int, rng: np.random.Generator, bias, dtype
         if "bh" not in params:  # one bias here stands for PyTorch's bias_ih + bias_hh
             params["b"] += pytorch_uniform(shapes["b"], H, rng, dtype=dtype)
         return params
-    params = {k: np.zeros(s, dtype) for k, s in shapes.items()}
+    params = {k: _as(dtype, np.zeros(s)) for k, s in shapes.items()}
     params["W"] = glorot_uniform(shapes["W"], rng, dtype=dtype)
     params["U"] = orthogonal(shapes["U"], rng, dtype=dtype)
-    params["b"] = bias().astype(dtype)
+    params["b"] = _as(dtype, bias())
     return params
 
 

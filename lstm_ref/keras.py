@@ -152,7 +152,10 @@ class Layer:
 
     keras_name = "layer"
 
-    def __init__(self, input_shape: tuple | None = None, name: str | None = None) -> None:
+    def __init__(self, input_shape: tuple | None = None, name: str | None = None, **unsupported: object) -> None:
+        if unsupported:
+            raise TypeError(f"{type(self).__name__}: lstm_ref.keras does not implement Keras' "
+                            f"{', '.join(sorted(unsupported))}")
         self.input_shape = None if input_shape is None else tuple(input_shape)
         self.name = name
         self.module: torch.nn.Module | None = None
@@ -648,8 +651,14 @@ class Sequential:
         self.module = _Stack(self.layers)
 
     def _ensure_built(self, x: object) -> None:
+        """Build for x's samples if not built yet; else check them against the input shape (None: any size)."""
+        sample = np.shape(x[0]) if isinstance(x, (list, tuple)) else np.shape(x)[1:]
         if self.module is None:
-            self.build(np.shape(x[0] if isinstance(x, (list, tuple)) else x)[1:])
+            self.build(sample)
+        expected = self._input_shape
+        if len(sample) != len(expected) or any(e is not None and e != s for e, s in zip(expected, sample)):
+            raise ValueError(f"x holds samples of shape {sample}, but the model takes samples of shape "
+                             f"{expected} (x of shape (batch, {', '.join(map(str, expected))}))")
 
     def compile(self, optimizer: str | training.Optimizer = "rmsprop",
                 loss: str | None = None, metrics: Sequence[str] | None = None) -> None:
@@ -710,7 +719,8 @@ class Sequential:
         if validation_data is not None:
             history["val_loss"] = result.val_loss
             history.update({k: v for k, v in result.metrics.items() if k.startswith("val_")})
-        return History(history, epochs, {"epochs": epochs, "steps": len(result.iteration_loss) // epochs})
+        return History(history, epochs, {"verbose": 1 if verbose == "auto" else verbose, "epochs": epochs,
+                                         "steps": len(result.iteration_loss) // epochs})
 
     def predict(self, x: object, batch_size: int | None = None, verbose: str | int = "auto") -> np.ndarray:
         """Outputs for x, batch by batch (dropout off)."""

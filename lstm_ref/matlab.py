@@ -78,9 +78,19 @@ def _choice(*choices: str) -> Callable[[str, object], str]:
 
 
 def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    """A positive integer, given as an int or, as every MATLAB number is a double, a whole float (32.0)."""
+    whole = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and float(value).is_integer())
+    if isinstance(value, bool) or not whole or value < 1:
         raise ValueError(f"'{name}' must be a positive integer, got {value!r}")
     return int(value)
+
+
+def _layer_size(func: str, name: str, value: object) -> int:
+    """A layer's size argument, its error prefixed with the function's name as the options' are."""
+    try:
+        return _positive_int(name, value)
+    except ValueError as e:
+        raise ValueError(f"{func}: {e}") from None
 
 
 def _nonnegative(name: str, value: object) -> float:
@@ -322,7 +332,7 @@ def sequenceInputLayer(inputSize: int, *args: object, **kwargs: object) -> Seque
     and 'ResetInputNormalization' is false. The layer normalizes padded
     steps too, as it sees them.
     """
-    size = _positive_int("inputSize", inputSize)
+    size = _layer_size("sequenceInputLayer", "inputSize", inputSize)
     o = _parse("sequenceInputLayer", args, kwargs, {
         "Name": ("", _text), "MinLength": (1, _positive_int),
         "Normalization": ("none", _choice("none", *_NORMALIZATIONS)),
@@ -385,7 +395,7 @@ class _Normalize(nn.Module):
 
 
 def _recurrent(func: str, cls: type, numHiddenUnits: int, args, kwargs, bias_inits, extra: Spec | None = None):
-    size = _positive_int("numHiddenUnits", numHiddenUnits)
+    size = _layer_size(func, "numHiddenUnits", numHiddenUnits)
     spec: Spec = {
         "Name": ("", _text),
         "OutputMode": ("sequence", _choice("sequence", "last")),
@@ -467,7 +477,7 @@ def fullyConnectedLayer(outputSize: int, *args: object, **kwargs: object) -> Ful
     'BiasInitializer' ('zeros' | 'narrow-normal' | 'ones'), 'WeightL2Factor' (1),
     'BiasL2Factor' (0), initial 'Weights' and 'Bias'.
     """
-    size = _positive_int("outputSize", outputSize)
+    size = _layer_size("fullyConnectedLayer", "outputSize", outputSize)
     layer = FullyConnectedLayer(OutputSize=size, **_parse("fullyConnectedLayer", args, kwargs, {
         "Name": ("", _text),
         "WeightsInitializer": ("glorot", _choice("glorot", "narrow-normal", "zeros")),

@@ -69,32 +69,68 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
-def _check_params(params: Params, keys: tuple[str, ...], cell: str) -> None:
-    missing = [k for k in keys if k not in params]
-    if missing:
-        raise ValueError(
-            f"params for {cell} must hold keys {keys}; missing {missing}"
-        )
+def _describe(a: object) -> str:
+    if isinstance(a, torch.Tensor):
+        return f"a {a.dtype} tensor of shape {tuple(a.shape)} on {a.device}"
+    return f"{type(a).__name__} with shape {tuple(getattr(a, 'shape', ()))}"
 
 
-def _check_sequence(x: Tensor, W: Tensor) -> None:
-    if not isinstance(x, torch.Tensor) or x.ndim != 3:
-        raise ValueError(
-            f"x must be a torch tensor of shape (N, T, D), got "
-            f"{type(x).__name__} with shape {tuple(getattr(x, 'shape', ()))}"
-        )
-    if x.shape[2] != W.shape[0]:
-        raise ValueError(
-            f"x has D={x.shape[2]} features but W expects D={W.shape[0]}"
-        )
+def _check_input(x: object, dims: str) -> None:
+    """x must be a non-empty floating-point tensor with the axes ``dims``, e.g. "(N, T, D)"."""
+    if not isinstance(x, torch.Tensor) or x.ndim != dims.count(",") + 1 or not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point torch tensor of shape {dims}, got {_describe(x)}")
+    if 0 in x.shape:
+        raise ValueError(f"x must not be empty: shape {dims} = {tuple(x.shape)}")
 
 
-def _zeros_state(x: Tensor, H: int) -> Tensor:
-    return torch.zeros(x.shape[0], H, dtype=x.dtype, device=x.device)
+def _check_params(params: Params, keys: tuple[str, ...], cell: str, x: Tensor, G: int) -> int:
+    """Check ``params`` against x (N, [T,] D) and return H.
+
+    ``params`` must hold exactly ``keys`` (a key the cell would ignore is an
+    error, not dropped), as tensors of x's dtype and device shaped W (D, G*H),
+    U (H, G*H), b and bh (G*H,), peepholes p_i, p_f, p_o (H,).
+    """
+    if not isinstance(params, Mapping) or sorted(params) != sorted(keys):
+        found = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+        raise ValueError(f"params for {cell} must hold exactly the keys {keys}, got {found}")
+    U = params["U"]
+    if not isinstance(U, torch.Tensor) or U.ndim != 2 or U.shape[1] != G * U.shape[0]:
+        raise ValueError(f"params['U'] for {cell} must be a tensor of shape (H, {G}H), got {_describe(U)}")
+    D, H = x.shape[-1], U.shape[0]
+    W = params["W"]
+    if isinstance(W, torch.Tensor) and W.ndim == 2 and W.shape[1] == G * H and W.shape[0] != D:
+        raise ValueError(f"x has D = {D} features but params['W'] for {cell} has {W.shape[0]} rows")
+    shapes = {"W": (D, G * H), "U": (H, G * H), "b": (G * H,), "bh": (G * H,)}
+    for key in keys:
+        value, shape = params[key], shapes.get(key, (H,))  # the peepholes are (H,)
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+            raise ValueError(f"params['{key}'] for {cell} must be a tensor of shape {shape} (D = {D}, H = {H}), "
+                             f"got {_describe(value)}")
+        if value.dtype != x.dtype or value.device != x.device:
+            raise TypeError(f"params['{key}'] is {_describe(value)} but x is {_describe(x)}: "
+                            "they must share dtype and device")
+    return H
+
+
+def _check_state(name: str, s: object, x: Tensor, size: int) -> Tensor:
+    """s must be (N, size) with x's dtype and device (no broadcasting)."""
+    if not isinstance(s, torch.Tensor) or tuple(s.shape) != (x.shape[0], size) or (s.dtype, s.device) != (x.dtype, x.device):
+        raise ValueError(f"{name} must be a tensor of shape ({x.shape[0]}, {size}) of x's dtype and device "
+                         f"({x.dtype} on {x.device}), got {_describe(s)}")
+    return s
+
+
+def _initial_state(name: str, s: Tensor | None, x: Tensor, H: int) -> Tensor:
+    """The checked initial state, zeros (N, H) when None."""
+    return torch.zeros(x.shape[0], H, dtype=x.dtype, device=x.device) if s is None else _check_state(name, s, x, H)
 
 
 def _lstm_keys(variant: str) -> tuple[str, ...]:
     return ("W", "U", "b", "p_i", "p_f", "p_o") if variant == "peephole" else ("W", "U", "b")
+
+
+def _gru_keys(reset_mode: str) -> tuple[str, ...]:
+    return ("W", "U", "b", "bh") if reset_mode == "recurrent-bias-after-multiplication" else ("W", "U", "b")
 
 
 def lstm_step(
@@ -133,7 +169,18 @@ def lstm_step(
         h, c: (N, H) each.
     """
     _check_choice("variant", variant, LSTM_VARIANTS)
-    _check_params(params, _lstm_keys(variant), f"the {variant} LSTM")
+    _check_input(x, "(N, D)")
+    G = len(LSTM_BLOCKS[variant])
+    H = _check_params(params, _lstm_keys(variant), f"the {variant} LSTM", x, G)
+    _check_state("h_prev", h_prev, x, H)
+    _check_state("c_prev", c_prev, x, H)
+    if xW is not None:
+        _check_state("xW", xW, x, G * H)
+    return _lstm_cell(x, h_prev, c_prev, params, variant, recurrent_activation, activation, xW)
+
+
+def _lstm_cell(x, h_prev, c_prev, params, variant, recurrent_activation, activation, xW) -> tuple[Tensor, Tensor]:
+    """The equations of ``lstm_step``, on checked arguments."""
     if xW is None:
         xW = x @ params["W"]
     z = xW + h_prev @ params["U"] + params["b"]  # (N, GH)
@@ -182,18 +229,13 @@ def lstm_forward(
         (h_T, c_T): (N, H) final states.
     """
     _check_choice("variant", variant, LSTM_VARIANTS)
-    _check_params(params, _lstm_keys(variant), f"the {variant} LSTM")
-    _check_sequence(x, params["W"])
-    H = params["U"].shape[0]
-    h = _zeros_state(x, H) if h0 is None else h0
-    c = _zeros_state(x, H) if c0 is None else c0
+    _check_input(x, "(N, T, D)")
+    H = _check_params(params, _lstm_keys(variant), f"the {variant} LSTM", x, len(LSTM_BLOCKS[variant]))
+    h, c = _initial_state("h0", h0, x, H), _initial_state("c0", c0, x, H)
     xW = x @ params["W"]  # (N, T, GH): the input projection of every step at once
     hs = []
     for t in range(x.shape[1]):
-        h, c = lstm_step(
-            x[:, t], h, c, params, variant=variant, xW=xW[:, t],
-            recurrent_activation=recurrent_activation, activation=activation,
-        )
+        h, c = _lstm_cell(x[:, t], h, c, params, variant, recurrent_activation, activation, xW[:, t])
         hs.append(h)
     out = torch.stack(hs, dim=1) if return_sequences else h  # (N, T, H) or (N, H)
     return out, (h, c)
@@ -228,8 +270,16 @@ def gru_step(
         h: (N, H).
     """
     _check_choice("reset_mode", reset_mode, GRU_RESET_MODES)
-    with_bh = reset_mode == "recurrent-bias-after-multiplication"
-    _check_params(params, ("W", "U", "b", "bh") if with_bh else ("W", "U", "b"), "the GRU")
+    _check_input(x, "(N, D)")
+    H = _check_params(params, _gru_keys(reset_mode), f"the {reset_mode} GRU", x, 3)
+    _check_state("h_prev", h_prev, x, H)
+    if xW is not None:
+        _check_state("xW", xW, x, 3 * H)
+    return _gru_cell(x, h_prev, params, reset_mode, recurrent_activation, activation, xW)
+
+
+def _gru_cell(x, h_prev, params, reset_mode, recurrent_activation, activation, xW) -> Tensor:
+    """The equations of ``gru_step``, on checked arguments."""
     if xW is None:
         xW = x @ params["W"]
     x_r, x_z, x_n = (xW + params["b"]).chunk(3, dim=1)  # (N, H) each
@@ -240,7 +290,7 @@ def gru_step(
         n = activation(x_n + (r * h_prev) @ U_n)
     else:
         hU = h_prev @ params["U"]  # (N, 3H)
-        if with_bh:
+        if "bh" in params:
             hU = hU + params["bh"]
         h_r, h_z, h_n = hU.chunk(3, dim=1)
         r = recurrent_activation(x_r + h_r)
@@ -267,16 +317,12 @@ def gru_forward(
         out: (N, T, H) if ``return_sequences`` else (N, H); h_T: (N, H).
     """
     _check_choice("reset_mode", reset_mode, GRU_RESET_MODES)
-    _check_params(params, ("W", "U", "b"), "the GRU")
-    _check_sequence(x, params["W"])
-    h = _zeros_state(x, params["U"].shape[0]) if h0 is None else h0
+    _check_input(x, "(N, T, D)")
+    h = _initial_state("h0", h0, x, _check_params(params, _gru_keys(reset_mode), f"the {reset_mode} GRU", x, 3))
     xW = x @ params["W"]  # (N, T, 3H)
     hs = []
     for t in range(x.shape[1]):
-        h = gru_step(
-            x[:, t], h, params, reset_mode=reset_mode, xW=xW[:, t],
-            recurrent_activation=recurrent_activation, activation=activation,
-        )
+        h = _gru_cell(x[:, t], h, params, reset_mode, recurrent_activation, activation, xW[:, t])
         hs.append(h)
     return (torch.stack(hs, dim=1) if return_sequences else h), h
 
@@ -288,7 +334,8 @@ def rnn_step(
 
     params: W (D, H), U (H, H), b (H,).
     """
-    _check_params(params, ("W", "U", "b"), "the RNN")
+    _check_input(x, "(N, D)")
+    _check_state("h_prev", h_prev, x, _check_params(params, ("W", "U", "b"), "the RNN", x, 1))
     return activation(x @ params["W"] + h_prev @ params["U"] + params["b"])  # (N, H)
 
 
@@ -305,12 +352,11 @@ def rnn_forward(
     Returns:
         out: (N, T, H) if ``return_sequences`` else (N, H); h_T: (N, H).
     """
-    _check_params(params, ("W", "U", "b"), "the RNN")
-    _check_sequence(x, params["W"])
-    h = _zeros_state(x, params["U"].shape[0]) if h0 is None else h0
+    _check_input(x, "(N, T, D)")
+    h = _initial_state("h0", h0, x, _check_params(params, ("W", "U", "b"), "the RNN", x, 1))
     hs = []
     for t in range(x.shape[1]):
-        h = rnn_step(x[:, t], h, params, activation=activation)
+        h = activation(x[:, t] @ params["W"] + h @ params["U"] + params["b"])  # rnn_step's equation
         hs.append(h)
     return (torch.stack(hs, dim=1) if return_sequences else h), h
 
@@ -329,11 +375,9 @@ def lstm_forward_fast(
     of which only the sum matters; here ``bias_ih = b`` and ``bias_hh = 0``.
     Same arguments and results as ``lstm_forward(variant="standard")``.
     """
-    _check_params(params, ("W", "U", "b"), "the standard LSTM")
-    _check_sequence(x, params["W"])
-    H = params["U"].shape[0]
-    h = _zeros_state(x, H) if h0 is None else h0
-    c = _zeros_state(x, H) if c0 is None else c0
+    _check_input(x, "(N, T, D)")
+    H = _check_params(params, ("W", "U", "b"), "the standard LSTM", x, 4)
+    h, c = _initial_state("h0", h0, x, H), _initial_state("c0", c0, x, H)
     weights = [params["W"].T, params["U"].T, params["b"], torch.zeros_like(params["b"])]
     out, h_T, c_T = torch.lstm(
         x, (h[None], c[None]), weights, True, 1, 0.0, False, False, True
@@ -346,14 +390,15 @@ def gru_forward_fast(
     params: Params,
     h0: Tensor | None = None,
     *,
-    reset_mode: str = "recurrent-bias-after-multiplication",
+    reset_mode: str = "after-multiplication",
     return_sequences: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """The GRU through the fused kernel of ``nn.GRU``.
 
     ``nn.GRU`` computes ``recurrent-bias-after-multiplication`` (``bias_ih = b``,
     ``bias_hh = bh``); ``after-multiplication`` is the same with ``bh = 0``.
-    ``before-multiplication`` has no fused kernel: use ``gru_forward``.
+    ``before-multiplication`` has no fused kernel: use ``gru_forward``. Same
+    arguments, defaults and results as ``gru_forward``.
     """
     choices = ("after-multiplication", "recurrent-bias-after-multiplication")
     if reset_mode not in choices:
@@ -362,11 +407,9 @@ def gru_forward_fast(
             f"cannot apply the reset gate before the multiplication), got "
             f"{reset_mode!r}; use gru_forward for it"
         )
-    with_bh = reset_mode == "recurrent-bias-after-multiplication"
-    _check_params(params, ("W", "U", "b", "bh") if with_bh else ("W", "U", "b"), "the GRU")
-    _check_sequence(x, params["W"])
-    h = _zeros_state(x, params["U"].shape[0]) if h0 is None else h0
-    bh = params["bh"] if with_bh else torch.zeros_like(params["b"])
+    _check_input(x, "(N, T, D)")
+    h = _initial_state("h0", h0, x, _check_params(params, _gru_keys(reset_mode), f"the {reset_mode} GRU", x, 3))
+    bh = params["bh"] if "bh" in params else torch.zeros_like(params["b"])
     weights = [params["W"].T, params["U"].T, params["b"], bh]
     out, h_T = torch.gru(x, h[None], weights, True, 1, 0.0, False, False, True)
     return (out if return_sequences else out[:, -1]), h_T[0]

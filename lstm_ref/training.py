@@ -587,6 +587,8 @@ def evaluate(
     ``forward_with_mask`` as for ``fit``. Returns ``{"loss": ..., <metric>: ...}``;
     the model is put in eval mode.
     """
+    if y is None:
+        raise ValueError("y must hold the targets to score the predictions against, got None")
     param = next(model.parameters())
     data = prepare_data(x, y, param.dtype, param.device)
     return _evaluate(model, forward_with_mask or _unmasked(model), data, get_loss(loss), metrics or {},
@@ -678,6 +680,8 @@ def fit(
         A ``History``.
     """
     config = make_preset(config) if isinstance(config, str) else config
+    if y is None:
+        raise ValueError("y must hold the targets to train on, got None")
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     epochs = config.epochs if epochs is None else epochs

@@ -51,6 +51,16 @@ def test_relative_error_is_safe_for_zeros():
     assert relative_error(np.array([1.0, 0.0]), np.array([1.0, 0.5])) == pytest.approx(0.5)
 
 
+def test_a_nan_or_infinite_gradient_fails_the_check(rng):
+    """max() over the errors passes over a NaN that is not first: a non-finite gradient must give inf."""
+    a = rng.standard_normal(3)
+    f = lambda d: float(np.sum(d["a"] ** 2) + np.sum(d["b"] ** 2))  # noqa: E731
+    for bad in (np.nan, np.inf):
+        errors = gradcheck(f, {"a": a, "b": a.copy()}, {"a": 2 * a, "b": np.full(3, bad)})
+        assert errors["a"] < 1e-8 and errors["b"] == np.inf
+        assert not max(errors.values()) < 1e-7
+
+
 def test_bad_arguments_are_rejected(rng):
     a = rng.standard_normal(2)
     with pytest.raises(TypeError, match="arrays"):
@@ -63,3 +73,5 @@ def test_bad_arguments_are_rejected(rng):
         gradcheck(lambda d: 0.0, {"a": a}, {"a": np.zeros(3)})
     with pytest.raises(ValueError, match="eps"):
         numerical_gradient(lambda d: 0.0, {"a": a}, eps=0.0)
+    with pytest.raises(ValueError, match=r"arrays\['a'\] is empty \(shape \(0,\)\)"):
+        gradcheck(lambda d: 0.0, {"a": a[:0]}, {"a": a[:0]})

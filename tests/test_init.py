@@ -139,3 +139,11 @@ def test_bad_arguments():
         init.orthogonal((2, 0), seed=0)
     with pytest.raises(ValueError, match="unknown variant"):
         init.unit_forget_bias(3, "gru")
+    with pytest.raises(ValueError, match="seed must be a non-negative int, got -1"):
+        init.init_rnn_params(2, 3, seed=-1)
+    for dtype in (np.int64, np.float16, "complex128", "no such dtype"):
+        with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+            init.init_lstm_params(2, 3, seed=0, dtype=dtype)
+        with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+            init.init_gru_params(2, 3, scheme="pytorch", seed=0, dtype=dtype)
+    assert {p.dtype for p in init.init_lstm_params(2, 3, seed=0, dtype="float32").values()} == {np.dtype(np.float32)}

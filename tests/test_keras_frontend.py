@@ -3,6 +3,8 @@
 (The numbers against real Keras 3 are in test_keras_parity.py.)
 """
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -158,6 +160,14 @@ def test_bad_arguments_are_named():
         model.compile(optimizer="adagrad", loss="mse")
     with pytest.raises(TypeError, match="Embedding input must hold integer token ids"):
         Sequential([Input((None,)), Embedding(5, 2)]).module(torch.zeros(2, 3))
+    with pytest.raises(TypeError, match="LSTM: lstm_ref.keras does not implement Keras' dropout, return_state"):
+        LSTM(2, return_state=True, dropout=0.1)
+    model.compile(optimizer="adam", loss="mse")
+    with pytest.raises(ValueError, match=re.escape("x holds samples of shape (3,), but the model takes samples of "
+                                                   "shape (None, 1) (x of shape (batch, None, 1))")):
+        model.fit(np.zeros((4, 3)), np.zeros(4))
+    with pytest.raises(ValueError, match="y must hold the targets to score the predictions against, got None"):
+        model.evaluate(np.zeros((4, 3, 1)), None)
 
 
 def test_masking_is_a_weightless_layer_added_one_by_one():

@@ -191,10 +191,11 @@ def test_validation_split_takes_the_last_fraction_like_keras():
     ours.compile(optimizer=lk.optimizers.Adam(learning_rate=0.01), loss="mse")
     real.predict(X[:1], verbose=0)
     ours.set_weights(real.get_weights())
-    h_real = real.fit(X, y, epochs=2, batch_size=8, shuffle=False, validation_split=0.25, verbose=0).history
-    h_ours = ours.fit(X, y, epochs=2, batch_size=8, shuffle=False, validation_split=0.25, verbose=0).history
+    fit_real = real.fit(X, y, epochs=2, batch_size=8, shuffle=False, validation_split=0.25, verbose=0)
+    fit_ours = ours.fit(X, y, epochs=2, batch_size=8, shuffle=False, validation_split=0.25, verbose=0)
     for key in ("loss", "val_loss"):
-        np.testing.assert_allclose(h_ours[key], h_real[key], rtol=HISTORY_RTOL, err_msg=key)
+        np.testing.assert_allclose(fit_ours.history[key], fit_real.history[key], rtol=HISTORY_RTOL, err_msg=key)
+    assert fit_ours.params == fit_real.params  # verbose, epochs, steps (30 training samples at 8: 4)
 
 
 def _seed_final_loss(Sequential, layers_ns, set_random_seed, seed):

@@ -81,6 +81,10 @@ def test_name_value_pairs_are_case_insensitive_and_keywords_work():
     o = m.trainingOptions("Adam", "maxepochs", 10, "MINIBATCHSIZE", 32, "Shuffle", "every-epoch")
     assert (o.SolverName, o.MaxEpochs, o.MiniBatchSize, o.Shuffle) == ("adam", 10, 32, "every-epoch")
     assert m.trainingOptions("adam", "MaxEpochs", 5, "MaxEpochs", 7).MaxEpochs == 7  # the last pair wins
+    # Every MATLAB number is a double: a computed size such as N/4 is a whole float, taken as an int.
+    o = m.trainingOptions("adam", "MaxEpochs", 1000 / 100, "MiniBatchSize", np.float64(32.0))
+    assert (o.MaxEpochs, o.MiniBatchSize) == (10, 32) and type(o.MiniBatchSize) is int
+    assert m.lstmLayer(8.0).NumHiddenUnits == 8
 
 
 @pytest.mark.parametrize(
@@ -99,7 +103,10 @@ def test_name_value_pairs_are_case_insensitive_and_keywords_work():
         (lambda: m.trainingOptions("lbfgs"), ValueError, "solverName must be 'adam', 'sgdm' or 'rmsprop'"),
         (lambda: m.trainingOptions("adam", "SequenceLength", "shortest"), ValueError, "'SequenceLength'"),
         (lambda: m.trainingOptions("adam", "ValidationData", 3), ValueError, "ValidationData"),
-        (lambda: m.lstmLayer(0), ValueError, "numHiddenUnits"),
+        (lambda: m.lstmLayer(0), ValueError, "^lstmLayer: 'numHiddenUnits' must be a positive integer, got 0$"),
+        (lambda: m.gruLayer(2.5), ValueError, "^gruLayer: 'numHiddenUnits' must be a positive integer, got 2.5$"),
+        (lambda: m.fullyConnectedLayer(0), ValueError, "^fullyConnectedLayer: 'outputSize' must be a positive"),
+        (lambda: m.trainingOptions("adam", "MiniBatchSize", 32.5), ValueError, "'MiniBatchSize' must be a positive"),
         (lambda: m.lstmLayer(4, "Bias", np.zeros((15, 1))), ValueError, "'Bias' must be 16-by-1"),
         (lambda: m.gruLayer(4, "ResetGateMode", "after"), ValueError, "'ResetGateMode' must be one of"),
         (lambda: m.gruLayer(4, "ResetGateMode", "recurrent-bias-after-multiplication", "Bias", np.zeros((12, 1))),

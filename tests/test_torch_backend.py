@@ -132,16 +132,60 @@ def test_outputs_follow_the_input_dtype_and_device(rng):
 
 def test_bad_input_names_the_argument(rng):
     p = {k: torch.from_numpy(v) for k, v in _params("lstm", "standard", rng).items()}
-    with pytest.raises(ValueError, match="x must be a torch tensor of shape"):
+    x = torch.zeros(N, T, D, dtype=torch.float64)
+    with pytest.raises(ValueError, match="x must be a floating-point torch tensor of shape \\(N, T, D\\)"):
         tb.lstm_forward(torch.zeros(N, D, dtype=torch.float64), p)
-    with pytest.raises(ValueError, match="D=5 features but W expects D=4"):
+    with pytest.raises(ValueError, match="x must not be empty: shape \\(N, T, D\\) = \\(3, 0, 4\\)"):
+        tb.lstm_forward_fast(x[:, :0], p)
+    with pytest.raises(ValueError, match="x has D = 5 features but params\\['W'\\] for the standard LSTM has 4 rows"):
         tb.lstm_forward(torch.zeros(N, T, 5, dtype=torch.float64), p)
     with pytest.raises(ValueError, match="variant must be one of"):
-        tb.lstm_forward(torch.zeros(N, T, D, dtype=torch.float64), p, variant="peepholes")
-    with pytest.raises(ValueError, match="missing \\['p_i', 'p_f', 'p_o'\\]"):
-        tb.lstm_forward(torch.zeros(N, T, D, dtype=torch.float64), p, variant="peephole")
+        tb.lstm_forward(x, p, variant="peepholes")
+    with pytest.raises(ValueError, match="exactly the keys \\('W', 'U', 'b', 'p_i', 'p_f', 'p_o'\\)"):
+        tb.lstm_forward(x, p, variant="peephole")
     with pytest.raises(ValueError, match="cannot apply the reset gate before"):
         tb.gru_forward_fast(torch.zeros(N, T, D), p, reset_mode="before-multiplication")
+
+
+@pytest.mark.parametrize("form", ["teaching", "fused"])
+def test_nothing_is_broadcast_or_dropped_silently(rng, form):
+    """A state of the wrong shape, a bias with an extra axis, a key the cell would ignore or a
+    dtype that differs from the parameters' is an error naming it, as in the NumPy backend."""
+    lstm = tb.lstm_forward_fast if form == "fused" else tb.lstm_forward
+    gru = tb.gru_forward_fast if form == "fused" else tb.gru_forward
+    p = {k: torch.from_numpy(v) for k, v in _params("lstm", "standard", rng).items()}
+    x, h = torch.zeros(N, T, D, dtype=torch.float64), torch.zeros(N, H, dtype=torch.float64)
+    for bad in (h[:1], h[0], h.float()):
+        with pytest.raises(ValueError, match=f"h0 must be a tensor of shape \\({N}, {H}\\) of x's dtype"):
+            lstm(x, p, bad, h)
+        with pytest.raises(ValueError, match=f"c0 must be a tensor of shape \\({N}, {H}\\)"):
+            lstm(x, p, h, bad)
+    with pytest.raises(ValueError, match=f"params\\['b'\\] for the standard LSTM must be a tensor of shape \\({4 * H},\\)"):
+        lstm(x, {**p, "b": p["b"][None]})
+    peepholes = {k: torch.ones(H, dtype=torch.float64) for k in ("p_i", "p_f", "p_o")}
+    with pytest.raises(ValueError, match="exactly the keys \\('W', 'U', 'b'\\), got \\['U', 'W', 'b', 'p_f'"):
+        lstm(x, {**p, **peepholes})
+    with pytest.raises(TypeError, match="params\\['W'\\] is a torch.float64 tensor .* but x is a torch.float32"):
+        lstm(x.float(), p)
+    q = {k: torch.from_numpy(v) for k, v in _params("gru", "recurrent-bias-after-multiplication", rng).items()}
+    with pytest.raises(ValueError, match="params for the after-multiplication GRU must hold exactly the keys "
+                                         "\\('W', 'U', 'b'\\), got \\['U', 'W', 'b', 'bh'\\]"):
+        gru(x, q)  # both forms default to MATLAB's placement, which has no bh
+    assert gru(x, q, reset_mode="recurrent-bias-after-multiplication")[0].shape == (N, T, H)
+
+
+def test_the_step_functions_check_their_states(rng):
+    p = {k: torch.from_numpy(v) for k, v in _params("lstm", "standard", rng).items()}
+    q = {k: torch.from_numpy(v) for k, v in _params("rnn", "", rng).items()}
+    x, h = torch.zeros(N, D, dtype=torch.float64), torch.zeros(N, H, dtype=torch.float64)
+    with pytest.raises(ValueError, match=f"c_prev must be a tensor of shape \\({N}, {H}\\)"):
+        tb.lstm_step(x, h, h[:1], p)
+    with pytest.raises(ValueError, match=f"xW must be a tensor of shape \\({N}, {4 * H}\\)"):
+        tb.lstm_step(x, h, h, p, xW=h)
+    with pytest.raises(ValueError, match=f"h_prev must be a tensor of shape \\({N}, {H}\\)"):
+        tb.rnn_step(x, h[0], q)
+    with pytest.raises(ValueError, match="x must be a floating-point torch tensor of shape \\(N, D\\)"):
+        tb.rnn_step(x.long(), h, q)
 
 
 # ------------------------------------------------------------- lstm_ref.layers

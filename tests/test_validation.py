@@ -4,6 +4,7 @@ and the expected form, never a silent broadcast."""
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -63,6 +64,16 @@ def test_backward_input_errors(lstm, rng):
     h, c, step_cache = lstm_ref.lstm_step_forward(x[:, 0], out[:, 0], out[:, 0], p)
     with pytest.raises(ValueError, match=re.escape("dc must have shape (N, H) = (2, 5), got (2, 1)")):
         lstm_ref.lstm_step_backward(h, c[:, :1], step_cache)
+    with pytest.raises(TypeError, match="cache must be the LSTMCache that lstm_forward returned, got NoneType"):
+        lstm_ref.lstm_backward(out, None)
+    with pytest.raises(TypeError, match="cache must be the LSTMStepCache that lstm_step_forward returned, got LSTMCache"):
+        lstm_ref.lstm_step_backward(h, c, cache)
+    q = random_params("gru", D, H, {}, rng)
+    _, _, gru_cache = lstm_ref.gru_forward(x, q)
+    with pytest.raises(TypeError, match="cache must be the RNNCache that rnn_forward returned, got GRUCache"):
+        lstm_ref.rnn_backward(out, gru_cache)
+    with pytest.raises(TypeError, match="cache must be the StackedCache that stacked_forward returned, got GRUCache"):
+        lstm_ref.stacked_backward(out, gru_cache)
 
 
 def test_step_input_errors(lstm, rng):
@@ -76,6 +87,11 @@ def test_step_input_errors(lstm, rng):
         lstm_ref.lstm_step_forward(x[:, 0], h, h[:1], p)  # would broadcast silently without the check
     with pytest.raises(TypeError, match="h_prev must be a float32 or float64 numpy array"):
         lstm_ref.rnn_step_forward(x[:, 0], h.astype(np.int64), random_params("rnn", D, H, {}, rng))
+    with warnings.catch_warnings():  # np.matrix itself warns that it is on its way out
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        matrices = {k: np.asmatrix(v) for k, v in random_params("gru", D, H, {}, rng).items()}
+    with pytest.raises(TypeError, match=re.escape("params['U'] must be a float32 or float64 numpy array, got numpy.matrix")):
+        lstm_ref.gru_step_forward(x[:, 0], h, matrices)
 
 
 def test_gru_mode_errors(rng):
@@ -91,14 +107,24 @@ def test_gru_mode_errors(rng):
 
 def test_layer_errors(lstm, rng):
     x, p = lstm
+    q = random_params("rnn", D, H, {}, rng)
     with pytest.raises(ValueError, match="unknown cell 'LSTM'; expected one of 'lstm', 'gru', 'rnn'"):
         lstm_ref.stacked_forward("LSTM", x, [p])
     with pytest.raises(ValueError, match="layers must be a non-empty list"):
         lstm_ref.stacked_forward("lstm", x, [])
     with pytest.raises(ValueError, match=re.escape("initial_states must be None or a list with one entry per layer (1)")):
         lstm_ref.stacked_forward("lstm", x, [p], [None, None])
-    with pytest.raises(ValueError, match=re.escape("layers[0] must be a pair (params_fw, params_bw)")):
+    with pytest.raises(ValueError, match=re.escape("layers[0]: must be a pair (params_fw, params_bw)")):
         lstm_ref.stacked_forward("lstm", x, [p], bidirectional=True)
+    with pytest.raises(ValueError, match=re.escape("layers[1]: params['W'] must have shape (D, 4H) = (5, 20), got (4, 20)")):
+        lstm_ref.stacked_forward("lstm", x, [p, p])  # layer 1 reads layer 0's H = 5 features
+    with pytest.raises(TypeError, match=re.escape("layers[0]: its initial state must be None or a pair (forward, backward)")):
+        lstm_ref.stacked_forward("rnn", x, [(q, q)], [np.zeros((N, H))], bidirectional=True)
+    with pytest.raises(ValueError, match="params_fw and params_bw must have the same hidden size H, got 5 and 6"):
+        lstm_ref.bidirectional_forward("rnn", x, q, random_params("rnn", D, H + 1, {}, rng))
+    out, _, cache = lstm_ref.stacked_forward("rnn", x, [(q, q)], bidirectional=True)
+    with pytest.raises(TypeError, match=re.escape("dfinal_states[0] must be None or a pair (forward, backward)")):
+        lstm_ref.stacked_backward(out, cache, [np.zeros((N, H))])
     with pytest.raises(TypeError, match=re.escape("initial state of an LSTM must be a tuple (h, c)")):
         lstm_ref.stacked_forward("lstm", x, [p], [np.zeros((N, H))])
     with pytest.raises(TypeError, match="unexpected keyword argument 'reset_mode'"):
