@@ -35,6 +35,7 @@ import pickle
 import socket
 import struct
 import threading
+import time
 
 import numpy as np
 
@@ -42,6 +43,8 @@ _ARRAY_KINDS = "biufcU"  # bool, int, uint, float, complex, str: no object/void 
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 RECORD_PACKAGE = "lstm_ref"  # NamedTuples of this package (e.g. its caches) travel field by field
 MAX_REPLY_BYTES = 256 * 2**20
+MAX_HEADER_BYTES = 8 * 2**20  # the JSON part of a message: its tree and its arrays' dtypes and shapes
+MAX_ARRAYS = 100_000  # arrays in one message (a list of T step caches holds about 7 T)
 
 
 class Opaque(Exception):
@@ -178,7 +181,11 @@ def loads(data: bytes) -> tuple:
     if len(data) < 8:
         raise ValueError("a grader message is shorter than its header")
     (size,) = struct.unpack_from("!Q", data)
+    if size > MAX_HEADER_BYTES:
+        raise ValueError(f"a grader message has a header larger than {MAX_HEADER_BYTES} bytes")
     header = json.loads(data[8:8 + size])
+    if len(header["arrays"]) > MAX_ARRAYS:
+        raise ValueError(f"a grader message holds more than {MAX_ARRAYS} arrays")
     offset, arrays = 8 + size, []
     for descr, shape in header["arrays"]:
         dtype = np.dtype(str(descr))
@@ -209,11 +216,18 @@ def send(sock, data: bytes) -> None:
     sock.sendall(struct.pack("!Q", len(data)) + data)
 
 
-def receive(sock) -> bytes:
-    """Receive one message sent by :func:`send`."""
+def receive(sock, deadline: float | None = None) -> bytes:
+    """Receive one message sent by :func:`send`, by ``deadline`` (``time.monotonic()``) if given.
+
+    The deadline bounds the whole message: each read waits only for the time
+    left (``socket.timeout`` past it), so a sender that trickles a byte at a
+    time cannot hold the reader longer than that.
+    """
     def exactly(n):
         chunks = []
         while n:
+            if deadline is not None:
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
             chunk = sock.recv(min(n, 2**20))
             if not chunk:
                 raise ConnectionError("the other side closed the connection")
@@ -243,8 +257,8 @@ def serve(user_ns: dict, address: str) -> None:
 
     One connection per request. Requests: ``{"op": "lookup", "name": str}``
     answers ``{"kind": ...}`` with kind ``missing``, ``module`` (its name),
-    ``import`` (a function of an installed module, by module and qualname),
-    ``value`` (plain data) or ``handle`` (anything else); ``{"op": "call",
+    ``value`` (plain data) or ``handle`` (anything else, functions included:
+    the grader never looks up code by a name the kernel gives); ``{"op": "call",
     "target": handle, "args": [...], "kwargs": {...}, "guard": bool,
     "errstate": {...}}`` (run under the checkers' guard and NumPy's error
     handling ``errstate``) answers ``{"result": value, "args": [...], "kwargs":
@@ -275,10 +289,6 @@ def serve(user_ns: dict, address: str) -> None:
         obj = user_ns[name]
         if type(obj).__name__ == "module":
             return {"kind": "module", "module": obj.__name__}
-        module = getattr(obj, "__module__", None)
-        qualname = getattr(obj, "__qualname__", None)
-        if callable(obj) and isinstance(module, str) and module != "__main__" and isinstance(qualname, str):
-            return {"kind": "import", "module": module, "qualname": qualname}
         try:
             encode(obj)
         except Opaque:

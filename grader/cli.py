@@ -17,12 +17,18 @@ import os
 import shutil
 import sys
 
+from .config import RELEASE, default_db_url
 from .course import Course, format_grades, format_summary
 from .sandbox import Limits, describe_protections
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(REPO, "samples")
 DEMO_OUTPUT = "grader_demo"
+DEMO_MARK = ".grader-demo"  # in a folder the demo made, which it may replace
+
+
+class UsageError(Exception):
+    """A mistake in the command: reported as one line, without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,9 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="points per test across the class and the common mistakes")
     p.add_argument("assignment")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
-    p = sub.add_parser("demo", help="release, import the bundled samples, autograde, feedback, report")
-    p.add_argument("--assignment", default="gates")
-    p.add_argument("--output", default=os.path.join(REPO, DEMO_OUTPUT), help="demo folder (recreated)")
+    p = sub.add_parser("demo", help="release, import the bundled samples, autograde, feedback, report "
+                       "(in a course of its own, with its own SQLite gradebook)")
+    p.add_argument("--assignment", default="gates", help="an assignment with samples in samples/ (default gates)")
+    p.add_argument("--output", default=os.path.join(REPO, DEMO_OUTPUT),
+                   help="demo folder: created, or replaced if an earlier demo made it (any other "
+                        "non-empty folder is refused)")
     sub.add_parser("protections", help="print the sandbox protections this system grants")
     return parser
 
@@ -63,15 +72,38 @@ def _limits(args) -> Limits:
     return Limits(**{name: getattr(args, name) for name in Limits.__dataclass_fields__})
 
 
+def _fresh_demo_folder(out: str) -> None:
+    """Empty ``out`` for the demo: absent or empty, made by an earlier demo, or the repository's own
+    (git-ignored) demo folder; never another folder."""
+    if os.path.isdir(out) and os.listdir(out):
+        if not os.path.isfile(os.path.join(out, DEMO_MARK)) and out != os.path.join(REPO, DEMO_OUTPUT):
+            raise UsageError(f"{out} is not empty and no demo made it; give --output a new or empty folder")
+        shutil.rmtree(out)
+    elif os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"{out} is a file; give --output a new or empty folder")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, DEMO_MARK), "w", encoding="utf-8") as fh:
+        fh.write("made by `python -m grader demo`, which replaces this folder on its next run\n")
+
+
 def run_demo(args) -> str:
-    """The whole loop on the bundled samples, in a fresh course under ``args.output``."""
+    """The whole loop on the bundled samples, in a fresh course under ``args.output``.
+
+    The demo's course has its own SQLite gradebook in that folder, whatever
+    ``--db-url`` or ``$GRADER_DB_URL`` say: its sample students never reach a class's gradebook.
+    """
+    zip_path = os.path.join(SAMPLES, f"{args.assignment}.zip")
+    if not os.path.isfile(zip_path):
+        raise UsageError(f"there are no bundled samples for {args.assignment!r} (samples/ has "
+                         f"{', '.join(sorted(f[:-4] for f in os.listdir(SAMPLES) if f.endswith('.zip')))})")
     out = os.path.abspath(args.output)
-    shutil.rmtree(out, ignore_errors=True)
+    _fresh_demo_folder(out)
     shutil.copytree(os.path.join(REPO, "solutions", args.assignment), os.path.join(out, "solutions", args.assignment))
-    course = Course(out, db_url=args.db_url, limits=_limits(args), workers=args.workers, hidden_paths=(SAMPLES,))
+    course = Course(out, db_url=default_db_url(out), limits=_limits(args), workers=args.workers,
+                    hidden_paths=(SAMPLES,))
     print(describe_protections())
     course.release(args.assignment)
-    report = course.import_submissions(args.assignment, os.path.join(SAMPLES, f"{args.assignment}.zip"))
+    report = course.import_submissions(args.assignment, zip_path)
     print(f"imported {len(report.imported)} students; {len(report.duplicates)} duplicates, "
           f"{len(report.stray)} stray files, {len(report.late)} late (see grader_work/{args.assignment}/import.json)")
     states = course.autograde(args.assignment)
@@ -88,15 +120,42 @@ def run_demo(args) -> str:
     return csv_path
 
 
+def _require_release(course: Course, assignment: str) -> None:
+    """nbgrader grades only an assignment its gradebook holds, which ``release`` records."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(course.config.CourseDirectory.db_url) as gradebook:
+        try:
+            gradebook.find_assignment(assignment)
+        except MissingEntry:
+            raise UsageError(f"assignment {assignment!r} is not in this course's gradebook: run "
+                             f"`python -m grader release {assignment}` first") from None
+    if not os.path.isdir(os.path.join(course.root, RELEASE, assignment)):
+        raise UsageError(f"assignment {assignment!r} has no release folder {RELEASE}/{assignment}: run "
+                         f"`python -m grader release {assignment}` first")
+
+
 def main(argv: list | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except (UsageError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        parser.exit(2, f"{parser.prog} {args.command}: error: {exc}\n")
+    return 0
+
+
+def run(args) -> None:
+    """Run the parsed command."""
     if args.command == "protections":
         print(describe_protections())
-        return 0
+        return
     if args.command == "demo":
         run_demo(args)
-        return 0
+        return
     course = Course(args.root, db_url=args.db_url, limits=_limits(args), workers=args.workers)
+    if args.command != "release":
+        _require_release(course, args.assignment)
     if args.command == "release":
         for path in course.release(args.assignment):
             print(path)
@@ -114,7 +173,6 @@ def main(argv: list | None = None) -> int:
     elif args.command == "summary":
         summary = course.summary(args.assignment)
         print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
-    return 0
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
-import importlib
 import io
 import itertools
 import json
@@ -103,17 +102,20 @@ class Remote:
 
     def __call__(self, *args, **kwargs):
         if self._sandbox.busy:
-            raise CannotTransfer(f"a test's function calls the student's {self._handle['type']} "
-                                 "while the student's code runs")
+            raise RuntimeError(f"a test's function calls the student's {self._handle['type']} "
+                               "while the student's code runs")
         return self._sandbox.call(self, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<student's {self._handle['type']} (runs in the student's kernel)>"
 
     def __getattr__(self, name: str):
+        # A failure, not a reason to run the test in the kernel: the student's code chose this
+        # object, and would then decide the test (np.shape(x) reads x.shape first).
         if name.startswith("__") or name in ("_sandbox", "_handle"):
             raise AttributeError(name)
-        raise CannotTransfer(f"the tests read .{name} of the student's {self._handle['type']}")
+        raise AttributeError(f"the tests read .{name} of the student's {self._handle['type']}, which stays in "
+                             "the student's kernel: only data (arrays, numbers, strings, lists, dicts) reaches a test")
 
 
 # Copied into a sandbox from the notebook's folder: data, not code or notebooks.
@@ -125,12 +127,13 @@ def copy_data_files(src: str, dest: str) -> list:
 
     Python files, notebooks and hidden files are left out: nothing shipped with
     a submission can shadow a module, and the kernel holds no other notebook.
+    Symbolic links are never followed (one could point at the course's files).
     """
     copied = []
     for folder, dirs, files in os.walk(src):
         dirs[:] = [d for d in dirs if not d.startswith((".", "__"))]
         for name in files:
-            if name.startswith(".") or name.endswith(CODE_SUFFIXES):
+            if name.startswith(".") or name.endswith(CODE_SUFFIXES) or os.path.islink(os.path.join(folder, name)):
                 continue
             rel = os.path.relpath(os.path.join(folder, name), src)
             os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
@@ -365,11 +368,10 @@ class Sandbox:
                 sock.connect(self.socket_path)
                 _harness.send(sock, message)
                 while True:
-                    sock.settimeout(max(deadline - time.monotonic(), 0.001))
-                    data = _harness.receive(sock)
+                    data = _harness.receive(sock, deadline)
                     try:
                         received = _harness.decode(*_harness.loads(data), special=incoming)
-                    except (ValueError, KeyError, TypeError) as exc:
+                    except (ValueError, KeyError, TypeError, RecursionError) as exc:
                         raise KernelStopped(f"no valid answer from the student's kernel ({exc})") from None
                     if not isinstance(received, dict) or not ("reply" in received or "callback" in received):
                         raise KernelStopped("no valid answer from the student's kernel")
@@ -435,12 +437,11 @@ class TrustedNamespace(dict):
         kind = answer["kind"]
         if kind == "missing":
             raise KeyError(name)
-        if kind == "module":
-            value = importlib.import_module(answer["module"])
-        elif kind == "import":
-            value = importlib.import_module(answer["module"])
-            for part in answer["qualname"].split("."):
-                value = getattr(value, part)
+        if kind == "module":  # only a module the grader has imported: an import by the kernel's say could run anything
+            value = sys.modules.get(str(answer["module"]))
+            if value is None:
+                raise NameError(f"the tests use {name!r}, the module {answer['module']!r} in the student's kernel, "
+                                "which the grader has not imported (import it in a locked setup cell)")
         else:
             value = answer[kind]
         self.cache[name] = value

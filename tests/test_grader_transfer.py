@@ -5,7 +5,11 @@ over the sandbox's socket; what the student's code does to a call's arguments
 comes back into the test's objects; the kernel can never make the grader run
 code (forged replies are refused).
 """
+import json
 import os
+import struct
+import sys
+import time
 
 import nbformat
 import numpy as np
@@ -244,3 +248,60 @@ def test_a_call_past_the_cell_limit_or_a_dying_call_stops_the_kernel():
             later = run_trusted_cell(_code("answer()\n", grade=True, grade_id="u", points=1), TrustedNamespace(box))
             assert not later["passed"] and later["ename"] == "KernelStopped"  # the kernel is gone for good
 
+
+
+def test_names_from_the_kernel_never_make_the_grader_import_or_run_code(sandbox):
+    """The kernel can claim any module and name for a student's object: the grader looks nothing up by them."""
+    assert "this" not in sys.modules  # a module that prints when imported
+    result, cell, _ = _test(sandbox, (
+        "def lstm_param_count(D, H):\n    return 4 * (D * H + H * H + H)\n"
+        "lstm_param_count.__module__, lstm_param_count.__qualname__ = 'ctypes', 'string_at'\n"
+        "import this as lstm_step\n"), (
+        "assert lstm_param_count(3, 5) == 4 * (15 + 25 + 5)\n"))  # ctypes.string_at(3, 5) would crash the grader
+    assert result["passed"], cell.outputs
+    result, cell, _ = _test(sandbox, "pass", "lstm_step(1, 2)\n")
+    assert not result["passed"] and result["ename"] == "NameError" and "has not imported" in result["message"]
+    assert "this" not in sys.modules
+
+
+def test_a_student_object_a_test_reads_fails_the_test_in_the_grader(sandbox):
+    """Reading an attribute of the student's object would need the student's kernel to run the test,
+    where the student's code decides it (here np.shape is patched to agree): it fails the test instead."""
+    result, cell, _ = _test(sandbox, (
+        "import numpy as np\n"
+        "class Windows:\n    shape = (3, 2)\n"
+        "def make_windows(series):\n    return Windows()\n"
+        "np.shape = lambda a: (3, 2)\n"), (
+        "import numpy as np\n"
+        "assert np.shape(make_windows(np.arange(4.0))) == (3, 2)\n"))
+    assert not result["passed"] and not result.get("untransferable"), (result, cell.outputs)
+
+
+def test_a_reply_trickled_byte_by_byte_is_held_to_the_cell_limit():
+    trickle = (
+        "import os, socket, struct, threading, time\n"
+        "os.unlink({path!r})\n"
+        "server = socket.socket(socket.AF_UNIX)\nserver.bind({path!r})\nserver.listen()\n"
+        "def serve():\n"
+        "    conn, _ = server.accept()\n"
+        "    conn.recv(1 << 20)\n"
+        "    conn.sendall(struct.pack('!Q', 1000))\n"
+        "    for _ in range(1000):\n        conn.sendall(b' ')\n        time.sleep(0.5)\n"
+        "threading.Thread(target=serve, daemon=True).start()\n")
+    with Sandbox(nbformat.v4.new_notebook(), Limits(cell_timeout=2, notebook_timeout=60), []) as box:
+        result, cell, ns = _test(box, "def answer():\n    return 1\n", "assert answer() == 1\n")
+        assert result["passed"], cell.outputs
+        box.run_cell(_code(trickle.format(path=box.socket_path)))
+        start = time.monotonic()
+        with pytest.raises(Exception, match="past the cell time limit"):
+            ns["answer"]()
+        assert time.monotonic() - start < 4, "each byte restarted the wait"
+
+
+def test_a_message_too_large_to_read_safely_is_refused_before_it_is_built():
+    many = json.dumps({"tree": {"t": "json", "v": None}, "arrays": [["<f8", [0]]] * (_harness.MAX_ARRAYS + 1)})
+    with pytest.raises(ValueError, match=f"more than {_harness.MAX_ARRAYS} arrays"):
+        _harness.loads(struct.pack("!Q", len(many)) + many.encode())
+    big = _harness.MAX_HEADER_BYTES + 1
+    with pytest.raises(ValueError, match="header larger than"):
+        _harness.loads(struct.pack("!Q", big) + b" " * big)
