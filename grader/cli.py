@@ -25,6 +25,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(REPO, "samples")
 DEMO_OUTPUT = "grader_demo"
 DEMO_MARK = ".grader-demo"  # in a folder the demo made, which it may replace
+LIMIT_HELP = {"cell_timeout": "seconds for one cell or one call into student code",
+              "notebook_timeout": "seconds for a whole notebook", "memory_mb": "address-space cap (MiB)",
+              "cpu_seconds": "CPU-time cap (s)", "max_processes": "processes and threads",
+              "output_bytes": "outputs kept per notebook (bytes)", "file_mb": "largest file written (MiB)"}
 
 
 class UsageError(Exception):
@@ -38,34 +42,47 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db-url", default=None, help="gradebook SQLAlchemy URL (default: $GRADER_DB_URL, "
                         "else sqlite gradebook.db in the root)")
     parser.add_argument("--workers", type=int, default=None, help="parallel submissions (default: cores)")
-    limits = parser.add_argument_group("limits of a student's kernel")
-    for field in Limits.__dataclass_fields__.values():
-        limits.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
-                            help=f"default {field.default}")
+    _add_limits(parser, defaults=True)
+    limits = argparse.ArgumentParser(add_help=False)  # the same options after autograde and demo
+    _add_limits(limits, defaults=False)
+    assignment = {"help": "the assignment's folder name in solutions/ and course/, e.g. gates"}
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("release", help="generate the student release of an assignment").add_argument("assignment")
-    p = sub.add_parser("import", help="import submissions from an LMS zip or a folder")
-    p.add_argument("assignment")
+    sub.add_parser("release", help="generate the student release of an assignment: solutions/<a> -> "
+                   "course/<a>, recorded in the gradebook").add_argument("assignment", **assignment)
+    p = sub.add_parser("import", help="import submissions from an LMS zip or a folder into submitted/")
+    p.add_argument("assignment", **assignment)
     p.add_argument("source", help="a .zip (Canvas/Moodle download) or a folder")
-    p = sub.add_parser("autograde", help="autograde the submissions in parallel (resumes an interrupted run)")
-    p.add_argument("assignment")
+    p = sub.add_parser("autograde", parents=[limits],
+                       help="autograde the submissions in parallel (resumes an interrupted run)")
+    p.add_argument("assignment", **assignment)
     p.add_argument("--student", action="append", help="only this student (repeatable)")
     p.add_argument("--force", action="store_true", help="grade again even submissions already graded")
-    sub.add_parser("feedback", help="HTML feedback for every graded student").add_argument("assignment")
+    sub.add_parser("feedback", help="HTML feedback for every graded student, in feedback/<student>/<a>/"
+                   ).add_argument("assignment", **assignment)
     p = sub.add_parser("export", help="grades CSV")
-    p.add_argument("assignment")
+    p.add_argument("assignment", **assignment)
     p.add_argument("-o", "--output", default=None, help="CSV path (default: grades_<assignment>.csv in the root)")
     p = sub.add_parser("summary", help="points per test across the class and the common mistakes")
-    p.add_argument("assignment")
+    p.add_argument("assignment", **assignment)
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
-    p = sub.add_parser("demo", help="release, import the bundled samples, autograde, feedback, report "
-                       "(in a course of its own, with its own SQLite gradebook)")
+    p = sub.add_parser("demo", parents=[limits], help="release, import the bundled samples, autograde, "
+                       "feedback, report (in a course of its own, with its own SQLite gradebook)")
     p.add_argument("--assignment", default="gates", help="an assignment with samples in samples/ (default gates)")
     p.add_argument("--output", default=os.path.join(REPO, DEMO_OUTPUT),
                    help="demo folder: created, or replaced if an earlier demo made it (any other "
                         "non-empty folder is refused)")
     sub.add_parser("protections", help="print the sandbox protections this system grants")
     return parser
+
+
+def _add_limits(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """The kernel's limits as options; ``defaults=False`` leaves a value unset unless given
+    (for a subcommand, over the main parser's)."""
+    group = parser.add_argument_group("limits of a student's kernel")
+    for field in Limits.__dataclass_fields__.values():
+        group.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default),
+                           default=field.default if defaults else argparse.SUPPRESS,
+                           help=f"{LIMIT_HELP.get(field.name, field.name)} (default {field.default})")
 
 
 def _limits(args) -> Limits:
@@ -103,9 +120,7 @@ def run_demo(args) -> str:
                     hidden_paths=(SAMPLES,))
     print(describe_protections())
     course.release(args.assignment)
-    report = course.import_submissions(args.assignment, zip_path)
-    print(f"imported {len(report.imported)} students; {len(report.duplicates)} duplicates, "
-          f"{len(report.stray)} stray files, {len(report.late)} late (see grader_work/{args.assignment}/import.json)")
+    print(_import_summary(course.import_submissions(args.assignment, zip_path), args.assignment, details=False))
     states = course.autograde(args.assignment)
     html = course.feedback(args.assignment)
     csv_path = course.export_csv(args.assignment, os.path.join(out, "grades.csv"))
@@ -118,6 +133,18 @@ def run_demo(args) -> str:
     print(f"Demo output in {out}: grades.csv, summary.md, feedback/ ({len(html)} HTML files), "
           f"grader_work/ (per-test reports)")
     return csv_path
+
+
+def _import_summary(report, assignment: str, details: bool = True) -> str:
+    """One line of counts, then (``details``) a line per file left out or late, with its reason."""
+    lines = [f"imported {len(report.imported)} students; {len(report.duplicates)} duplicates, "
+             f"{len(report.stray)} stray files, {len(report.late)} late "
+             f"(see grader_work/{assignment}/import.json)"]
+    if details:
+        lines += [f"  duplicate {d['file']}: {d['reason']}" for d in report.duplicates]
+        lines += [f"  stray {s['file']}: {s['reason']}" for s in report.stray]
+        lines += [f"  late {d['file']} ({d['student']})" for d in report.late]
+    return "\n".join(lines)
 
 
 def _require_release(course: Course, assignment: str) -> None:
@@ -160,8 +187,7 @@ def run(args) -> None:
         for path in course.release(args.assignment):
             print(path)
     elif args.command == "import":
-        report = course.import_submissions(args.assignment, args.source)
-        print(json.dumps(report.__dict__, indent=1))
+        print(_import_summary(course.import_submissions(args.assignment, args.source), args.assignment))
     elif args.command == "autograde":
         print(describe_protections())
         print(format_grades(course.autograde(args.assignment, args.student, force=args.force)))

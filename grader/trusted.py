@@ -518,9 +518,10 @@ def run_trusted_cell(cell, ns: TrustedNamespace) -> dict:
                         "error", ename=type(exc).__name__, evalue=HIDDEN_FAILED,
                         traceback=[f"{HIDDEN_FAILED} ({type(exc).__name__})."]))
                 else:
+                    # The test cell's own lines only: the checkers' code and the grader's paths are
+                    # not the student's business; the error's message carries the diagnosis.
                     tb = traceback.TracebackException.from_exception(exc)
-                    tb.stack = traceback.StackSummary.from_list(
-                        [f for f in tb.stack if f.filename != __file__])
+                    tb.stack = traceback.StackSummary.from_list([f for f in tb.stack if f.filename == filename])
                     outputs.append(nbformat.v4.new_output(
                         "error", ename=type(exc).__name__, evalue=str(exc), traceback=list(tb.format())))
                 value = None

@@ -305,3 +305,15 @@ def test_a_message_too_large_to_read_safely_is_refused_before_it_is_built():
     big = _harness.MAX_HEADER_BYTES + 1
     with pytest.raises(ValueError, match="header larger than"):
         _harness.loads(struct.pack("!Q", big) + b" " * big)
+
+
+def test_a_failed_public_test_shows_its_own_lines_and_the_diagnosis_only(sandbox):
+    result, cell, _ = _test(sandbox, "def lstm_param_count(D, H):\n    return D * H + H * H + H\n", (
+        "from lstm_ref import checkers\n"
+        "checkers.check_lstm_param_count(lstm_param_count)\n"))
+    assert not result["passed"]
+    (error,) = [o for o in cell.outputs if o.output_type == "error"]
+    text = "".join(error.traceback)
+    assert "<test cell t>" in text and "check_lstm_param_count(lstm_param_count)" in text
+    assert "that is a vanilla RNN's count" in text
+    assert "checkers.py" not in text and os.sep + "grader" + os.sep not in text, text
