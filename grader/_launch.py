@@ -17,8 +17,10 @@ status is the kernel's, and the kernel is killed when this process goes).
 
 Confining, before any student code: join the sandbox's pids cgroup, hide the
 course's files behind empty read-only mounts (keeping the sandbox folder and
-the packages the kernel imports), set resource limits, drop root to ``nobody``
-(or to a root without capabilities where ``nobody`` cannot run this Python).
+the packages the kernel imports), cover the system's world-writable folders
+(/dev/shm, /run/lock, ...) with empty, size-capped ones of the kernel's own, set
+resource limits, drop root to ``nobody`` (or to a root without capabilities
+where ``nobody`` cannot run this Python).
 Each step the system refuses is skipped; the grader reports which protections
 were active.
 """
@@ -34,7 +36,7 @@ import sys
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
-CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x08000000, 0x20000000, 0x40000000
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE = 1, 4
 NOBODY = 65534
 # The signals a kernel manager sends a kernel (interrupt, terminate, ...), relayed by --via.
@@ -46,10 +48,13 @@ def _mount(libc, source: str, target: str, fstype, flags: int, data) -> None:
         raise OSError(ctypes.get_errno(), f"mount {source} on {target} failed")
 
 
-def hide(masked: list, kept: list, read_only: list) -> None:
-    """Cover each masked path with an empty tmpfs (a file with /dev/null), bind
-    each kept path (opened beforehand) back at its place, then make the
-    read-only paths (the Python installation, the kept packages) read-only."""
+def hide(masked: list, kept: list, read_only: list, scratch: dict) -> None:
+    """Cover each masked path with an empty tmpfs (a file with /dev/null) and each
+    scratch folder with an empty writable tmpfs mounted with its options (size
+    cap, file cap, mode), bind each kept path (opened beforehand) back at its
+    place, then make the read-only paths (the Python installation, the kept
+    packages) read-only. The mounts are this mount namespace's alone: they
+    end with it, and what the kernel wrote in them."""
     libc = ctypes.CDLL(None, use_errno=True)
     _mount(libc, "none", "/", None, MS_REC | MS_PRIVATE, None)
     kept_fds = [(path, os.open(path, os.O_PATH)) for path in kept if os.path.exists(path)]
@@ -58,6 +63,9 @@ def hide(masked: list, kept: list, read_only: list) -> None:
             _mount(libc, "tmpfs", path, b"tmpfs", MS_NOSUID | MS_NODEV, b"size=64k,mode=755")
         elif os.path.exists(path):
             _mount(libc, "/dev/null", path, None, MS_BIND, None)
+    for path, options in scratch.items():
+        if os.path.isdir(path):
+            _mount(libc, "tmpfs", path, b"tmpfs", MS_NOSUID | MS_NODEV, options.encode())
     for path, fd in kept_fds:
         if not os.path.exists(path):
             os.makedirs(path, exist_ok=True)
@@ -70,12 +78,13 @@ def hide(masked: list, kept: list, read_only: list) -> None:
 
 
 def confine(cfg: dict) -> None:
-    """Join the cgroup, hide the course's files, set the limits, drop root and enter the sandbox folder."""
+    """Join the cgroup, hide the course's files, give the kernel its own scratch folders,
+    set the limits, drop root and enter the sandbox folder."""
     if cfg.get("cgroup"):
         with open(os.path.join(cfg["cgroup"], "cgroup.procs"), "w") as fh:
             fh.write("0")
     if cfg.get("namespaces"):
-        hide(cfg["masked"], cfg["kept"], cfg["read_only"])
+        hide(cfg["masked"], cfg["kept"], cfg["read_only"], cfg["scratch"])
     limits = {
         resource.RLIMIT_AS: cfg["memory_bytes"],
         resource.RLIMIT_CPU: cfg["cpu_seconds"],
@@ -169,7 +178,7 @@ def _hold(conn, cfg: dict, cmd: list) -> None:
         os.dup2(null, 0)  # not the grader's pipe
         os.close(null)
         libc = ctypes.CDLL(None, use_errno=True)
-        if cfg["namespaces"] and libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET) != 0:
+        if cfg["namespaces"] and libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), "unshare failed")
         kernel = os.fork()
         if kernel == 0:
@@ -213,9 +222,14 @@ def _run_kernel(cmd: list, env: dict) -> None:
     """Become the kernel ``cmd`` (``python -P -m ipykernel_launcher ARGS``), as if it had been executed."""
     os.environ.clear()
     os.environ.update(env)
+    import tempfile
+
     import ipykernel_launcher
     from ipykernel import kernelapp
 
+    # the zygote's imports cached its own folder, hidden from the kernel: the kernel's TMPDIR instead (where
+    # multiprocessing passes shared memory between processes, e.g. to and from torch's DataLoader workers)
+    tempfile.tempdir = None
     sys.argv = [ipykernel_launcher.__file__, *cmd[4:]]
     sys.orig_argv = list(cmd)
     kernelapp.launch_new_instance()

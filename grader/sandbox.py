@@ -11,7 +11,13 @@ system allows them (``unshare``):
   gradebooks, other sandboxes) and the course root are covered by empty
   mounts; the Python installation, lstm_ref and the kernel's own folder
   (which also holds its connection file) are bound back, read-only but for
-  the folder;
+  the folder; the system's world-writable folders (:func:`shared_folders`:
+  /dev/shm, /run/lock, ...), where a kernel could leave files for the host
+  or the next kernel, are each covered by an empty writable tmpfs of the
+  kernel's own, size-capped (:data:`SHM_BYTES` for POSIX shared memory,
+  :data:`SCRATCH_BYTES` for the others), gone with the kernel;
+- IPC namespace: System V IPC and POSIX message queues are the kernel's own,
+  gone with it;
 - PID namespace: killing the kernel's first process kills every process it
   started, daemons included;
 - a pids cgroup per kernel (fork bombs), RLIMIT_AS (memory), RLIMIT_CPU,
@@ -94,7 +100,7 @@ IOPUB_PATIENCE_S = 0.05
 # How soon a kernel client's sockets retry a refused connection (ZeroMQ's RECONNECT_IVL, 100 ms by default):
 # they connect before the starting kernel listens, so the default made each start wait up to 0.1 s more.
 RECONNECT_MS = 5
-NAMESPACE_FLAGS = ["--fork", "--pid", "--mount-proc", "--mount", "--net", "--kill-child"]
+NAMESPACE_FLAGS = ["--fork", "--pid", "--mount-proc", "--mount", "--net", "--ipc", "--kill-child"]
 # Names a kernel can see (its folder, its cgroup): a Jupyter kernel's, nothing about grading.
 SANDBOXES, CGROUP_PREFIX = "jupyter-kernels", "kernel-"
 # The lock of the sandbox <sandboxes_path()>/<name> is <name><LOCK_SUFFIX> beside it, out of its kernel's sight.
@@ -108,6 +114,11 @@ SOCKET_PATH_MAX = 107 if sys.platform.startswith("linux") else 103
 KERNEL_ENV = {"LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "OPENBLAS_NUM_THREADS": "1", "KERAS_BACKEND": "torch",
               "PYDEVD_DISABLE_FILE_VALIDATION": "1", "PYTHONHASHSEED": "0"}
+# The caps of a kernel's own tmpfs over each world-writable folder: what it writes there is host memory that
+# none of its limits counts (RLIMIT_AS only what it maps), so they are small. /dev/shm, POSIX shared memory
+# (multiprocessing, torch's DataLoader workers), gets Docker's default; the others hold lock files. Files
+# (inodes, memory that no size counts) are capped too.
+SHM, SHM_BYTES, SCRATCH_BYTES, SCRATCH_FILES = "/dev/shm", 64 * 2**20, 2**20, 4096
 
 
 # Top-level folders of the system itself; every other one may hold someone's files.
@@ -120,6 +131,36 @@ def _data_roots() -> list:
     roots = [os.path.join("/", d) for d in sorted(os.listdir("/"))
              if d not in _SYSTEM_ROOTS and os.path.isdir(os.path.join("/", d)) and not os.path.islink(os.path.join("/", d))]
     return [*roots, "/var/tmp"]
+
+
+# Not searched for world-writable folders: the kernel's own /proc and /sys, and /usr, the installed system
+# (static by the FHS) and by far the largest: walking it would cost each grader process a second or so.
+_UNSEARCHED = ("/proc", "/sys", "/usr")
+
+
+@functools.lru_cache(maxsize=None)
+def shared_folders() -> tuple:
+    """The folders where a kernel could leave files for the host or later kernels, found once per process:
+    the world-writable folders (/dev/shm, /run/lock, /dev/mqueue, ...) that anyone may reach, outside the
+    data roots (masked already: :func:`_data_roots`) and :data:`_UNSEARCHED`; none inside another (the
+    outer one is covered whole)."""
+    skipped = {*_UNSEARCHED, *_data_roots()}
+    found = []
+    for folder, subdirs, _ in os.walk("/"):
+        searched = []
+        for name in subdirs:
+            path = os.path.join(folder, name)
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:  # gone since the listing
+                continue
+            if path not in skipped and stat.S_ISDIR(mode) and mode & stat.S_IXOTH:  # a folder anyone may enter
+                if mode & stat.S_IWOTH:
+                    found.append(path)
+                else:
+                    searched.append(name)
+        subdirs[:] = searched
+    return tuple(found)
 
 
 def _python_prefixes() -> list:
@@ -158,7 +199,7 @@ class Limits:
 def protections() -> dict:
     """Which protections this system grants, probed once per process.
 
-    Keys: ``namespaces`` (network, mount and PID namespaces), ``drop_root``,
+    Keys: ``namespaces`` (network, mount, IPC and PID namespaces), ``drop_root``,
     ``pids_cgroup`` (the cgroup folder or ""), ``rlimits`` (always True).
     """
     unshare = shutil.which("unshare")
@@ -199,8 +240,9 @@ def launcher_config(sandbox_dir: str, limits: Limits, hidden_paths: list | tuple
                     namespaces: bool, drop_root: bool, setpriv: str = "") -> dict:
     """What the launcher (``_launch.confine``) needs to confine a process to ``sandbox_dir``:
     its environment, ``limits``, the pids ``cgroup`` to join ("" for none), and, with
-    ``namespaces``, the folders it masks (the data roots, every sandbox, ``hidden_paths``)
-    and keeps (its folder; the Python installation and lstm_ref, read-only)."""
+    ``namespaces``, the folders it masks (the data roots, every sandbox, ``hidden_paths``),
+    keeps (its folder; the Python installation and lstm_ref, read-only) and covers with
+    scratch folders of its own (:func:`shared_folders`, with their tmpfs options)."""
     kept = _kept_paths(sandbox_dir)
     return {
         "cwd": sandbox_dir,
@@ -215,6 +257,8 @@ def launcher_config(sandbox_dir: str, limits: Limits, hidden_paths: list | tuple
         "masked": [*_data_roots(), os.path.dirname(sandbox_dir), *hidden_paths],
         "kept": kept,
         "read_only": kept[1:],
+        "scratch": {path: f"size={SHM_BYTES if path == SHM else SCRATCH_BYTES},nr_inodes={SCRATCH_FILES},mode=1777"
+                    for path in shared_folders()},
         "drop_root": drop_root,
         "setpriv": setpriv,
     }
@@ -320,6 +364,8 @@ def describe_protections() -> str:
     active = ["per-cell and per-notebook timeouts", "memory/CPU/file-size rlimits", "kill of the whole process tree"]
     missing = []
     (active if p["namespaces"] else missing).append("no network, course files hidden (namespaces)")
+    (active if p["namespaces"] else missing).append(
+        f"private, size-capped {', '.join(shared_folders()) or 'world-writable folders'} and IPC (namespaces)")
     if p["drop_root"]:
         active.append("runs as nobody")
     elif os.geteuid() == 0 and p["setpriv"]:

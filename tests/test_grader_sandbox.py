@@ -1,13 +1,17 @@
 """The sandboxed kernel and the trusted test runner, on small real notebooks (real kernels)."""
+import ast
 import contextlib
+import ctypes
 import fcntl
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 import nbformat
 import numpy as np
@@ -15,9 +19,10 @@ import pytest
 import zmq
 
 from conftest import private_tmpdir
-from grader.sandbox import (CGROUP_PREFIX, LOCK_SUFFIX, RECONNECT_MS, Limits, SandboxKernelClient, _proves_iopub,
-                            describe_protections, new_sandbox_dir, protections, remove_sandbox_dir, sandboxes_path,
-                            sandboxes_root, sweep_sandboxes, zygote)
+from grader.sandbox import (CGROUP_PREFIX, LOCK_SUFFIX, RECONNECT_MS, SCRATCH_BYTES, SCRATCH_FILES, SHM, SHM_BYTES,
+                            Limits, SandboxKernelClient, _proves_iopub, describe_protections, new_sandbox_dir,
+                            protections, remove_sandbox_dir, sandboxes_path, sandboxes_root, shared_folders,
+                            sweep_sandboxes, zygote)
 from grader.trusted import (HIDDEN_FAILED, Remote, Sandbox, TrustedNamespace, copy_data_files, run_trusted_cell,
                             split_hidden)
 
@@ -53,6 +58,8 @@ def test_protections_are_reported(sandbox):
     p = protections()
     line = describe_protections()
     assert ("no network" in line.split("|")[0]) == p["namespaces"]
+    assert ("private, size-capped" in line.split("|")[0]) == p["namespaces"]
+    assert all(folder in line for folder in shared_folders())
     assert "per-cell and per-notebook timeouts" in line
 
 
@@ -78,6 +85,127 @@ def test_kernel_sees_no_instructor_files_no_sign_of_grading_and_no_network(sandb
     if protections()["namespaces"]:
         assert "READ" not in out and "hidden:" in out
         assert "NET closed" in out
+
+
+def test_outside_its_folder_a_kernel_writes_only_to_empty_capped_tmpfs_of_its_own(sandbox):
+    """Every folder a kernel (nobody) may write to outside its own is one of the system's world-writable
+    folders (shared_folders: /dev/shm, /run/lock, ...), covered by a tmpfs of the kernel's own (another
+    device than the host's folder), empty (the file the host put there is not in it), capped in size and files."""
+    standard = {os.path.realpath(p) for p in ("/dev/shm", "/run/lock", "/var/lock", "/dev/mqueue")
+                if os.path.isdir(p) and os.stat(p).st_mode & stat.S_IWOTH}
+    assert standard <= set(shared_folders())
+    markers = [os.path.join(folder, f"from-the-host-{uuid.uuid4().hex[:8]}") for folder in shared_folders()]
+    try:
+        for path in markers:
+            open(path, "w").close()
+        cell = _code(
+            "import os\n"
+            "here, writable = os.getcwd(), {}\n"
+            "for folder, subdirs, _ in os.walk('/'):\n"
+            "    subdirs[:] = [d for d in subdirs if os.path.join(folder, d) not in ('/proc', '/sys', here)]\n"
+            "    if os.access(folder, os.W_OK):\n"
+            "        fs = os.statvfs(folder)\n"
+            "        writable[folder] = [os.stat(folder).st_dev, fs.f_blocks * fs.f_frsize, fs.f_files,\n"
+            "                            os.listdir(folder)]\n"
+            "print('WRITABLE', writable)\n")
+        sandbox.run_cell(cell)
+    finally:
+        for path in markers:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    writable = ast.literal_eval(_text(cell).split("WRITABLE ", 1)[1])
+    if protections()["namespaces"]:
+        for folder in shared_folders():
+            device, size, files, entries = writable[folder]
+            assert device != os.stat(folder).st_dev and entries == [], (folder, writable[folder])
+            assert (size, files) == (SHM_BYTES if folder == SHM else SCRATCH_BYTES, SCRATCH_FILES), folder
+    if protections()["drop_root"]:
+        assert set(writable) == set(shared_folders()), writable
+
+
+# A kernel leaves files in /dev/shm and /run/lock, shares memory with processes of its own, fills /dev/shm
+# past its cap, makes a System V shared memory segment (key KEY), and names its mount namespace.
+_LEAVE = (
+    "import ctypes, errno, multiprocessing, os\n"
+    "import numpy as np, torch\n"
+    "from multiprocessing import shared_memory\n"
+    "from torch.utils.data import DataLoader, TensorDataset\n"
+    "for path in LEFT:\n"
+    "    with open(path, 'w') as fh:\n"
+    "        fh.write('left by a kernel')\n"
+    "memory = shared_memory.SharedMemory(create=True, size=SHM_BYTES // 2)\n"
+    "shared = np.ndarray(SHM_BYTES // 16, np.float64, memory.buf)\n"
+    "child = multiprocessing.Process(target=shared.fill, args=(1.0,))\n"
+    "child.start()\n"
+    "child.join()\n"
+    "print('SHARED', shared.sum() == shared.size)\n"
+    "del shared\n"
+    "memory.close()\n"
+    "memory.unlink()\n"
+    "batches = DataLoader(TensorDataset(torch.ones(64, 8)), batch_size=16, num_workers=2)\n"
+    "print('LOADED', sum(float(batch.sum()) for batch, in batches))\n"
+    "big = os.open(LEFT[0] + '-big', os.O_WRONLY | os.O_CREAT, 0o600)\n"
+    "try:\n"
+    "    for _ in range(SHM_BYTES // 2**20 + 2):\n"
+    "        os.write(big, bytes(2**20))\n"
+    "    print('OVERFLOW none')\n"
+    "except OSError as exc:\n"
+    "    print('OVERFLOW', errno.errorcode[exc.errno])\n"
+    "finally:\n"
+    "    os.close(big)\n"
+    "    os.unlink(LEFT[0] + '-big')\n"
+    "print('SYSV', ctypes.CDLL(None).shmget(KEY, 4096, 0o1600) >= 0)\n"  # IPC_CREAT | 0o600
+    "print('NAMESPACE', os.readlink('/proc/self/ns/mnt'))\n")
+
+
+def _sysv_segments() -> dict:
+    """key -> id of the System V shared memory segments of this process's IPC namespace."""
+    with open("/proc/sysvipc/shm") as fh:
+        rows = [line.split() for line in fh][1:]
+    return {int(row[0]): int(row[1]) for row in rows}
+
+
+def _in_namespace(namespace: str) -> list:
+    """The processes in the mount namespace ``namespace`` (``mnt:[inode]``)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/ns/mnt") == namespace:
+                found.append(int(pid))
+    return found
+
+
+def test_what_a_kernel_leaves_in_dev_shm_run_lock_and_ipc_ends_with_it():
+    """What a kernel writes in /dev/shm and /run/lock and its System V segment reach neither the
+    host nor the next kernel, and end with its namespaces; shared memory works within the cap
+    (multiprocessing, torch's DataLoader workers), and writing past the cap fails with no space left."""
+    name, key = f"left-{uuid.uuid4().hex[:8]}", int(uuid.uuid4().hex[:7], 16)
+    left = [os.path.join("/dev/shm", name), os.path.join("/run/lock", name)]
+    program = f"LEFT, KEY, SHM_BYTES = {left!r}, {key}, {SHM_BYTES}\n{_LEAVE}"
+    try:
+        with Sandbox(nbformat.v4.new_notebook(), Limits(cell_timeout=60), []) as box:
+            first = _code(program)
+            box.run_cell(first)
+            during = [p for p in left if os.path.exists(p)], key in _sysv_segments()
+        with Sandbox(nbformat.v4.new_notebook(), Limits(cell_timeout=20), []) as box:
+            second = _code(f"import ctypes, os\nprint('SEEN', [p for p in {left!r} if os.path.exists(p)],\n"
+                           f"      ctypes.CDLL(None).shmget({key}, 0, 0) >= 0)")
+            box.run_cell(second)
+        after = [p for p in left if os.path.exists(p)], key in _sysv_segments()
+    finally:  # without namespaces, what the kernel left is the host's
+        for path in left:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        if key in _sysv_segments():
+            ctypes.CDLL(None).shmctl(_sysv_segments()[key], 0, None)  # IPC_RMID
+    out = _text(first)
+    assert "SHARED True" in out and "LOADED 512.0" in out and "SYSV True" in out, out
+    if protections()["namespaces"]:
+        assert "OVERFLOW ENOSPC" in out, out
+        assert during == after == ([], False), (during, after)
+        assert "SEEN [] False" in _text(second), _text(second)
+        namespace = out.split("NAMESPACE ", 1)[1].split()[0]
+        _wait_for(lambda: not _in_namespace(namespace), "the kernel's mount namespace outlived it")
 
 
 def test_kernels_start_preloaded_and_share_nothing(sandbox, kernel_processes):
