@@ -596,7 +596,10 @@ def test_only_data_files_reach_the_sandbox(tmp_path):
     dest.mkdir()
     for name in ("data/series.csv", "numpy.py", "lstm_ref.py", "other.ipynb", ".secret", "notes.txt"):
         (src / name).write_text("x")
+    (tmp_path / "gradebook.db").write_text("the instructor's")
+    (src / "grades.csv").symlink_to(tmp_path / "gradebook.db")  # a link is never followed
     assert sorted(copy_data_files(str(src), str(dest))) == ["data/series.csv", "notes.txt"]
+    assert not (dest / "grades.csv").exists()
     assert sorted(p.name for p in dest.rglob("*") if p.is_file()) == ["notes.txt", "series.csv"]
 
 
