@@ -103,12 +103,9 @@ def _fresh_demo_folder(out: str) -> None:
         fh.write("made by `python -m grader demo`, which replaces this folder on its next run\n")
 
 
-def run_demo(args) -> str:
-    """The whole loop on the bundled samples, in a fresh course under ``args.output``.
-
-    The demo's course has its own SQLite gradebook in that folder, whatever
-    ``--db-url`` or ``$GRADER_DB_URL`` say: its sample students never reach a class's gradebook.
-    """
+def demo_course(args) -> tuple:
+    """(the demo's course, the samples zip): a fresh course in ``args.output`` with the assignment's
+    solutions and a SQLite gradebook of its own."""
     zip_path = os.path.join(SAMPLES, f"{args.assignment}.zip")
     if not os.path.isfile(zip_path):
         raise UsageError(f"there are no bundled samples for {args.assignment!r} (samples/ has "
@@ -118,6 +115,17 @@ def run_demo(args) -> str:
     shutil.copytree(os.path.join(REPO, "solutions", args.assignment), os.path.join(out, "solutions", args.assignment))
     course = Course(out, db_url=default_db_url(out), limits=_limits(args), workers=args.workers,
                     hidden_paths=(SAMPLES,))
+    return course, zip_path
+
+
+def run_demo(args) -> str:
+    """The whole loop on the bundled samples, in a fresh course under ``args.output``.
+
+    The demo's course has its own SQLite gradebook in that folder, whatever
+    ``--db-url`` or ``$GRADER_DB_URL`` say: its sample students never reach a class's gradebook.
+    """
+    course, zip_path = demo_course(args)
+    out = course.root
     print(describe_protections())
     course.release(args.assignment)
     print(_import_summary(course.import_submissions(args.assignment, zip_path), args.assignment, details=False))

@@ -14,7 +14,11 @@ gradebook) plus the grader's own folder ``grader_work/``:
   did not (duplicates, stray files, unknown names), with the reasons.
 
 Autograding runs nbgrader's ``Autograde`` (with :class:`grader.trusted.TrustedExecute`)
-for many students at once, one worker process per core.
+for many students at once, one worker process per core. A worker that dies
+(segfault, out-of-memory kill) breaks its pool, and with it every submission
+not yet graded: those no worker had started go to a fresh pool, those being
+graded are graded again each in a process of its own, so that only a
+submission that kills that process too ends ungradable, with how it died.
 """
 from __future__ import annotations
 
@@ -28,7 +32,10 @@ import json
 import multiprocessing
 import os
 import re
+import signal
+import stat
 import sys
+import tempfile
 import time
 import warnings
 import zipfile
@@ -116,11 +123,41 @@ def _grade_worker(root: str, config_kwargs: dict, assignment: str, student: str)
             "seconds": round(time.monotonic() - started, 3)}
 
 
+def _grade_pooled(running: str, root: str, config_kwargs: dict, assignment: str, student: str) -> dict:
+    """:func:`_grade_worker` in a pool's worker, leaving the file ``running/<student>`` while it grades."""
+    mark = os.path.join(running, student)
+    open(mark, "w").close()
+    result = _grade_worker(root, config_kwargs, assignment, student)
+    os.remove(mark)
+    return result
+
+
+def _grade_and_send(conn, root: str, config_kwargs: dict, assignment: str, student: str) -> None:
+    """:func:`_grade_worker` in a process of its own, which sends the result over ``conn``."""
+    try:
+        result = _grade_worker(root, config_kwargs, assignment, student)
+    except Exception as exc:
+        result = _worker_failed(f"failed: {exc!r}")
+    conn.send(result)
+
+
+def _worker_failed(how: str) -> dict:
+    """The result of a submission whose grader worker failed or died (``how``)."""
+    return {"success": False, "log": "", "error": f"the grader worker grading it {how}"}
+
+
+def _exit_status(exitcode: int) -> str:
+    """A process's exit code in words (negative: the signal that killed it)."""
+    if exitcode < 0:
+        return f"killed by signal {-exitcode}, {signal.Signals(-exitcode).name}"
+    return f"exit code {exitcode}"
+
+
 def _failure_reason(result: dict) -> str:
-    """The exception that stopped nbgrader, from its traceback in the log."""
+    """The exception that stopped nbgrader, from its traceback in the log, or what befell its worker."""
     lines = [line.strip() for line in (result["log"] + "\n" + result["error"]).splitlines()]
     raised = [line for line in lines if _RAISED.match(line) and not line.startswith("nbgrader.converters.base.")]
-    errors = [line for line in lines if line.startswith("[ERROR]") and "Please see" not in line]
+    errors = [line for line in lines if line.startswith(("[ERROR]", "the grader worker")) and "Please see" not in line]
     return ((raised or errors or ["nbgrader autograde failed"])[-1])[:500]
 
 
@@ -177,7 +214,9 @@ class Course:
         one notebook: the one with the highest submission number in its name
         (else the last by name) is taken, the others are reported as duplicates.
         Other files are reported as stray and not copied: nothing a student
-        ships next to the notebook reaches the grader's kernels.
+        ships next to the notebook reaches the grader's kernels. Symbolic links
+        (to files or folders, in a folder or a zip) are reported as stray and
+        never followed: a link to a solution or the gradebook is no submission.
         """
         names = {os.path.basename(p) for p in self.notebooks(assignment)}
         if not names:
@@ -187,6 +226,9 @@ class Course:
         for entry, data in _entries(source):
             base = os.path.basename(entry)
             top = entry.split("/")[0]
+            if isinstance(data, str):  # refused unread: a symbolic link or a special file
+                report.stray.append({"file": entry, "reason": data})
+                continue
             if any(part in entry for part in _IGNORED) or base.startswith("."):
                 report.stray.append({"file": entry, "reason": "system file"})
                 continue
@@ -246,7 +288,8 @@ class Course:
 
         A submission whose state file matches its files is not graded again
         unless ``force``. Every submission ends as ``graded`` (with its score)
-        or ``ungradable`` (with the reason); one failing never stops the others.
+        or ``ungradable`` (with the reason); one failing never stops the others,
+        not even by killing its worker process (see the module's docstring).
         """
         from tqdm import tqdm
 
@@ -265,31 +308,77 @@ class Course:
                 todo.append((student, fingerprint))
         if todo:
             sandboxes_root()  # a folder the workers cannot use stops the run here, not each submission
-            context = multiprocessing.get_context("spawn")
-            with concurrent.futures.ProcessPoolExecutor(min(self.workers, len(todo)), mp_context=context) as pool:
-                futures = {pool.submit(_grade_worker, self.root, self.config_kwargs, assignment, s): (s, f)
-                           for s, f in todo}
-                bar = tqdm(total=len(futures), desc=f"autograde {assignment}", unit="nb", disable=not progress)
-                try:
-                    for future in concurrent.futures.as_completed(futures):
-                        student, fingerprint = futures[future]
-                        try:
-                            result = future.result()
-                        except Exception as exc:  # a worker that died takes only its own submission
-                            result = {"success": False, "log": "", "error": f"grader worker failed: {exc!r}"}
-                        if result["success"]:
-                            states[student] = self._save_graded(assignment, student, fingerprint, result["seconds"])
-                        else:
-                            states[student] = self._save_state(assignment, student, fingerprint, "ungradable",
-                                                               _failure_reason(result))
-                        bar.update()
-                except KeyboardInterrupt:
-                    # Ctrl-C reached the workers too; drop the queued submissions (a later run grades them)
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
-                finally:
-                    bar.close()
+            bar = tqdm(total=len(todo), desc=f"autograde {assignment}", unit="nb", disable=not progress)
+            try:
+                alone = []
+                while todo:  # a broken pool: those no worker had started go to a fresh pool
+                    todo, started = self._grade_in_pool(assignment, todo, states, bar)
+                    if not started:  # it broke before grading anything: none to blame, each goes alone
+                        todo, started = [], todo
+                    alone += started
+                for student, fingerprint in alone:
+                    states[student] = self._save_result(assignment, student, fingerprint,
+                                                        self._grade_alone(assignment, student))
+                    bar.update()
+            finally:
+                bar.close()
         return dict(sorted(states.items()))
+
+    def _grade_in_pool(self, assignment: str, todo: list, states: dict, bar) -> tuple:
+        """Grade ``todo`` (``(student, fingerprint)`` pairs) in a pool of workers, saving each outcome in ``states``.
+
+        A worker that dies breaks the pool, and every submission not graded
+        yet fails with it: returns those, split into ``(not started, started)``
+        by a worker (the dead one's among the started); both empty if none died.
+        """
+        context = multiprocessing.get_context("spawn")
+        broken = []
+        with (tempfile.TemporaryDirectory(prefix="grading-") as running,
+              concurrent.futures.ProcessPoolExecutor(min(self.workers, len(todo)), mp_context=context) as pool):
+            futures = {pool.submit(_grade_pooled, running, self.root, self.config_kwargs, assignment, s): (s, f)
+                       for s, f in todo}
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    student, fingerprint = futures[future]
+                    try:
+                        result = future.result()
+                    except concurrent.futures.process.BrokenProcessPool:
+                        broken.append((student, fingerprint))
+                        continue
+                    except Exception as exc:
+                        result = _worker_failed(f"failed: {exc!r}")
+                    states[student] = self._save_result(assignment, student, fingerprint, result)
+                    bar.update()
+            except KeyboardInterrupt:
+                # Ctrl-C reached the workers too; drop the queued submissions (a later run grades them)
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()  # every worker gone: no file in running/ changes any more
+            started = [b for b in broken if os.path.exists(os.path.join(running, b[0]))]
+        return [b for b in broken if b not in started], started
+
+    def _grade_alone(self, assignment: str, student: str) -> dict:
+        """Grade one submission in a process of its own; if that process dies, a failed result saying how."""
+        context = multiprocessing.get_context("spawn")
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_grade_and_send, args=(sender, self.root, self.config_kwargs,
+                                                                assignment, student))
+        process.start()
+        sender.close()  # the process's copy is the only one left: its end is the end of the pipe
+        try:
+            with receiver:
+                result = receiver.recv()
+        except EOFError:  # it died before sending a result
+            result = None
+        finally:
+            process.join()  # after the receiver closed: one interrupted while sending ends too
+        return result or _worker_failed(f"died ({_exit_status(process.exitcode)})")
+
+    def _save_result(self, assignment: str, student: str, fingerprint: str, result: dict) -> dict:
+        """Save a submission as graded, or as ungradable with the reason nbgrader failed."""
+        if result["success"]:
+            return self._save_graded(assignment, student, fingerprint, result["seconds"])
+        return self._save_state(assignment, student, fingerprint, "ungradable", _failure_reason(result))
 
     def _submission_problem(self, assignment: str, student: str) -> str:
         folder = os.path.join(self.root, "submitted", student, assignment)
@@ -423,15 +512,27 @@ def _read_bytes(path: str) -> bytes:
 
 
 def _entries(source: str):
-    """``(relative path, bytes)`` for each file of a zip or a folder."""
+    """``(relative path, bytes)`` for each file of a zip or a folder, or, for an entry that is not
+    read, the reason: a symbolic link in a folder is never followed, nor one stored in a zip read as
+    a file, and a special file (a FIFO would block the reading) is not opened."""
     if zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as archive:
             for info in sorted(archive.infolist(), key=lambda i: i.filename):
-                if not info.is_dir():
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    yield info.filename, "symbolic link"
+                elif not info.is_dir():
                     yield info.filename, archive.read(info)
     elif os.path.isdir(source):
-        paths = [os.path.join(folder, name) for folder, _, files in os.walk(source) for name in files]
+        # os.walk lists a link to a folder among the folders, without entering it
+        paths = [os.path.join(folder, name) for folder, dirs, files in os.walk(source)
+                 for name in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]]
         for rel, path in sorted((os.path.relpath(p, source).replace(os.sep, "/"), p) for p in paths):
-            yield rel, _read_bytes(path)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                yield rel, "symbolic link"
+            elif not stat.S_ISREG(mode):
+                yield rel, "not a regular file"
+            else:
+                yield rel, _read_bytes(path)
     else:
         raise ValueError(f"source must be a .zip file or a folder, got {source!r}")

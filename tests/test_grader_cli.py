@@ -1,10 +1,13 @@
 """The instructor's commands on the toy course: import rules, interrupted runs, reports, CLI."""
+import contextlib
 import csv
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 
@@ -88,6 +91,44 @@ def test_import_from_zip_and_folder_agree_and_report_everything(toy, tmp_path):
         course.import_submissions(ASSIGNMENT, str(tmp_path / "missing.zip"))
 
 
+def test_import_never_follows_symbolic_links(toy, tmp_path):
+    """A link in an imported folder, to a file or a folder outside it, is reported and not followed
+    (a link to the solution is no submission); links stored in a zip are refused alike, and a
+    special file is not opened."""
+    good = toy_submission(toy["release"], SOLUTION_SIGMOID, SOLUTION_SQUARED)
+    solution = write_course(str(tmp_path / "instructor"))
+    elsewhere = tmp_path / "elsewhere" / "ivy_305_assignsubmission_file_"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "toy.ipynb").write_bytes(good)
+    folder = tmp_path / "canvas"
+    folder.mkdir()
+    (folder / "ada_300_400_toy.ipynb").write_bytes(good)
+    (folder / "hal_304_404_toy.ipynb").symlink_to(solution)
+    (folder / "ivy_305_assignsubmission_file_").symlink_to(elsewhere, target_is_directory=True)
+    archive = tmp_path / "canvas.zip"
+    with zipfile.ZipFile(archive, "w") as zf:  # as `zip --symlinks` stores them: the target as the content
+        zf.write(folder / "ada_300_400_toy.ipynb", "ada_300_400_toy.ipynb")
+        for name in ("hal_304_404_toy.ipynb", "ivy_305_assignsubmission_file_"):
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, os.readlink(folder / name))
+    os.mkfifo(folder / "zed_306_406_toy.ipynb")  # reading it would wait for a writer for ever
+    reports = []
+    for source in (str(folder), str(archive)):
+        course = Course(str(tmp_path / f"course_{len(reports)}"))
+        os.makedirs(os.path.join(course.root, "course", ASSIGNMENT))
+        nbformat.write(toy["release"], os.path.join(course.root, "course", ASSIGNMENT, "toy.ipynb"))
+        reports.append(course.import_submissions(ASSIGNMENT, source))
+        assert sorted(os.listdir(os.path.join(course.root, "submitted"))) == ["ada"]  # nothing a link points to
+        with open(os.path.join(course.root, "submitted", "ada", ASSIGNMENT, "toy.ipynb"), "rb") as fh:
+            assert fh.read() == good
+    walked, zipped = reports
+    assert walked.imported == zipped.imported == {"ada": ["ada_300_400_toy.ipynb"]}
+    assert zipped.stray == [{"file": "hal_304_404_toy.ipynb", "reason": "symbolic link"},
+                            {"file": "ivy_305_assignsubmission_file_", "reason": "symbolic link"}]
+    assert walked.stray == [*zipped.stray, {"file": "zed_306_406_toy.ipynb", "reason": "not a regular file"}]
+
+
 def test_notebook_problems_are_named():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1"), nbformat.v4.new_code_cell("2")])
     data = nbformat.writes(nb)
@@ -137,6 +178,74 @@ def test_interrupted_autograde_resumes_without_grading_twice(toy, kernel_process
     assert after == before  # graded before the interruption: not graded again
     assert {s: st["score"] for s, st in states.items()} == {s: v[2] for s, v in TOY.items()}
     assert all(st["max_score"] == 7.0 for st in states.values())  # 6 autograded + 1 written
+
+
+# The victim's kernel leaves this file in its folder, then sleeps: the sign for the test to kill its grader.
+KILL_ME = "kill-my-grader"
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[1])
+
+
+def _grader_of(pid: int) -> int | None:
+    """The process, among this one's children, that ``pid`` descends from (None if none)."""
+    while pid > 1:
+        parent = _parent(pid)
+        if parent == os.getpid():
+            return pid
+        pid = parent
+    return None
+
+
+def test_a_dead_worker_costs_only_the_submission_it_was_grading(toy, tmp_path, kernel_processes):
+    """A grader worker killed (SIGKILL) while it grades one submission breaks its pool: the others,
+    started or not, are graded as in a clean run; that one, graded again alone and killed again,
+    ends ungradable saying how its worker died; a plain rerun grades nothing again."""
+    root = str(tmp_path / "course")
+    write_course(root)
+    course = Course(root, limits=LIMITS, workers=2)
+    course.release(ASSIGNMENT)
+    lms = tmp_path / "download"
+    lms.mkdir()
+    victim = f"open({KILL_ME!r}, 'w').close() or __import__('time').sleep(60) or x"
+    # abe, first by name, is graded first, beside ada; ben and cy wait in the queue
+    for n, (student, (sig, sq)) in enumerate({"abe": (victim, SOLUTION_SQUARED),
+                                              **{s: TOY[s][:2] for s in ("ada", "ben", "cy")}}.items()):
+        (lms / f"{student}_{100 + n}_{200 + n}_toy.ipynb").write_bytes(toy_submission(toy["release"], sig, sq))
+    course.import_submissions(ASSIGNMENT, str(lms))
+    killed, done = [], threading.Event()
+
+    def kill_the_victims_grader() -> None:
+        while not done.wait(0.05):
+            for pid in kernel_processes():
+                with contextlib.suppress(OSError):  # a process that ended meanwhile
+                    grader = _grader_of(pid) if os.path.exists(f"/proc/{pid}/cwd/{KILL_ME}") else None
+                    if grader is not None and grader not in killed:
+                        os.kill(grader, signal.SIGKILL)
+                        killed.append(grader)
+
+    killer = threading.Thread(target=kill_the_victims_grader)
+    killer.start()
+    try:
+        states = course.autograde(ASSIGNMENT, progress=False)
+    finally:
+        done.set()
+        killer.join()
+    assert len(killed) == 2  # in the pool, then alone
+    assert states["abe"]["status"] == "ungradable"
+    assert states["abe"]["reason"] == "the grader worker grading it died (killed by signal 9, SIGKILL)"
+    assert {s: (st["status"], st.get("score")) for s, st in states.items() if s != "abe"} == {
+        s: ("graded", TOY[s][2]) for s in ("ada", "ben", "cy")}
+    deadline = time.monotonic() + 10  # the killed workers' kernels go with them
+    while kernel_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert kernel_processes() == []
+    state_dir = os.path.join(root, "grader_work", ASSIGNMENT, "state")
+    before = {f: os.stat(os.path.join(state_dir, f)).st_mtime_ns for f in os.listdir(state_dir)}
+    assert course.autograde(ASSIGNMENT, progress=False) == states
+    assert {f: os.stat(os.path.join(state_dir, f)).st_mtime_ns for f in before} == before
 
 
 def test_reports_export_and_summary(toy, tmp_path):
@@ -196,3 +305,41 @@ def test_plain_nbgrader_autograde_uses_the_protections(toy):
     report = os.path.join(root, "grader_work", "reports", "mallory", ASSIGNMENT, "toy.json")
     with open(report, encoding="utf-8") as fh:
         assert [t["passed"] for t in json.load(fh)["tests"]] == [False, False, False]
+
+
+def test_the_demo_keeps_to_a_folder_and_a_gradebook_of_its_own(tmp_path, monkeypatch, capsys):
+    """Its sample students never reach the class's gradebook ($GRADER_DB_URL), and it replaces only
+    a folder that a demo made."""
+    from grader import cli
+
+    live = tmp_path / "live.db"
+    monkeypatch.setenv("GRADER_DB_URL", f"sqlite:///{live}")
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.tex").write_text("years of work")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["demo", "--output", str(precious)])
+    assert exit_.value.code == 2 and "is not empty and no demo made it" in capsys.readouterr().err
+    assert (precious / "chapter1.tex").read_text() == "years of work"
+
+    args = cli.build_parser().parse_args(["demo", "--output", str(tmp_path / "demo")])
+    course, _ = cli.demo_course(args)
+    assert course.config.CourseDirectory.db_url.startswith(f"sqlite:///{tmp_path / 'demo' / 'gradebook.db'}")
+    (tmp_path / "demo" / "gradebook.db").write_text("an earlier demo's")
+    cli.demo_course(args)  # a folder a demo made is replaced
+    assert not (tmp_path / "demo" / "gradebook.db").exists() and not live.exists()
+
+
+def test_commands_on_an_assignment_not_released_end_in_one_line(tmp_path):
+    """A typo or a missing release is one error line and exit status 2, and no submission is marked."""
+    root = tmp_path / "fresh"
+    write_course(str(root))
+    for args, message in ((["release", "nosuch"], "has no folder solutions/nosuch"),
+                          (["autograde", ASSIGNMENT], f"run `python -m grader release {ASSIGNMENT}` first"),
+                          (["export", "nosuch"], "'nosuch' is not in this course's gradebook"),
+                          (["import", ASSIGNMENT, str(tmp_path / "missing.zip")], "release")):
+        run = subprocess.run([sys.executable, "-m", "grader", "--root", str(root), *args], cwd=REPO,
+                             capture_output=True, text=True)
+        assert run.returncode == 2, (args, run.stdout, run.stderr)
+        assert message in run.stderr and "Traceback" not in run.stderr, (args, run.stderr)
+    assert not (root / "grader_work").exists()
