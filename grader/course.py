@@ -449,7 +449,9 @@ class Course:
         """Points per test across the class and the most common diagnosed mistakes.
 
         A mistake is the first line of a failing test's message (the checkers'
-        diagnosis, e.g. "forget and input gate blocks look swapped").
+        diagnosis, e.g. "forget and input gate blocks look swapped"). The most
+        common come first; among equally common ones, the checkers' diagnoses
+        (failed assertions) before other errors (a timeout, a NameError).
         """
         states = self.states(assignment)
         per_test = collections.defaultdict(lambda: {"max_score": 0.0, "points": 0.0, "passed": 0, "failed": 0})
@@ -462,15 +464,16 @@ class Course:
                 ok = (t["score"] or 0.0) >= t["max_score"]
                 row["passed" if ok else "failed"] += 1
                 if not ok and t["message"]:
-                    mistakes[(t["grade_id"], t["message"].strip().splitlines()[0][:200])] += 1
+                    first_line = t["message"].strip().splitlines()[0][:200]
+                    mistakes[(t.get("ename") != "AssertionError", t["grade_id"], first_line)] += 1
         graded = [s for s in states.values() if s["status"] == "graded"]
         return {
             "submissions": len(states),
             "graded": len(graded),
             "ungradable": {k: s["reason"] for k, s in states.items() if s["status"] != "graded"},
             "tests": {k: {**v, "mean": v["points"] / max(1, v["passed"] + v["failed"])} for k, v in sorted(per_test.items())},
-            "mistakes": [{"test": k[0], "message": k[1], "students": n}
-                         for k, n in sorted(mistakes.items(), key=lambda kv: (-kv[1], kv[0]))[:top]],
+            "mistakes": [{"test": test, "message": message, "students": n}
+                         for (_, test, message), n in sorted(mistakes.items(), key=lambda kv: (-kv[1], kv[0]))[:top]],
         }
 
 
@@ -489,11 +492,16 @@ def format_summary(summary: dict) -> str:
 
 
 def format_grades(states: dict) -> str:
-    """The grade table as fixed-width text."""
+    """The grade table as fixed-width text; the detail names the points still to grade by hand."""
     rows = [("student", "status", "score", "detail")]
     for student, s in states.items():
         score = f"{s['score']:g} / {s['max_score']:g}" if s["status"] == "graded" else "-"
-        rows.append((student, s["status"], score, s.get("reason", "")[:90]))
+        detail = [s.get("reason", "")]
+        manual = s.get("max_score", 0) - sum(t["max_score"] for t in s.get("tests", []))
+        if s["status"] == "graded" and manual > 0:
+            detail.append(f"{manual:g} points of {len(s['needs_manual_grade'])} written answers to grade by hand")
+        text = "; ".join(d for d in detail if d)
+        rows.append((student, s["status"], score, text if len(text) <= 160 else text[:159] + "…"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip() for r in rows)
 

@@ -343,3 +343,17 @@ def test_commands_on_an_assignment_not_released_end_in_one_line(tmp_path):
         assert run.returncode == 2, (args, run.stdout, run.stderr)
         assert message in run.stderr and "Traceback" not in run.stderr, (args, run.stderr)
     assert not (root / "grader_work").exists()
+
+
+def test_the_grade_table_names_the_points_left_to_grade_by_hand():
+    from grader.course import format_grades
+
+    tests = [{"grade_id": "t1", "max_score": 4.0}, {"grade_id": "t2", "max_score": 6.0}]
+    table = format_grades({
+        "ada": {"status": "graded", "score": 10.0, "max_score": 13.0, "reason": "", "tests": tests,
+                "needs_manual_grade": ["q1", "q2"]},
+        "ben": {"status": "ungradable", "reason": "x" * 300},
+    }).splitlines()
+    assert table[1].split() == ["ada", "graded", "10", "/", "13", "3", "points", "of", "2", "written", "answers",
+                                "to", "grade", "by", "hand"]
+    assert table[2].endswith("x…") and len(table[2].split()[-1]) == 160

@@ -85,7 +85,7 @@ def test_diagnosed_mistakes_reach_the_report_and_the_summary(graded):
     assert summary["tests"]["test_lstm_step"]["passed"] == sum(
         1 for s in states.values() if s["status"] == "graded"
         and "test_lstm_step" not in graded["expected"]["samples"][s["student"]]["failing"])
-    assert any("gate blocks look swapped" in m["message"] for m in summary["mistakes"]) or len(summary["mistakes"]) == 10
+    assert any("gate blocks look swapped" in m["message"] for m in summary["mistakes"])  # diagnoses rank first
     assert set(summary["ungradable"]) == {"corrupt-json", "corrupt-nbformat3", "corrupt-duplicate-ids"}
 
 
