@@ -110,8 +110,12 @@ class ImportReport:
 def _grade_worker(root: str, config_kwargs: dict, assignment: str, student: str) -> dict:
     """Autograde one submission with nbgrader (in a worker process)."""
     _ensure_tools_on_path()
-    # nbgrader's gradebook triggers these SQLAlchemy warnings on every submission; they are harmless.
+    # nbgrader's gradebook triggers these SQLAlchemy warnings on every submission; they are harmless. A
+    # notebook without cell ids gets them from nbformat as nbgrader reads it (notebook_problem checked it).
     warnings.filterwarnings("ignore", message=r"Object of type <Submitted\w+> not in session")
+    from nbformat.warnings import MissingIDFieldWarning
+
+    warnings.filterwarnings("ignore", category=MissingIDFieldWarning)
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
