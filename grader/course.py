@@ -496,14 +496,15 @@ def format_summary(summary: dict) -> str:
 
 
 def format_grades(states: dict) -> str:
-    """The grade table as fixed-width text; the detail names the points still to grade by hand."""
+    """The grade table as fixed-width text; the detail names the answers still to grade by hand
+    (nbgrader scores an answer left as released 0 without asking)."""
     rows = [("student", "status", "score", "detail")]
     for student, s in states.items():
         score = f"{s['score']:g} / {s['max_score']:g}" if s["status"] == "graded" else "-"
         detail = [s.get("reason", "")]
-        manual = s.get("max_score", 0) - sum(t["max_score"] for t in s.get("tests", []))
-        if s["status"] == "graded" and manual > 0:
-            detail.append(f"{manual:g} points of {len(s['needs_manual_grade'])} written answers to grade by hand")
+        manual = len(s.get("needs_manual_grade", []))
+        if manual:
+            detail.append(f"{manual} written answer{'s' if manual > 1 else ''} to grade by hand")
         text = "; ".join(d for d in detail if d)
         rows.append((student, s["status"], score, text if len(text) <= 160 else text[:159] + "…"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]

@@ -345,15 +345,16 @@ def test_commands_on_an_assignment_not_released_end_in_one_line(tmp_path):
     assert not (root / "grader_work").exists()
 
 
-def test_the_grade_table_names_the_points_left_to_grade_by_hand():
+def test_the_grade_table_names_the_answers_left_to_grade_by_hand():
     from grader.course import format_grades
 
-    tests = [{"grade_id": "t1", "max_score": 4.0}, {"grade_id": "t2", "max_score": 6.0}]
     table = format_grades({
-        "ada": {"status": "graded", "score": 10.0, "max_score": 13.0, "reason": "", "tests": tests,
-                "needs_manual_grade": ["q1", "q2"]},
-        "ben": {"status": "ungradable", "reason": "x" * 300},
+        "ada": {"status": "graded", "score": 10.0, "max_score": 13.0, "reason": "", "needs_manual_grade": ["q1", "q2"]},
+        "ben": {"status": "graded", "score": 1.0, "max_score": 13.0, "reason": "", "needs_manual_grade": ["q2"]},
+        "cy": {"status": "graded", "score": 0.0, "max_score": 13.0, "reason": "", "needs_manual_grade": []},
+        "dee": {"status": "ungradable", "reason": "x" * 300},
     }).splitlines()
-    assert table[1].split() == ["ada", "graded", "10", "/", "13", "3", "points", "of", "2", "written", "answers",
-                                "to", "grade", "by", "hand"]
-    assert table[2].endswith("x…") and len(table[2].split()[-1]) == 160
+    assert table[1].split() == ["ada", "graded", "10", "/", "13", "2", "written", "answers", "to", "grade", "by", "hand"]
+    assert table[2].split()[5:] == ["1", "written", "answer", "to", "grade", "by", "hand"]
+    assert table[3].split() == ["cy", "graded", "0", "/", "13"]  # answers left blank are scored 0 by nbgrader
+    assert table[4].endswith("x…") and len(table[4].split()[-1]) == 160
