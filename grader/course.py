@@ -298,18 +298,22 @@ class Course:
         from tqdm import tqdm
 
         students = students if students is not None else self.students(assignment)
-        states, todo = {}, []
+        states, todo, kept = {}, [], 0
         for student in students:
             fingerprint = self._fingerprint(assignment, student)
             state = _read_json(self._state_path(assignment, student))
             if not force and state and state.get("fingerprint") == fingerprint:
                 states[student] = state
+                kept += 1
                 continue
             problem = self._submission_problem(assignment, student)
             if problem:
                 states[student] = self._save_state(assignment, student, fingerprint, "ungradable", problem)
             else:
                 todo.append((student, fingerprint))
+        if kept and progress:
+            print(f"autograde {assignment}: {kept} submission{'s' if kept > 1 else ''} unchanged since graded, "
+                  "kept (--force grades again)", file=sys.stderr)
         if todo:
             sandboxes_root()  # a folder the workers cannot use stops the run here, not each submission
             bar = tqdm(total=len(todo), desc=f"autograde {assignment}", unit="nb", disable=not progress)
