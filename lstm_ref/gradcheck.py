@@ -22,6 +22,7 @@ Reference: cs231n ``gradient_check.py``; the same check is in micrograd's tests.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -52,6 +53,9 @@ def numerical_gradient(
     if not (isinstance(eps, float) and eps > 0):
         raise ValueError(f"eps must be a positive float, got {eps!r}")
     work = _copies(arrays)
+    if eps < 1e-4 and any(a.dtype == np.float32 for a in work.values()):
+        warnings.warn(f"float32 arrays with eps={eps:g}: the differences are mostly rounding (relative errors "
+                      "of 1e-2 and more for a correct gradient); use float64, or eps=1e-2", stacklevel=2)
 
     def value() -> float:
         v = f(work)

@@ -322,8 +322,8 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, **kwargs) -> None:
         super().__init__(**kwargs)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"rate must be in [0, 1), got {rate!r}")
+        if not 0.0 <= rate <= 1.0:  # Keras 3 takes 1 too (every value dropped)
+            raise ValueError(f"rate must be in [0, 1], got {rate!r}")
         self.rate = rate
 
     def build(self, input_shape):

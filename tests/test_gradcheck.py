@@ -75,3 +75,11 @@ def test_bad_arguments_are_rejected(rng):
         numerical_gradient(lambda d: 0.0, {"a": a}, eps=0.0)
     with pytest.raises(ValueError, match=r"arrays\['a'\] is empty \(shape \(0,\)\)"):
         gradcheck(lambda d: 0.0, {"a": a[:0]}, {"a": a[:0]})
+
+
+def test_float32_with_a_tiny_eps_is_warned_about(rng):
+    a = rng.standard_normal(3).astype(np.float32)
+    f = lambda d: float(np.sum(d["a"] ** 2))  # noqa: E731
+    with pytest.warns(UserWarning, match="float32 arrays with eps=1e-06: the differences are mostly rounding"):
+        numerical_gradient(f, {"a": a})
+    assert gradcheck(f, {"a": a}, {"a": 2 * a}, eps=1e-2)["a"] < 1e-3  # a float32 check that works

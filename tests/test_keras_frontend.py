@@ -160,6 +160,9 @@ def test_bad_arguments_are_named():
         model.compile(optimizer="adagrad", loss="mse")
     with pytest.raises(TypeError, match="Embedding input must hold integer token ids"):
         Sequential([Input((None,)), Embedding(5, 2)]).module(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=re.escape("rate must be in [0, 1], got 1.5")):
+        Dropout(1.5)
+    assert Dropout(1.0).rate == 1.0  # as in Keras 3: every value dropped
     with pytest.raises(TypeError, match="LSTM: lstm_ref.keras does not implement Keras' dropout, return_state"):
         LSTM(2, return_state=True, dropout=0.1)
     model.compile(optimizer="adam", loss="mse")
