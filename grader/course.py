@@ -312,8 +312,8 @@ class Course:
             else:
                 todo.append((student, fingerprint))
         if kept and progress:
-            print(f"autograde {assignment}: {kept} submission{'s' if kept > 1 else ''} unchanged since graded, "
-                  "kept (--force grades again)", file=sys.stderr)
+            print(f"autograde {assignment}: {kept} submission{'s' if kept > 1 else ''} unchanged since the "
+                  "last run, kept (--force grades again)", file=sys.stderr)
         if todo:
             sandboxes_root()  # a folder the workers cannot use stops the run here, not each submission
             bar = tqdm(total=len(todo), desc=f"autograde {assignment}", unit="nb", disable=not progress)

@@ -66,9 +66,9 @@ class KernelStopped(RuntimeError):
 
 
 class CannotTransfer(TypeError):
-    """A test needs to share an object with the student's code that cannot cross
-    (e.g. an attribute of a student's object, or a call back into the student's code
-    from a test's function)."""
+    """A test hands the student's code an object of its own that cannot cross (neither data nor a
+    function, e.g. an instance of the test's class): the cell then runs in the kernel. Only the
+    test's code decides this; what the student's code returns never does."""
 
 
 class CappedClient(NotebookClient):

@@ -114,7 +114,8 @@ def _check_params(params: Params, keys: tuple[str, ...], cell: str, x: Tensor, G
 
 def _check_state(name: str, s: object, x: Tensor, size: int) -> Tensor:
     """s must be (N, size) with x's dtype and device (no broadcasting)."""
-    if not isinstance(s, torch.Tensor) or tuple(s.shape) != (x.shape[0], size) or (s.dtype, s.device) != (x.dtype, x.device):
+    same = isinstance(s, torch.Tensor) and (s.dtype, s.device) == (x.dtype, x.device)
+    if not same or tuple(s.shape) != (x.shape[0], size):
         raise ValueError(f"{name} must be a tensor of shape ({x.shape[0]}, {size}) of x's dtype and device "
                          f"({x.dtype} on {x.device}), got {_describe(s)}")
     return s

@@ -179,7 +179,7 @@ def test_interrupted_autograde_resumes_without_grading_twice(toy, kernel_process
     assert {s: st["score"] for s, st in states.items()} == {s: v[2] for s, v in TOY.items()}
     assert all(st["max_score"] == 7.0 for st in states.values())  # 6 autograded + 1 written
     again, _ = _cli(root, "autograde", ASSIGNMENT).communicate(timeout=120)
-    assert f"{len(TOY)} submissions unchanged since graded, kept (--force grades again)" in again, again
+    assert f"{len(TOY)} submissions unchanged since the last run, kept (--force grades again)" in again, again
 
 
 # The victim's kernel leaves this file in its folder, then sleeps: the sign for the test to kill its grader.
