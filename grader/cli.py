@@ -177,6 +177,9 @@ def main(argv: list | None = None) -> int:
         run(args)
     except (UsageError, ValueError, FileNotFoundError, RuntimeError) as exc:
         parser.exit(2, f"{parser.prog} {args.command}: error: {exc}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"{parser.prog} {args.command}: interrupted; what was saved stays, and the same "
+                         "command goes on from there\n")
     return 0
 
 

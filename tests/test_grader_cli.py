@@ -158,7 +158,7 @@ def test_interrupted_autograde_resumes_without_grading_twice(toy, kernel_process
         time.sleep(0.2)
     os.killpg(run.pid, signal.SIGINT)  # Ctrl-C in the instructor's terminal
     try:
-        run.communicate(timeout=120)
+        output, _ = run.communicate(timeout=120)
     except subprocess.TimeoutExpired:  # name what is still running, then stop it
         left = subprocess.run(["ps", "-o", "pid,ppid,stat,etime,args", "-s", str(run.pid)], capture_output=True,
                               text=True).stdout
@@ -166,6 +166,7 @@ def test_interrupted_autograde_resumes_without_grading_twice(toy, kernel_process
         output, _ = run.communicate()
         pytest.fail(f"the interrupted run did not end within 120 s; its session's processes:\n{left}\n"
                     f"its output:\n{output[-3000:]}")
+    assert run.returncode == 130 and "interrupted; what was saved stays" in output, output[-3000:]
     deadline = time.monotonic() + 10  # the kernels are killed as their launchers go
     while kernel_processes() and time.monotonic() < deadline:
         time.sleep(0.1)
