@@ -135,7 +135,7 @@ def run_demo(args) -> str:
     summary = format_summary(course.summary(args.assignment))
     with open(os.path.join(out, "summary.md"), "w", encoding="utf-8") as fh:
         fh.write(summary)
-    print(format_grades(states))
+    print(format_grades(states, course.late(args.assignment)))
     print()
     print(summary)
     print(f"Demo output in {out}: grades.csv, summary.md, feedback/ ({len(html)} HTML files), "
@@ -201,7 +201,8 @@ def run(args) -> None:
         print(_import_summary(course.import_submissions(args.assignment, args.source), args.assignment))
     elif args.command == "autograde":
         print(describe_protections())
-        print(format_grades(course.autograde(args.assignment, args.student, force=args.force)))
+        states = course.autograde(args.assignment, args.student, force=args.force)
+        print(format_grades(states, course.late(args.assignment)))
     elif args.command == "feedback":
         for path in course.feedback(args.assignment):
             print(path)

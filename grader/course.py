@@ -436,17 +436,23 @@ class Course:
             return {}
         return {f[:-5]: _read_json(os.path.join(folder, f)) for f in sorted(os.listdir(folder)) if f.endswith(".json")}
 
+    def late(self, assignment: str) -> set:
+        """The students whose file the last import found late (its name says so, as LMS downloads do)."""
+        report = _read_json(os.path.join(self.root, WORK, assignment, "import.json"), {})
+        return {entry["student"] for entry in report.get("late", [])}
+
     def export_csv(self, assignment: str, path: str) -> str:
-        """One row per submission: status, score, max score, points per test, reason."""
-        states = self.states(assignment)
+        """One row per submission: status, score, max score, late ("yes" or ""), points per test, reason."""
+        states, late = self.states(assignment), self.late(assignment)
         test_ids = sorted({t["grade_id"] for s in states.values() for t in s.get("tests", [])})
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(["student", "status", "score", "max_score", *test_ids, "reason"])
+        writer.writerow(["student", "status", "score", "max_score", "late", *test_ids, "reason"])
         for student, s in states.items():
             points = {t["grade_id"]: t["score"] for t in s.get("tests", [])}
             writer.writerow([student, s["status"], s.get("score", ""), s.get("max_score", ""),
-                             *[points.get(t, "") for t in test_ids], s.get("reason", "")])
+                             "yes" if student in late else "", *[points.get(t, "") for t in test_ids],
+                             s.get("reason", "")])
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path + ".tmp", "w", encoding="utf-8", newline="") as fh:
             fh.write(buf.getvalue())
@@ -499,13 +505,13 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_grades(states: dict) -> str:
-    """The grade table as fixed-width text; the detail names the answers still to grade by hand
-    (nbgrader scores an answer left as released 0 without asking)."""
+def format_grades(states: dict, late: set = frozenset()) -> str:
+    """The grade table as fixed-width text; the detail says "late" for the students in ``late`` and
+    names the answers still to grade by hand (nbgrader scores an answer left as released 0 without asking)."""
     rows = [("student", "status", "score", "detail")]
     for student, s in states.items():
         score = f"{s['score']:g} / {s['max_score']:g}" if s["status"] == "graded" else "-"
-        detail = [s.get("reason", "")]
+        detail = ["late" if student in late else "", s.get("reason", "")]
         manual = len(s.get("needs_manual_grade", []))
         if manual:
             detail.append(f"{manual} written answer{'s' if manual > 1 else ''} to grade by hand")

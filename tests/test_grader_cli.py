@@ -356,8 +356,8 @@ def test_the_grade_table_names_the_answers_left_to_grade_by_hand():
         "ben": {"status": "graded", "score": 1.0, "max_score": 13.0, "reason": "", "needs_manual_grade": ["q2"]},
         "cy": {"status": "graded", "score": 0.0, "max_score": 13.0, "reason": "", "needs_manual_grade": []},
         "dee": {"status": "ungradable", "reason": "x" * 300},
-    }).splitlines()
+    }, late={"ben"}).splitlines()
     assert table[1].split() == ["ada", "graded", "10", "/", "13", "2", "written", "answers", "to", "grade", "by", "hand"]
-    assert table[2].split()[5:] == ["1", "written", "answer", "to", "grade", "by", "hand"]
+    assert table[2].split()[5:] == ["late;", "1", "written", "answer", "to", "grade", "by", "hand"]
     assert table[3].split() == ["cy", "graded", "0", "/", "13"]  # answers left blank are scored 0 by nbgrader
     assert table[4].endswith("x…") and len(table[4].split()[-1]) == 160

@@ -4,6 +4,7 @@ One autograde run of every sample (real nbgrader, real sandboxed kernels) is
 shared by the tests of this module; each test checks one promise of the grader
 against ``samples/gates_expected.json``.
 """
+import csv
 import hashlib
 import os
 import shutil
@@ -12,7 +13,7 @@ import tempfile
 import pytest
 
 from conftest import private_tmpdir
-from grader.course import Course
+from grader.course import Course, format_grades
 from grader.sandbox import Limits, sandboxes_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,6 +101,13 @@ def test_import_reports_duplicates_late_and_stray_files(graded):
     report = graded["report"]
     assert [d["file"] for d in report.duplicates] == ["twice_1100_5100_gates.ipynb"]
     assert [entry["student"] for entry in report.late] == ["late"]
+    course = graded["course"]
+    assert course.late("gates") == {"late"}
+    with open(course.export_csv("gates", os.path.join(graded["root"], "grades.csv")), newline="",
+              encoding="utf-8") as fh:
+        assert {row["student"] for row in csv.DictReader(fh) if row["late"] == "yes"} == {"late"}
+    assert "late" in next(line for line in format_grades(graded["states"], course.late("gates")).splitlines()
+                          if line.startswith("late "))
     assert sorted(s["file"] for s in report.stray) == ["readme.txt", "shadow_1102_5103_numpy.py",
                                                        "shadow_1102_5104_lstm_ref.py"]
     assert os.listdir(os.path.join(graded["root"], "submitted", "shadow", "gates")) == ["gates.ipynb"]
