@@ -864,19 +864,28 @@ def _dense_module(layer: FullyConnectedLayer, C: int, rng: np.random.Generator, 
     return tl.Dense({"W": W, "b": b}, dtype=dtype)
 
 
-def _l2_factors(layer: Layer, prefix: str, module: nn.Module) -> dict[str, float]:
-    """The layer's L2 factors by parameter name of ``module`` (named ``prefix`` in the network)."""
+def _parameter_roles(layer: Layer, prefix: str, module: nn.Module) -> dict[str, tuple[str, float]]:
+    """Each parameter of ``module`` (the layer, named ``prefix`` in the network) by name: the MATLAB
+    learnable it is part of and its L2 factor. A bilstmLayer's two directions make one InputWeights, one
+    RecurrentWeights and one Bias; a GRU's recurrent bias bh is part of its Bias (6H-by-1)."""
     if isinstance(layer, FullyConnectedLayer):
-        by_key = {"W": layer.WeightL2Factor, "b": layer.BiasL2Factor}
+        by_key = {"W": ("Weights", layer.WeightL2Factor), "b": ("Bias", layer.BiasL2Factor)}
     else:
-        by_key = {"W": layer.InputWeightsL2Factor, "U": layer.RecurrentWeightsL2Factor,
-                  "b": layer.BiasL2Factor, "bh": layer.BiasL2Factor}
-    return {f"{prefix}.{name}": by_key[name.rsplit(".", 1)[-1]] for name, _ in module.named_parameters()}
+        by_key = {"W": ("InputWeights", layer.InputWeightsL2Factor),
+                  "U": ("RecurrentWeights", layer.RecurrentWeightsL2Factor),
+                  "b": ("Bias", layer.BiasL2Factor), "bh": ("Bias", layer.BiasL2Factor)}
+    roles = {}
+    for name, _ in module.named_parameters():
+        learnable, factor = by_key[name.rsplit(".", 1)[-1]]
+        roles[f"{prefix}.{name}"] = (f"{prefix}.{learnable}", factor)
+    return roles
 
 
 def _build(layers: Sequence[Layer], rng: np.random.Generator,
-           dtype: torch.dtype) -> tuple[nn.Sequential, list[nn.Module | None], dict[str, float], _Architecture]:
-    """The torch network of a MATLAB layer array, one slot per layer (None where a layer has no module)."""
+           dtype: torch.dtype) -> tuple[nn.Sequential, list[nn.Module | None], dict[str, tuple[str, float]],
+                                        _Architecture]:
+    """The torch network of a MATLAB layer array, one slot per layer (None where a layer has no module), and
+    its parameters' roles (``_parameter_roles``)."""
     if not isinstance(layers, (list, tuple)) or not layers or not all(isinstance(la, Layer) for la in layers):
         raise TypeError("layers must be a non-empty list of layers, e.g. [sequenceInputLayer(1), lstmLayer(64, "
                         "'OutputMode', 'last'), fullyConnectedLayer(1), regressionLayer()]")
@@ -889,7 +898,7 @@ def _build(layers: Sequence[Layer], rng: np.random.Generator,
         raise ValueError("Missing softmax layer: classificationLayer must follow softmaxLayer")
     C = F = layers[0].InputSize
     mode = "sequence"
-    modules, slots, factors = [], [], {}
+    modules, slots, roles = [], [], {}
     normalize = None if layers[0].Normalization == "none" else _Normalize(layers[0], dtype)
     if normalize is not None:
         modules.append(normalize)
@@ -914,7 +923,7 @@ def _build(layers: Sequence[Layer], rng: np.random.Generator,
         else:
             raise TypeError(f"Layer {k + 1}: unsupported layer type {type(layer).__name__}")
         if isinstance(layer, (_RecurrentLayer, FullyConnectedLayer)):
-            factors.update(_l2_factors(layer, str(len(modules)), module))
+            roles.update(_parameter_roles(layer, str(len(modules)), module))
         slots.append(module)
         modules.append(module)
         if isinstance(layer, _RecurrentLayer) and layer.OutputMode == "last":
@@ -924,7 +933,7 @@ def _build(layers: Sequence[Layer], rng: np.random.Generator,
     recurrent = [la for la in layers if isinstance(la, _RecurrentLayer)]
     first = (recurrent[0].function, recurrent[0].NumHiddenUnits) if recurrent else ("lstmLayer", "numHiddenUnits")
     advice = f"{first[0]}({first[1]}, 'OutputMode', 'last')"
-    return nn.Sequential(*modules), [normalize, *slots, None], factors, _Architecture(C, F, mode, task, advice)
+    return nn.Sequential(*modules), [normalize, *slots, None], roles, _Architecture(C, F, mode, task, advice)
 
 
 def _learnables(layer: Layer, module: nn.Module | None) -> dict[str, np.ndarray]:
@@ -1039,9 +1048,10 @@ class _Progress:
         self.rule = "|" + "=" * (sum(self.widths) + len(self.widths) - 1) + "|"
 
     def metric_value(self, y_pred: torch.Tensor, y: torch.Tensor) -> float:
-        """Mini-batch RMSE over all responses (regression) or accuracy in percent (classification)."""
+        """Mini-batch RMSE, the squared errors summed over the responses (regression), or accuracy in percent."""
         if self.task == "regression":
-            return float(torch.sqrt(((y_pred - y.reshape(y_pred.shape)) ** 2).mean()))
+            # sqrt(sum of squares / (N S)): summed over the R responses, so that RMSE = sqrt(2 half-MSE)
+            return float(torch.sqrt(((y_pred - y.reshape(y_pred.shape)) ** 2).mean() * y_pred.shape[-1]))
         return 100.0 * float((y_pred.argmax(-1) == y.long()).double().mean())
 
     def _line(self, cells: Sequence[str], align: str) -> str:
@@ -1091,8 +1101,9 @@ class _Progress:
 class TrainingInfo:
     """MATLAB's ``info`` struct: one value per iteration (NaN where validation did not run).
 
-    Regression: TrainingLoss, TrainingRMSE (sqrt of the mean squared error over
-    the mini-batch's responses). Classification: TrainingLoss,
+    Regression: TrainingLoss, TrainingRMSE (MATLAB's sqrt(sum((Y - T).^2) / (N S)):
+    squared errors summed over the R responses, averaged over the N observations
+    and S time steps; sqrt(2 TrainingLoss) for sequence-to-one). Classification: TrainingLoss,
     TrainingAccuracy (percent). Both: BaseLearnRate, and ValidationLoss,
     ValidationRMSE/ValidationAccuracy when 'ValidationData' was given.
     """
@@ -1126,7 +1137,7 @@ def trainNetwork(X: object, Y: object, layers: Sequence[Layer], options: Trainin
         raise TypeError(f"options must come from trainingOptions(...), got {type(options).__name__}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     device = _device(options.ExecutionEnvironment)
-    model, slots, factors, arch = _build(layers, rng, dtype)
+    model, slots, roles, arch = _build(layers, rng, dtype)
     model.to(device)
     sequences, y, classes = _prepare(X, Y, arch, "training data", None)
     normalize = slots[0]
@@ -1163,7 +1174,9 @@ def trainNetwork(X: object, Y: object, layers: Sequence[Layer], options: Trainin
         def schedule(epoch: int) -> float:
             return options.LearnRateDropFactor ** (epoch // options.LearnRateDropPeriod)
 
-    training.fit(model, sequences, y, config=config, optimizer=options.SolverName, l2_factors=factors,
+    training.fit(model, sequences, y, config=config, optimizer=options.SolverName,
+                 l2_factors={name: factor for name, (_, factor) in roles.items()},
+                 learnables={name: learnable for name, (learnable, _) in roles.items()},
                  learning_rate_schedule=schedule, seed=rng, verbose=0, callback=progress)
     info = TrainingInfo(**progress.info())
     if options.Plots == "training-progress":

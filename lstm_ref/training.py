@@ -350,11 +350,16 @@ def add_l2(grads: list[Tensor], params: Sequence[Tensor], factors: Sequence[floa
 
 
 @torch.no_grad()
-def clip_gradients(grads: list[Tensor], threshold: float, method: str) -> None:
+def clip_gradients(grads: list[Tensor], threshold: float, method: str,
+                   groups: Sequence[int] | None = None) -> None:
     """Clip gradients in place (no-op for an infinite threshold).
 
-    * ``l2norm`` (MATLAB's default): each g with ||g||_2 > threshold becomes
-      g * threshold / ||g||_2, parameter by parameter;
+    * ``l2norm`` (MATLAB's default): each learnable whose gradient has
+      ||g||_2 > threshold is scaled by threshold / ||g||_2, learnable by
+      learnable. ``groups[k]`` numbers the learnable that ``grads[k]`` is
+      part of, its norm that of all its parts together (MATLAB's
+      bilstmLayer holds both directions in one InputWeights, one
+      RecurrentWeights and one Bias); None: each gradient a learnable;
     * ``global-l2norm``: all together by the norm of their concatenation
       (torch.nn.utils.clip_grad_norm_, which also adds 1e-6 to the norm);
     * ``absolute-value``: every element clamped to [-threshold, threshold].
@@ -372,6 +377,9 @@ def clip_gradients(grads: list[Tensor], threshold: float, method: str) -> None:
         raise ValueError(
             f"method must be 'l2norm', 'global-l2norm' or 'absolute-value', got {method!r}"
         )
+    elif groups is not None:
+        index = torch.as_tensor(groups, device=norms.device)
+        norms = torch.zeros_like(norms).index_add_(0, index, norms**2).sqrt()[index]  # each learnable's norm
     scale = (threshold / norms).clamp(max=1.0)  # (P,)
     torch._foreach_mul_(grads, list(scale.unbind()))
 
@@ -527,17 +535,22 @@ class History:
     config: Preset | None = None
 
 
-def _param_factors(model: torch.nn.Module, config: Preset,
-                   l2_factors: Mapping[str, float] | None) -> tuple[list[Tensor], list[float]]:
+def _trainable(model: torch.nn.Module, config: Preset, l2_factors: Mapping[str, float] | None,
+               learnables: Mapping[str, str] | None) -> tuple[list[Tensor], list[float], list[int] | None]:
+    """The trainable parameters, their L2 factors and the number of the learnable each is part of
+    (None where each is a learnable of its own)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    factors = dict(l2_factors or {})
-    unknown = sorted(set(factors) - {n for n, _ in named})
-    if unknown:
-        raise ValueError(f"l2_factors names unknown parameters {unknown}")
-    params = [p for _, p in named]
-    return params, [
+    names = {n for n, _ in named}
+    for arg, given in (("l2_factors", l2_factors), ("learnables", learnables)):
+        unknown = sorted(set(given or {}) - names)
+        if unknown:
+            raise ValueError(f"{arg} names unknown parameters {unknown}")
+    factors, learnables = dict(l2_factors or {}), dict(learnables or {})
+    numbers: dict[str, int] = {}
+    groups = [numbers.setdefault(learnables.get(n, n), len(numbers)) for n, _ in named]
+    return [p for _, p in named], [
         factors.get(n, config.bias_l2_factor if is_bias(n) else 1.0) for n, _ in named
-    ]
+    ], (groups if len(numbers) < len(named) else None)
 
 
 def _unmasked(model: torch.nn.Module) -> ForwardFn:
@@ -635,6 +648,7 @@ def fit(
     metrics: Mapping[str, MetricFn] | None = None,
     validation_data: tuple[object, object] | None = None,
     l2_factors: Mapping[str, float] | None = None,
+    learnables: Mapping[str, str] | None = None,
     learning_rate_schedule: Callable[[int], float] | None = None,
     seed: int | np.random.Generator = 0,
     verbose: int = 1,
@@ -665,6 +679,9 @@ def fit(
         validation_data: (x_val, y_val) evaluated after every epoch.
         l2_factors: per-parameter L2 factors by ``named_parameters`` name
             (default 1 for weights, ``config.bias_l2_factor`` for biases).
+        learnables: ``named_parameters`` name -> the learnable it is part of,
+            for ``l2norm`` clipping (``clip_gradients``): parameters mapped to
+            one name are clipped together (default: each parameter alone).
         learning_rate_schedule: epoch (from 0) -> multiplier of the optimiser's
             base learning rate (MATLAB 'piecewise': ``lambda e: 0.2 ** (e // 125)``).
         seed: seeds the shuffling and the torch RNG used by dropout (the
@@ -694,7 +711,7 @@ def fit(
     forward = forward_with_mask or _unmasked(model)
     opt = make_optimizer(optimizer, config)
     base_lr = opt.learning_rate
-    params, factors = _param_factors(model, config, l2_factors)
+    params, factors, groups = _trainable(model, config, l2_factors, learnables)
     if not params:
         raise ValueError("model has no trainable parameters")
     data = prepare_data(x, y, params[0].dtype, params[0].device, config.padding)
@@ -728,7 +745,7 @@ def fit(
             sums = {name: [0.0, 0.0] for name in metrics}  # per metric: total, count
             batches = data.batches(orders[epoch], batch_size, config.drop_last)
             for k, (xb, yb) in enumerate(batches):
-                y_pred, mask, batch_loss = _train_step(forward, xb, yb, loss_fn, params, factors, config, opt)
+                y_pred, mask, batch_loss = _train_step(forward, xb, yb, loss_fn, params, factors, groups, config, opt)
                 iteration += 1
                 batch_losses.append(batch_loss)
                 sizes.append(len(xb))
@@ -759,8 +776,8 @@ def fit(
 
 
 def _train_step(forward: ForwardFn, xb: Tensor, yb: Tensor, loss_fn: LossFn,
-                params: list[Tensor], factors: list[float], config: Preset,
-                opt: Optimizer) -> tuple[Tensor, Tensor | None, Tensor]:
+                params: list[Tensor], factors: list[float], groups: list[int] | None,
+                config: Preset, opt: Optimizer) -> tuple[Tensor, Tensor | None, Tensor]:
     """One iteration: forward, gradients, L2 term, clipping, update.
 
     Returns the mini-batch's predictions, their mask (None without one) and
@@ -770,7 +787,7 @@ def _train_step(forward: ForwardFn, xb: Tensor, yb: Tensor, loss_fn: LossFn,
     batch_loss = _loss(loss_fn, y_pred, yb, mask)
     grads = list(torch.autograd.grad(batch_loss, params))
     add_l2(grads, params, factors, config.l2)
-    clip_gradients(grads, config.gradient_threshold, config.gradient_threshold_method)
+    clip_gradients(grads, config.gradient_threshold, config.gradient_threshold_method, groups)
     opt.step(params, grads)
     return y_pred.detach(), mask, batch_loss.detach()
 

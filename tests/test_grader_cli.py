@@ -167,6 +167,7 @@ def test_interrupted_autograde_resumes_without_grading_twice(toy, kernel_process
         pytest.fail(f"the interrupted run did not end within 120 s; its session's processes:\n{left}\n"
                     f"its output:\n{output[-3000:]}")
     assert run.returncode == 130 and "interrupted; what was saved stays" in output, output[-3000:]
+    assert "Traceback" not in output, output[-6000:]  # one line, no worker tracebacks
     deadline = time.monotonic() + 10  # the kernels are killed as their launchers go
     while kernel_processes() and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -188,7 +188,8 @@ def test_num2cell_rows_and_columns():
 
 # ------------------------------------------------------- the loss and the steps
 def test_regression_loss_is_half_mse_summed_over_responses():
-    """One iteration over the whole batch: info.TrainingLoss[0] = mean_n 0.5 * sum_r (t - y)^2 at the initial weights."""
+    """One iteration over the whole batch: info.TrainingLoss[0] = mean_n 0.5 * sum_r (t - y)^2 at the initial
+    weights, and info.TrainingRMSE[0] = sqrt(mean_n sum_r (t - y)^2) = sqrt(2 TrainingLoss[0])."""
     X, H, R = _cell(12, 2, 6, 1), 5, 2
     lstm = _lstm_weights(H, 2, 2)
     fc = {"Weights": np.random.default_rng(3).standard_normal((R, H)), "Bias": np.array([[0.3], [-0.2]])}
@@ -199,8 +200,8 @@ def test_regression_loss_is_half_mse_summed_over_responses():
     y0 = _np_lstm_fc(X, lstm, fc)
     expected = 0.5 * ((Y - y0) ** 2).sum(axis=1).mean()
     np.testing.assert_allclose(info.TrainingLoss[0], expected, rtol=RTOL, err_msg="half-MSE loss")
-    np.testing.assert_allclose(info.TrainingRMSE[0], np.sqrt(((Y - y0) ** 2).mean()), rtol=RTOL,
-                               err_msg="mini-batch RMSE")
+    np.testing.assert_allclose(info.TrainingRMSE[0], np.sqrt(((Y - y0) ** 2).sum(axis=1).mean()), rtol=RTOL,
+                               err_msg="mini-batch RMSE, summed over the responses as MATLAB's")
 
 
 def test_l2_regularisation_exempts_biases():
@@ -260,15 +261,26 @@ def _one_step_regression(seed):
     return X, Y, lstm, fc, layers
 
 
-def test_gradient_threshold_l2norm_clips_each_parameter_alone():
-    """sgdm, no momentum, no L2, threshold 1e-3: every parameter moves by exactly lr * threshold in norm."""
-    X, Y, lstm, fc, layers = _one_step_regression(10)
+@pytest.mark.parametrize(("make", "options", "gates", "bias_gates"), [
+    (m.lstmLayer, (), 4, 4), (m.bilstmLayer, (), 8, 8),
+    (m.gruLayer, ("ResetGateMode", "recurrent-bias-after-multiplication"), 3, 6)])
+def test_gradient_threshold_l2norm_clips_each_matlab_learnable(make, options, gates, bias_gates):
+    """sgdm, no momentum, no L2, threshold 1e-3: every learnable moves by exactly lr * threshold in norm, as
+    MATLAB clips learnable by learnable: a bilstmLayer's InputWeights, RecurrentWeights and Bias (both
+    directions in each) and a GRU's 6H-by-1 Bias (its recurrent bias included) each as one matrix."""
+    X, Y, H = _cell(8, 1, 4, 10), 100 * np.ones((8, 1)), 3
+    rng = np.random.default_rng(11)
+    rec = {"InputWeights": 0.5 * rng.standard_normal((gates * H, 1)),
+           "RecurrentWeights": 0.5 * rng.standard_normal((gates * H, H)),
+           "Bias": 0.5 * rng.standard_normal((bias_gates * H, 1))}
+    fc = {"Weights": np.ones((1, (2 if make is m.bilstmLayer else 1) * H)), "Bias": np.zeros((1, 1))}
+    layers = [m.sequenceInputLayer(1), make(H, "OutputMode", "last", *options, **rec),
+              m.fullyConnectedLayer(1, **fc), m.regressionLayer()]
     net, _ = _train(X, Y, layers, "sgdm", "Momentum", 0, "InitialLearnRate", 0.1, "L2Regularization", 0,
                     "GradientThreshold", 1e-3, "MaxEpochs", 1, "MiniBatchSize", 8)
-    moved = [net.Layers[1].InputWeights - lstm["InputWeights"], net.Layers[1].RecurrentWeights
-             - lstm["RecurrentWeights"], net.Layers[1].Bias - lstm["Bias"], net.Layers[2].Weights - fc["Weights"]]
+    moved = [getattr(net.Layers[1], k) - v for k, v in rec.items()] + [net.Layers[2].Weights - fc["Weights"]]
     np.testing.assert_allclose([np.linalg.norm(d) for d in moved], 0.1 * 1e-3, rtol=1e-6,
-                               err_msg="per-parameter clipping ('l2norm')")
+                               err_msg="clipping learnable by learnable ('l2norm')")
 
 
 def test_rmsprop_first_step_is_lr_over_sqrt_one_minus_decay():

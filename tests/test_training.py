@@ -201,14 +201,18 @@ def test_l2_is_added_to_weight_gradients_and_biases_are_exempt():
 
 def test_l2_factors_per_parameter_override_the_bias_rule():
     model = IndexTarget(D=2)
-    params, factors = training._param_factors(model, preset("matlab"), {"b": 2.0})
+    params, factors = training._trainable(model, preset("matlab"), {"b": 2.0}, None)[:2]
     assert factors == [1.0, 2.0]
     assert training.is_bias("lstm.bias_ih_l0") and training.is_bias("0.bh") and not training.is_bias("0.W")
-    with pytest.raises(ValueError, match="unknown parameters \\['c'\\]"):
-        training._param_factors(model, preset("matlab"), {"c": 1.0})
+    with pytest.raises(ValueError, match="l2_factors names unknown parameters \\['c'\\]"):
+        training._trainable(model, preset("matlab"), {"c": 1.0}, None)
+    with pytest.raises(ValueError, match="learnables names unknown parameters \\['c'\\]"):
+        training._trainable(model, preset("matlab"), None, {"c": "x"})
+    assert training._trainable(model, preset("matlab"), None, None)[2] is None  # each parameter alone
+    assert training._trainable(model, preset("matlab"), None, {"W": "Wb", "b": "Wb"})[2] == [0, 0]
 
 
-def test_clipping_per_parameter_and_global():
+def test_clipping_per_learnable_and_global():
     g1, g2 = torch.tensor([3.0, 4.0], dtype=torch.float64), torch.tensor([0.6, 0.8], dtype=torch.float64)
     per = [g1.clone(), g2.clone()]
     training.clip_gradients(per, 2.0, "l2norm")  # norms 5 and 1: only the first is rescaled
@@ -221,6 +225,12 @@ def test_clipping_per_parameter_and_global():
     absolute = [g1.clone()]
     training.clip_gradients(absolute, 3.5, "absolute-value")
     torch.testing.assert_close(absolute[0], torch.tensor([3.0, 3.5], dtype=torch.float64))
+    g3 = torch.tensor([0.0, 0.5], dtype=torch.float64)
+    grouped = [g1.clone(), g2.clone(), g3.clone()]
+    training.clip_gradients(grouped, 1.0, "l2norm", [0, 1, 1])  # norms 5 and sqrt(1 + 0.25): both rescaled
+    torch.testing.assert_close(grouped[0], g1 / 5)
+    for ours, g in zip(grouped[1:], (g2, g3)):
+        torch.testing.assert_close(ours, g / math.sqrt(1.25), rtol=1e-12, atol=0)
     untouched = [g1.clone()]
     training.clip_gradients(untouched, math.inf, "l2norm")
     torch.testing.assert_close(untouched[0], g1)
