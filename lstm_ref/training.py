@@ -652,7 +652,8 @@ def fit(
     learning_rate_schedule: Callable[[int], float] | None = None,
     seed: int | np.random.Generator = 0,
     verbose: int = 1,
-    callback: Callable[[IterationInfo], None] | None = None,
+    callback: Callable[[IterationInfo], bool | None] | None = None,
+    stop: Callable[[History], bool] | None = None,
     forward_with_mask: ForwardFn | None = None,
 ) -> History:
     """Train ``model`` in place the way ``config``'s framework does.
@@ -687,7 +688,11 @@ def fit(
         seed: seeds the shuffling and the torch RNG used by dropout (the
             global torch RNG is restored afterwards).
         verbose: 0 silent; otherwise a tqdm progress bar over the iterations.
-        callback: called with an ``IterationInfo`` after every iteration.
+        callback: called with an ``IterationInfo`` after every iteration; a
+            true return value ends training there (MATLAB's ValidationPatience).
+        stop: called with the ``History`` after every epoch (its loss, metrics
+            and validation scores recorded); True ends training there (Keras'
+            EarlyStopping).
         forward_with_mask: x -> (predictions, mask) where the model's outputs
             (N, T, ...) carry a Keras mask (N, T) bool (None where they
             don't): the loss and metrics then leave out the masked steps as
@@ -744,20 +749,22 @@ def fit(
             batch_losses, sizes = [], []
             sums = {name: [0.0, 0.0] for name in metrics}  # per metric: total, count
             batches = data.batches(orders[epoch], batch_size, config.drop_last)
+            stopped = False
             for k, (xb, yb) in enumerate(batches):
                 y_pred, mask, batch_loss = _train_step(forward, xb, yb, loss_fn, params, factors, groups, config, opt)
                 iteration += 1
                 batch_losses.append(batch_loss)
                 sizes.append(len(xb))
                 _add_metrics(sums, metrics, y_pred, yb, mask)
-                if callback is not None:
-                    callback(IterationInfo(
-                        epoch=epoch + 1, iteration=iteration, loss=float(batch_loss),
-                        learning_rate=opt.learning_rate, elapsed=time.perf_counter() - start,
-                        batch_size=len(xb), y_pred=y_pred, y=yb,
-                        end_of_epoch=k == batches_per_epoch - 1,
-                    ))
                 progress.update(1)
+                stopped = callback is not None and bool(callback(IterationInfo(
+                    epoch=epoch + 1, iteration=iteration, loss=float(batch_loss),
+                    learning_rate=opt.learning_rate, elapsed=time.perf_counter() - start,
+                    batch_size=len(xb), y_pred=y_pred, y=yb,
+                    end_of_epoch=k == batches_per_epoch - 1,
+                )))
+                if stopped:
+                    break
             losses = torch.stack(batch_losses).double().cpu().numpy()  # (batches,)
             history.iteration_loss.extend(losses.tolist())
             weights = np.asarray(sizes, dtype=float)
@@ -770,6 +777,8 @@ def fit(
                 for name in metrics:
                     history.metrics["val_" + name].append(scores[name])
             progress.set_postfix(epoch=epoch + 1, loss=f"{history.loss[-1]:.4g}")
+            if stopped or (stop is not None and stop(history)):
+                break
     progress.close()
     model.eval()
     return history

@@ -199,6 +199,16 @@ def test_l2_is_added_to_weight_gradients_and_biases_are_exempt():
     torch.testing.assert_close(model.b.detach(), b0 - lr * gb, rtol=1e-12, atol=1e-14)
 
 
+def test_callback_and_stop_end_training_early():
+    x, y = np.zeros((10, 2, 1)), np.zeros((10, 1))
+    model = IndexTarget()
+    at_fourth = training.fit(model, x, y, epochs=5, batch_size=4, verbose=0, callback=lambda it: it.iteration == 4)
+    assert len(at_fourth.iteration_loss) == 4 and len(at_fourth.loss) == 2  # 3 + 1 iterations: two epochs begun
+    after_two = training.fit(model, x, y, epochs=5, batch_size=4, verbose=0, stop=lambda h: len(h.loss) == 2)
+    assert len(after_two.loss) == 2 and len(after_two.iteration_loss) == 6
+    assert not model.training  # left in eval mode as after a full run
+
+
 def test_l2_factors_per_parameter_override_the_bias_rule():
     model = IndexTarget(D=2)
     params, factors = training._trainable(model, preset("matlab"), {"b": 2.0}, None)[:2]
