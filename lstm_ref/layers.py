@@ -28,6 +28,7 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "sigmoid": torch.sigmoid,
     "tanh": torch.tanh,
     "relu": torch.relu,
+    "softsign": nn.functional.softsign,  # x / (1 + |x|): MATLAB's StateActivationFunction 'softsign'
     "linear": lambda x: x,
     "softmax": lambda x: torch.softmax(x, dim=-1),
     "hard_sigmoid_keras": tb.hard_sigmoid_keras,
