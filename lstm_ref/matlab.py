@@ -30,8 +30,11 @@ sequences when there are fewer); Shuffle 'once'; the last partial mini-batch
 discarded; half-MSE regression loss;
 SequenceLength 'longest' with zero-padding on the right
 ('SequencePaddingDirection','left' pads before), the network running over
-the padding as MATLAB's does. Training runs in ``lstm_ref.training.fit`` with
-``lstm_ref.presets.preset("matlab", ...)``; the layers are ``lstm_ref.layers``.
+the padding as MATLAB's does ('shortest' truncates instead); ValidationPatience
+Inf (no validation stopping), OutputNetwork 'last-iteration'; tanh state and
+sigmoid gate activations ('softsign', 'hard-sigmoid' on request). Training
+runs in ``lstm_ref.training.fit`` with ``lstm_ref.presets.preset("matlab", ...)``;
+the layers are ``lstm_ref.layers``.
 
 Data layouts (MATLAB's, not lstm_ref's batch-first arrays):
 
@@ -140,6 +143,30 @@ def _anything(name: str, value: object) -> object:
     return value
 
 
+def _patience(name: str, value: object) -> float:
+    """A positive integer or Inf (MATLAB's ValidationPatience), as a float."""
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and value == math.inf:
+        return math.inf
+    return float(_positive_int(name, value))
+
+
+def _sequence_length(name: str, value: object) -> str:
+    """'longest' or 'shortest'; MATLAB's third form, a positive integer, is refused as not supported.
+
+    With an integer MATLAB pads each mini-batch to its longest sequence and splits it into chunks of
+    that many steps, which become extra mini-batches (trainingOptions page), the network's state
+    carried from one chunk to the next (*unverified*). The engine makes one iteration per mini-batch,
+    each from zero states, so it cannot reproduce that; nothing approximate is done instead.
+    """
+    if isinstance(value, str) and value.lower() in ("longest", "shortest"):
+        return value.lower()
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and value > 0:
+        raise ValueError(f"'{name}' as a number of time steps ({value!r}: split each mini-batch's sequences into "
+                         f"chunks trained in consecutive iterations with the state carried over) is not "
+                         f"supported; use 'longest' or 'shortest'")
+    raise ValueError(f"'{name}' must be 'longest', 'shortest' or a positive integer, got {value!r}")
+
+
 def _zero(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or value != 0:
         raise ValueError(f"'{name}' must be 0 (padding with other values is not supported), got {value!r}")
@@ -218,6 +245,8 @@ class _RecurrentLayer(Layer):
 
     NumHiddenUnits: int
     OutputMode: str
+    StateActivationFunction: str
+    GateActivationFunction: str
     InputWeightsInitializer: str
     RecurrentWeightsInitializer: str
     BiasInitializer: str
@@ -394,11 +423,20 @@ class _Normalize(nn.Module):
         return (x - self.shift) / self.divisor  # (N, T, C)
 
 
+# MATLAB's activation names -> lstm_ref.layers.ACTIVATIONS. MATLAB's lstmLayer.m (copyright 2017-2023)
+# accepts exactly these: validatestring(value, {'tanh', 'softsign'}) and validatestring(value,
+# {'sigmoid', 'hard-sigmoid'}); its hard sigmoid is clip(0.2 x + 0.5, 0, 1) (PARITY.md), not Keras 3's x/6 + 0.5.
+_STATE_ACTIVATIONS = {"tanh": "tanh", "softsign": "softsign"}
+_GATE_ACTIVATIONS = {"sigmoid": "sigmoid", "hard-sigmoid": "hard_sigmoid_matlab"}
+
+
 def _recurrent(func: str, cls: type, numHiddenUnits: int, args, kwargs, bias_inits, extra: Spec | None = None):
     size = _layer_size(func, "numHiddenUnits", numHiddenUnits)
     spec: Spec = {
         "Name": ("", _text),
         "OutputMode": ("sequence", _choice("sequence", "last")),
+        "StateActivationFunction": ("tanh", _choice(*_STATE_ACTIVATIONS)),
+        "GateActivationFunction": ("sigmoid", _choice(*_GATE_ACTIVATIONS)),
         "InputWeightsInitializer": ("glorot", _choice(*_WEIGHT_INITS)),
         "RecurrentWeightsInitializer": ("orthogonal", _choice(*_WEIGHT_INITS)),
         "BiasInitializer": (bias_inits[0], _choice(*bias_inits)),
@@ -421,10 +459,16 @@ def lstmLayer(numHiddenUnits: int, *args: object, **kwargs: object) -> LSTMLayer
     Equations (gate rows i, f, g, o of InputWeights W (4H, C), RecurrentWeights
     R (4H, H), Bias b (4H, 1))::
 
-        [i; f; g; o] = [s(W_i x + R_i h + b_i); s(W_f x + ...); tanh(W_g x + ...); s(W_o x + ...)]
-        c = f .* c_prev + i .* g,    h = o .* tanh(c)
+        [i; f; g; o] = [s(W_i x + R_i h + b_i); s(W_f x + ...); a(W_g x + ...); s(W_o x + ...)]
+        c = f .* c_prev + i .* g,    h = o .* a(c)
+
+    with the state activation a = 'StateActivationFunction' ('tanh' | 'softsign':
+    x / (1 + |x|)) and the gate activation s = 'GateActivationFunction'
+    ('sigmoid' | 'hard-sigmoid': max(0, min(1, 0.2 x + 0.5))), the values
+    MATLAB's lstmLayer.m accepts (its 2023 source; no 'relu').
 
     Options: 'OutputMode' ('sequence' | 'last'), 'Name',
+    'StateActivationFunction' ('tanh'), 'GateActivationFunction' ('sigmoid'),
     'InputWeightsInitializer' ('glorot'), 'RecurrentWeightsInitializer'
     ('orthogonal'), 'BiasInitializer' ('unit-forget-gate' | 'zeros' |
     'narrow-normal' | 'ones'), 'InputWeightsL2Factor' (1),
@@ -438,7 +482,8 @@ def lstmLayer(numHiddenUnits: int, *args: object, **kwargs: object) -> LSTMLayer
 def bilstmLayer(numHiddenUnits: int, *args: object, **kwargs: object) -> BiLSTMLayer:
     """A bidirectional LSTM: H units per direction, output [forward; backward] (2H channels).
 
-    Options as for :func:`lstmLayer`; the learnables stack the forward then
+    Options as for :func:`lstmLayer` (the activations included, as
+    MATLAB's bilstmLayer has them); the learnables stack the forward then
     the backward direction (InputWeights 8H-by-C, RecurrentWeights 8H-by-H,
     Bias 8H-by-1), as MATLAB's bilstmLayer.
 
@@ -457,14 +502,17 @@ def gruLayer(numHiddenUnits: int, *args: object, **kwargs: object) -> GRULayer:
     """A GRU layer of H = ``numHiddenUnits``, gate rows r, z, h~ (MATLAB's order)::
 
         r = s(W_r x + R_r h + b_r),   z = s(W_z x + R_z h + b_z)
-        'after-multiplication' (default):  h~ = tanh(W_h x + b_h + r .* (R_h h))   Bias 3H-by-1
-        'before-multiplication':            h~ = tanh(W_h x + R_h (r .* h) + b_h)   Bias 3H-by-1
+        'after-multiplication' (default):  h~ = a(W_h x + b_h + r .* (R_h h))   Bias 3H-by-1
+        'before-multiplication':            h~ = a(W_h x + R_h (r .* h) + b_h)   Bias 3H-by-1
         'recurrent-bias-after-multiplication': a recurrent bias in every block,
-            h~ = tanh(W_h x + b_h + r .* (R_h h + bh_h)) (as nn.GRU)           Bias 6H-by-1
+            h~ = a(W_h x + b_h + r .* (R_h h + bh_h)) (as nn.GRU)           Bias 6H-by-1
         h = (1 - z) .* h~ + z .* h_prev
 
-    Options as for :func:`lstmLayer` plus 'ResetGateMode'; 'BiasInitializer'
-    is 'zeros' by default ('narrow-normal', 'ones').
+    Options as for :func:`lstmLayer` plus 'ResetGateMode': the state activation
+    a ('StateActivationFunction', tanh by default) makes the candidate h~, the
+    gate activation s ('GateActivationFunction') the gates r and z, as the
+    gruLayer page's Activations properties say; 'BiasInitializer' is 'zeros'
+    by default ('narrow-normal', 'ones').
     """
     return _recurrent("gruLayer", GRULayer, numHiddenUnits, args, kwargs, ("zeros", "narrow-normal", "ones"),
                       {"ResetGateMode": ("after-multiplication", _choice(*GRU_RESET_GATE_MODES))})
@@ -550,7 +598,7 @@ _COMMON_OPTIONS: Spec = {
     "LearnRateSchedule": ("none", _choice("none", "piecewise")),
     "LearnRateDropFactor": (0.1, _nonnegative),
     "LearnRateDropPeriod": (10, _positive_int),
-    "SequenceLength": ("longest", _choice("longest")),
+    "SequenceLength": ("longest", _sequence_length),
     "SequencePaddingDirection": ("right", _choice("right", "left")),
     "SequencePaddingValue": (0, _zero),
     "ResetInputNormalization": (True, _logical),
@@ -558,6 +606,8 @@ _COMMON_OPTIONS: Spec = {
     "VerboseFrequency": (50, _positive_int),
     "ValidationData": (None, _anything),
     "ValidationFrequency": (50, _positive_int),
+    "ValidationPatience": (math.inf, _patience),
+    "OutputNetwork": ("last-iteration", _choice("last-iteration", "best-validation-loss")),
     "Plots": ("none", _choice("none", "training-progress")),
     "ExecutionEnvironment": ("auto", _choice("auto", "cpu", "gpu")),
 }
@@ -604,6 +654,8 @@ class TrainingOptions:
     VerboseFrequency: int
     ValidationData: object
     ValidationFrequency: int
+    ValidationPatience: float
+    OutputNetwork: str
     Plots: str
     ExecutionEnvironment: str
     Momentum: float | None = None
@@ -621,11 +673,19 @@ def trainingOptions(solverName: str, *args: object, **kwargs: object) -> Trainin
     'GradientThresholdMethod' ('l2norm' | 'global-l2norm' | 'absolute-value'),
     'LearnRateSchedule' ('none' | 'piecewise': the rate times
     'LearnRateDropFactor' (0.1) every 'LearnRateDropPeriod' (10) epochs),
-    'SequenceLength' ('longest'), 'SequencePaddingDirection' ('right' | 'left'),
-    'SequencePaddingValue' (0), 'ResetInputNormalization' (true: the input
-    layer's statistics come from the training data even where given),
-    'Verbose' (true), 'VerboseFrequency' (50),
+    'SequenceLength' ('longest': pad each mini-batch's sequences to its longest |
+    'shortest': truncate them to its shortest; a positive integer, MATLAB's
+    splitting into chunks, is not supported), 'SequencePaddingDirection'
+    ('right': pad or truncate at the end | 'left': at the start, so that the
+    sequences end together), 'SequencePaddingValue' (0),
+    'ResetInputNormalization' (true: the input layer's statistics come from
+    the training data even where given), 'Verbose' (true), 'VerboseFrequency' (50),
     'ValidationData' ({XVal, YVal} as a tuple), 'ValidationFrequency' (50),
+    'ValidationPatience' (Inf: training stops once the validation loss has
+    been larger than or equal to the smallest earlier one that many
+    validations in a row), 'OutputNetwork' ('last-iteration' |
+    'best-validation-loss': the network of the validation with the smallest
+    loss; needs 'ValidationData'),
     'Plots' ('none' | 'training-progress': a matplotlib figure after training),
     'ExecutionEnvironment' ('auto' | 'cpu' | 'gpu').
     sgdm: 'Momentum' (0.9). adam: 'GradientDecayFactor' (0.9),
@@ -644,6 +704,8 @@ def trainingOptions(solverName: str, *args: object, **kwargs: object) -> Trainin
                                                 and len(o["ValidationData"]) == 2):
         raise ValueError("trainingOptions: 'ValidationData' must be a pair (XValidation, YValidation), "
                          "MATLAB's {XValidation, YValidation}")
+    if o["OutputNetwork"] == "best-validation-loss" and o["ValidationData"] is None:
+        raise ValueError("trainingOptions: 'OutputNetwork','best-validation-loss' needs 'ValidationData'")
     return TrainingOptions(SolverName=solver, **o)
 
 
@@ -742,7 +804,7 @@ def _regression_targets(Y: object, arch: _Architecture, sequences: list[np.ndarr
         if y.shape != (n, arch.R):
             raise ValueError(f"Invalid {what}. Responses must be {n}-by-{arch.R} (N-by-R: one row per sequence, "
                              f"R = the OutputSize of the last fullyConnectedLayer), got {_size(y.shape)}")
-        return y
+        return _finite_responses(y, what)
     responses = [np.asarray(Y, dtype=np.float64)] if single else Y
     if not single and not isinstance(Y, (list, tuple)):
         shape = _size(np.shape(Y))
@@ -762,7 +824,16 @@ def _regression_targets(Y: object, arch: _Architecture, sequences: list[np.ndarr
     if len({len(r) for r in out}) != 1:
         raise ValueError(f"Invalid {what}. Sequence-to-sequence training needs sequences of one length here "
                          f"(padded responses are not masked); got lengths {sorted({len(r) for r in out})}")
-    return np.stack(out)  # (N, S, R)
+    return _finite_responses(np.stack(out), what)  # (N, S, R)
+
+
+def _finite_responses(y: np.ndarray, what: str) -> np.ndarray:
+    """``y`` (N, ...) as it is, or an error naming the first observation whose responses hold NaN or Inf."""
+    bad = ~np.isfinite(y.reshape(len(y), -1)).all(axis=1)  # (N,)
+    if bad.any():
+        raise ValueError(f"Invalid {what}. Responses (Y) must not contain NaN or Inf; observation "
+                         f"{int(np.argmax(bad))} does")
+    return y
 
 
 def _labels(Y: object, n: int, what: str) -> np.ndarray:
@@ -772,7 +843,9 @@ def _labels(Y: object, n: int, what: str) -> np.ndarray:
     if y.ndim != 1 or len(y) != n:
         raise ValueError(f"Invalid {what}. Responses must be {n} categorical labels (an N-by-1 vector), "
                          f"got size {_size(y.shape)}")
-    if np.issubdtype(y.dtype, np.floating) and not np.all(y == np.round(y)):
+    if not np.issubdtype(y.dtype, np.floating):
+        return y
+    if not np.all(y == np.round(_finite_responses(y, what))):  # NaN labels get the NaN error, not this one
         raise ValueError(f"Invalid {what}. Classification responses must be categorical labels "
                          f"(ints or strings), got non-integer numbers; use regressionLayer for numeric targets")
     return y
@@ -844,10 +917,14 @@ def _recurrent_params(layer: _RecurrentLayer, C: int, rng: np.random.Generator) 
 def _recurrent_module(layer: _RecurrentLayer, C: int, rng: np.random.Generator, dtype: torch.dtype) -> nn.Module:
     params = _recurrent_params(layer, C, rng)
 
+    activations = {"cell_activation": _STATE_ACTIVATIONS[layer.StateActivationFunction],
+                   "recurrent_activation": _GATE_ACTIVATIONS[layer.GateActivationFunction]}
+
     def one(p: dict[str, np.ndarray], reverse: bool) -> nn.Module:
         if layer.cell == "gru":
-            return tl.GRU(p, reset_mode=layer.ResetGateMode, return_sequences=True, reverse=reverse, dtype=dtype)
-        return tl.LSTM(p, return_sequences=True, reverse=reverse, dtype=dtype)
+            return tl.GRU(p, reset_mode=layer.ResetGateMode, return_sequences=True, reverse=reverse, dtype=dtype,
+                          **activations)
+        return tl.LSTM(p, return_sequences=True, reverse=reverse, dtype=dtype, **activations)
 
     if layer.directions == 2:
         return tl.Bidirectional(one(params[0], False), one(params[1], True))
@@ -1031,6 +1108,8 @@ class _Progress:
     Rows at iteration 1, every VerboseFrequency iterations and the last; the
     validation set is evaluated at iteration 1, every ValidationFrequency
     iterations and the last (NaN in ``info`` elsewhere), as MATLAB does.
+    Called by the engine after every iteration, it returns True to end
+    training there: validation stopping (``_validation_stop``).
     """
 
     def __init__(self, opts: TrainingOptions, task: str, total: int, validate: Callable[[], dict] | None,
@@ -1046,6 +1125,9 @@ class _Progress:
                         ("Mini-batch", "Loss"), *[("Validation", "Loss")] * val, ("Base Learning", "Rate")]
         self.widths = [9, 13, 16] + [14] * (len(self.columns) - 4) + [17]
         self.rule = "|" + "=" * (sum(self.widths) + len(self.widths) - 1) + "|"
+        self.best_loss, self.worse = math.inf, 0  # the smallest validation loss; validations since, none smaller
+        self.best_state: dict[str, torch.Tensor] | None = None  # the model at best_loss ('best-validation-loss')
+        self.output_iteration = 0  # the iteration of the network trainNetwork returns
 
     def metric_value(self, y_pred: torch.Tensor, y: torch.Tensor) -> float:
         """Mini-batch RMSE, the squared errors summed over the responses (regression), or accuracy in percent."""
@@ -1057,21 +1139,45 @@ class _Progress:
     def _line(self, cells: Sequence[str], align: str) -> str:
         return "|" + "|".join(f" {c:{align}{w - 2}} " for c, w in zip(cells, self.widths)) + "|"
 
-    def __call__(self, it: training.IterationInfo) -> None:
+    def _validation_stop(self, loss: float, iteration: int) -> bool:
+        """MATLAB's 'ValidationPatience': True once the validation loss has been larger than or equal to
+        the smallest earlier one ValidationPatience times in a row, counted from the last new minimum
+        (trainingOptions page: the number of times the validation loss can be larger than or equal to
+        the previously smallest loss before training stops). Keeps the network of the smallest loss for
+        'OutputNetwork','best-validation-loss' (the network of that validation's iteration)."""
+        if loss < self.best_loss:
+            self.best_loss, self.worse = loss, 0
+            if self.opts.OutputNetwork == "best-validation-loss":
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.output_iteration = iteration
+        else:
+            self.worse += 1
+        return self.worse >= self.opts.ValidationPatience
+
+    def __call__(self, it: training.IterationInfo) -> bool:
         metric = self.metric_value(it.y_pred, it.y)
         self.rows["TrainingLoss"].append(it.loss)
         self.rows[f"Training{self.metric}"].append(metric)
         self.rows["BaseLearnRate"].append(it.learning_rate)
-        report = it.iteration == 1 or it.iteration == self.total
+        if self.opts.OutputNetwork == "last-iteration":
+            self.output_iteration = it.iteration
+        last = it.iteration == self.total
         scores = None
         if self.validate is not None:
-            if report or it.iteration % self.opts.ValidationFrequency == 0:
+            if it.iteration == 1 or last or it.iteration % self.opts.ValidationFrequency == 0:
                 scores = self.validate()
                 self.model.train()  # validation switched the model to eval mode mid-training
             self.rows["ValidationLoss"].append(scores["loss"] if scores else math.nan)
             self.rows[f"Validation{self.metric}"].append(scores["metric"] if scores else math.nan)
-        if not self.opts.Verbose or not (report or it.iteration % self.opts.VerboseFrequency == 0):
-            return
+        stop = scores is not None and self._validation_stop(scores["loss"], it.iteration)
+        last = last or stop
+        if self.opts.Verbose and (it.iteration == 1 or last or it.iteration % self.opts.VerboseFrequency == 0):
+            self._print_row(it, metric, scores, last, stop)
+        return stop
+
+    def _print_row(self, it: training.IterationInfo, metric: float, scores: dict | None, last: bool,
+                   stop: bool) -> None:
+        """The table's row of iteration ``it`` (its header before the first; the closing rule after the last)."""
         if it.iteration == 1:
             device = next(self.model.parameters()).device.type
             print(f"Training on single {'CPU' if device == 'cpu' else 'GPU'}.")
@@ -1088,13 +1194,13 @@ class _Progress:
             cells.append(f"{scores['loss']:.4f}" if scores else "")
         cells.append(f"{it.learning_rate:.4f}")
         print(self._line(cells, ">"))
-        if it.iteration == self.total:
+        if last:
             print(self.rule)
-            print("Training finished: Max epochs completed.")
+            print(f"Training finished: {'Met validation criterion' if stop else 'Max epochs completed'}.")
         sys.stdout.flush()
 
-    def info(self) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v) for k, v in self.rows.items()}
+    def info(self) -> dict[str, object]:
+        return {**{k: np.asarray(v) for k, v in self.rows.items()}, "OutputNetworkIteration": self.output_iteration}
 
 
 @dataclass
@@ -1105,7 +1211,10 @@ class TrainingInfo:
     squared errors summed over the R responses, averaged over the N observations
     and S time steps; sqrt(2 TrainingLoss) for sequence-to-one). Classification: TrainingLoss,
     TrainingAccuracy (percent). Both: BaseLearnRate, and ValidationLoss,
-    ValidationRMSE/ValidationAccuracy when 'ValidationData' was given.
+    ValidationRMSE/ValidationAccuracy when 'ValidationData' was given;
+    OutputNetworkIteration, the iteration whose network trainNetwork returned
+    (the last, or the best validation's for 'OutputNetwork','best-validation-loss').
+    The arrays end at the iteration where validation stopping ended training.
     """
 
     TrainingLoss: np.ndarray
@@ -1115,6 +1224,7 @@ class TrainingInfo:
     ValidationLoss: np.ndarray | None = None
     ValidationRMSE: np.ndarray | None = None
     ValidationAccuracy: np.ndarray | None = None
+    OutputNetworkIteration: int = 0
 
 
 def trainNetwork(X: object, Y: object, layers: Sequence[Layer], options: TrainingOptions, *,
@@ -1152,7 +1262,8 @@ def trainNetwork(X: object, Y: object, layers: Sequence[Layer], options: Trainin
     if options.ValidationData is not None:
         val_x, val_y, _ = _prepare(*options.ValidationData, arch, "validation data", classes)
         def validate() -> dict[str, float]:
-            y_pred = training.predict(model, val_x, batch_size=batch, padding=options.SequencePaddingDirection)
+            y_pred = training.predict(model, val_x, batch_size=batch, padding=options.SequencePaddingDirection,
+                                      sequence_length=options.SequenceLength)
             y_pred_t = torch.as_tensor(np.asarray(y_pred))
             y_t = torch.as_tensor(val_y, dtype=y_pred_t.dtype)
             return {"loss": float(training.get_loss(loss)(y_pred_t, y_t)),
@@ -1165,6 +1276,7 @@ def trainNetwork(X: object, Y: object, layers: Sequence[Layer], options: Trainin
         l2=options.L2Regularization, gradient_threshold=options.GradientThreshold,
         gradient_threshold_method=options.GradientThresholdMethod, learning_rate=options.InitialLearnRate,
         dtype="float64" if dtype == torch.float64 else "float32", padding=options.SequencePaddingDirection,
+        sequence_length=options.SequenceLength,
         **{field: getattr(options, name)
            for name, field in (_RMSPROP_FIELDS if options.SolverName == "rmsprop" else _SOLVER_FIELDS).items()
            if getattr(options, name) is not None},
@@ -1178,6 +1290,8 @@ def trainNetwork(X: object, Y: object, layers: Sequence[Layer], options: Trainin
                  l2_factors={name: factor for name, (_, factor) in roles.items()},
                  learnables={name: learnable for name, (learnable, _) in roles.items()},
                  learning_rate_schedule=schedule, seed=rng, verbose=0, callback=progress)
+    if progress.best_state is not None:  # 'OutputNetwork','best-validation-loss'
+        model.load_state_dict(progress.best_state)
     info = TrainingInfo(**progress.info())
     if options.Plots == "training-progress":
         _plot_progress(info, progress.metric)

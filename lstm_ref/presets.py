@@ -30,6 +30,7 @@ LOSSES = ("mse", "half_mse", "mae", "crossentropy", "binary_crossentropy")
 HARD_SIGMOIDS = ("keras", "matlab")
 INIT_SCHEMES = ("keras", "matlab", "pytorch")
 PADDINGS = ("right", "left")
+SEQUENCE_LENGTHS = ("longest", "shortest")
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,10 @@ class Preset:
             SequencePaddingDirection; the network reads the sequence, then
             the zeros) or "left" (the zeros first, so that the last time
             step is the sequence's own: MATLAB's advice for OutputMode 'last').
+        sequence_length: "longest" (pad each mini-batch's variable-length
+            sequences to its longest, MATLAB's default SequenceLength) or
+            "shortest" (truncate them to its shortest, on the side ``padding``
+            names: the last steps for "right", the first for "left").
     """
 
     name: str
@@ -127,6 +132,7 @@ class Preset:
     beta_2: float = 0.999
     dtype: str = "float32"
     padding: str = "right"
+    sequence_length: str = "longest"
 
     def __post_init__(self) -> None:
         for field, choices in (
@@ -141,6 +147,7 @@ class Preset:
             ("dtype", ("float32", "float64")),
             ("momentum_form", ("velocity", "buffer")),
             ("padding", PADDINGS),
+            ("sequence_length", SEQUENCE_LENGTHS),
         ):
             if getattr(self, field) not in choices:
                 raise ValueError(

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lstm_ref.presets import PADDINGS, Preset, preset as make_preset
+from lstm_ref.presets import PADDINGS, SEQUENCE_LENGTHS, Preset, preset as make_preset
 
 Tensor = torch.Tensor
 LossFn = Callable[..., Tensor]  # (y_pred, y) -> scalar; (y_pred, y, mask=mask) where outputs carry a mask
@@ -443,20 +443,22 @@ class Data:
     """A data set on the device: inputs, targets (None for prediction), lengths.
 
     ``lengths`` is set when x holds variable-length sequences, padded on
-    the side ``padding`` names.
+    the side ``padding`` names; each mini-batch of them is cropped to its
+    longest or its shortest sequence, as ``sequence_length`` says.
     """
 
     x: Tensor  # (N, T, D) float, or (N, T) integer token ids
     y: Tensor | None  # (N, ...)
     lengths: np.ndarray | None  # (N,)
     padding: str = "right"
+    sequence_length: str = "longest"
 
     def batches(self, order: np.ndarray, batch_size: int, drop_last: bool
                 ) -> Iterator[tuple[Tensor, Tensor | None]]:
         """Mini-batches in ``order``: one gather per epoch, then slices (views).
 
-        Padded sequences are cropped to the longest in each mini-batch (its
-        last steps, when padded left).
+        Padded sequences are cropped to the longest (or the shortest) in each
+        mini-batch: its first steps, or its last when padded left.
         """
         index = torch.from_numpy(order).to(self.x.device)
         x = self.x.index_select(0, index)  # (N, T, D) in this epoch's order
@@ -466,7 +468,8 @@ class Data:
             rows = slice(k * batch_size, (k + 1) * batch_size)
             xb = x[rows]  # (B, T, D): a view
             if lengths is not None:
-                xb = xb[:, _steps(int(lengths[rows].max()), xb.shape[1], self.padding)]
+                crop = lengths[rows].max() if self.sequence_length == "longest" else lengths[rows].min()
+                xb = xb[:, _steps(int(crop), xb.shape[1], self.padding)]
             yield xb, (None if y is None else y[rows])
 
 
@@ -482,22 +485,25 @@ def _to_tensor(a: object, name: str, dtype: torch.dtype, device: torch.device, *
 
 
 def prepare_data(x: object, y: object | None, dtype: torch.dtype, device: torch.device,
-                 padding: str = "right") -> Data:
-    """Arrays (or a list of variable-length sequences for x, padded as ``padding`` says) onto the device.
+                 padding: str = "right", sequence_length: str = "longest") -> Data:
+    """Arrays (or a list of variable-length sequences for x, padded as ``padding`` says and cropped per
+    mini-batch as ``sequence_length`` says: ``Data``) onto the device.
 
     Integer inputs stay integer (token ids for an Embedding); float inputs
     and all targets take ``dtype`` (class indices are cast back by the loss).
     """
+    if sequence_length not in SEQUENCE_LENGTHS:
+        raise ValueError(f"sequence_length must be one of {SEQUENCE_LENGTHS}, got {sequence_length!r}")
     lengths = None
     if isinstance(x, (list, tuple)):
         x, lengths = pad_sequences(x, padding)
     xt = _to_tensor(x, "x", dtype, device, keep_integers=True)
     if y is None:
-        return Data(xt, None, lengths, padding)
+        return Data(xt, None, lengths, padding, sequence_length)
     yt = _to_tensor(y, "y", dtype, device, keep_integers=False)
     if xt.shape[0] != yt.shape[0]:
         raise ValueError(f"x and y must hold the same number of samples, got {xt.shape[0]} and {yt.shape[0]}")
-    return Data(xt, yt, lengths, padding)
+    return Data(xt, yt, lengths, padding, sequence_length)
 
 
 # ------------------------------------------------------------------ the loop
@@ -719,8 +725,8 @@ def fit(
     params, factors, groups = _trainable(model, config, l2_factors, learnables)
     if not params:
         raise ValueError("model has no trainable parameters")
-    data = prepare_data(x, y, params[0].dtype, params[0].device, config.padding)
-    val = (prepare_data(*validation_data, params[0].dtype, params[0].device, config.padding)
+    data = prepare_data(x, y, params[0].dtype, params[0].device, config.padding, config.sequence_length)
+    val = (prepare_data(*validation_data, params[0].dtype, params[0].device, config.padding, config.sequence_length)
            if validation_data is not None else None)
     n = data.x.shape[0]
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -803,25 +809,27 @@ def _train_step(forward: ForwardFn, xb: Tensor, yb: Tensor, loss_fn: LossFn,
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: object, *, batch_size: int = 32, padding: str = "right",
+            sequence_length: str = "longest",
             call: Callable[[Tensor, slice], Tensor] | None = None) -> np.ndarray | list[np.ndarray]:
     """The model's outputs for x in eval mode (dropout off), mini-batch by mini-batch.
 
     Variable-length sequences are padded as ``padding`` says ("right" or
-    "left"). ``call(xb, rows)``, where given, runs the model on the mini-batch xb of
+    "left") and each mini-batch cropped as ``sequence_length`` says
+    ("longest" or "shortest", ``Data``). ``call(xb, rows)``, where given, runs the model on the mini-batch xb of
     the observations ``rows`` (a stateful front end reads and writes their
     states there); by default ``model(xb)``.
 
     Returns an (N, ...) array; for a list of variable-length sequences and a
     model with sequence outputs, a list of N (T_n, R) arrays cropped to each
-    sequence's length.
+    sequence's length (to its mini-batch's shortest, with "shortest").
     """
     param = next(model.parameters())
-    data = prepare_data(x, None, param.dtype, param.device, padding)
+    data = prepare_data(x, None, param.dtype, param.device, padding, sequence_length)
     model.eval()
     batches = data.batches(np.arange(data.x.shape[0]), batch_size, drop_last=False)
     outs = [(model(xb) if call is None else call(xb, slice(k * batch_size, k * batch_size + len(xb)))).cpu().numpy()
             for k, (xb, _) in enumerate(batches)]
     if data.lengths is not None and outs[0].ndim == 3:  # (N_b, T_b, R) with T_b varying
         sequences = (seq for out in outs for seq in out)
-        return [seq[_steps(length, len(seq), padding)] for seq, length in zip(sequences, data.lengths)]
+        return [seq[_steps(min(length, len(seq)), len(seq), padding)] for seq, length in zip(sequences, data.lengths)]
     return np.concatenate(outs, axis=0)

@@ -59,6 +59,7 @@ def test_training_options_defaults_are_matlabs():
     assert o.GradientThreshold == math.inf and o.GradientThresholdMethod == "l2norm"
     assert (o.SequenceLength, o.SequencePaddingDirection, o.VerboseFrequency) == ("longest", "right", 50)
     assert (o.Plots, o.Verbose, o.Momentum) == ("none", True, None)
+    assert (o.ValidationPatience, o.OutputNetwork) == (math.inf, "last-iteration")
     s = m.trainingOptions("sgdm")
     assert (s.InitialLearnRate, s.Momentum, s.Epsilon) == (0.01, 0.9, None)
 
@@ -71,6 +72,8 @@ def test_layer_defaults_are_matlabs():
     assert (lstm.BiasL2Factor, lstm.InputWeightsL2Factor) == (0.0, 1.0)
     gru = m.gruLayer(8)
     assert gru.ResetGateMode == "after-multiplication" and gru.BiasInitializer == "zeros"
+    for layer in (lstm, gru, m.bilstmLayer(8)):
+        assert (layer.StateActivationFunction, layer.GateActivationFunction) == ("tanh", "sigmoid")
     assert m.fullyConnectedLayer(3).BiasL2Factor == 0.0
 
 
@@ -101,7 +104,17 @@ def test_name_value_pairs_are_case_insensitive_and_keywords_work():
         (lambda: m.trainingOptions("rmsprop", "Momentum", 0.9), ValueError,
          r"'Momentum' is not a recognized parameter"),
         (lambda: m.trainingOptions("lbfgs"), ValueError, "solverName must be 'adam', 'sgdm' or 'rmsprop'"),
-        (lambda: m.trainingOptions("adam", "SequenceLength", "shortest"), ValueError, "'SequenceLength'"),
+        (lambda: m.trainingOptions("adam", "SequenceLength", 20), ValueError,
+         r"'SequenceLength' as a number of time steps \(20: split .* is not supported; use 'longest' or 'shortest'"),
+        (lambda: m.trainingOptions("adam", "SequenceLength", "medium"), ValueError,
+         "'SequenceLength' must be 'longest', 'shortest' or a positive integer"),
+        (lambda: m.trainingOptions("adam", "ValidationPatience", 0), ValueError, "'ValidationPatience' must be a"),
+        (lambda: m.trainingOptions("adam", "OutputNetwork", "best-validation-loss"), ValueError,
+         "'OutputNetwork','best-validation-loss' needs 'ValidationData'"),
+        (lambda: m.lstmLayer(4, "StateActivationFunction", "relu"), ValueError,
+         r"^lstmLayer: 'StateActivationFunction' must be one of 'tanh', 'softsign', got 'relu'$"),
+        (lambda: m.gruLayer(4, "GateActivationFunction", "hard_sigmoid"), ValueError,
+         r"^gruLayer: 'GateActivationFunction' must be one of 'sigmoid', 'hard-sigmoid', got 'hard_sigmoid'$"),
         (lambda: m.trainingOptions("adam", "ValidationData", 3), ValueError, "ValidationData"),
         (lambda: m.lstmLayer(0), ValueError, "^lstmLayer: 'numHiddenUnits' must be a positive integer, got 0$"),
         (lambda: m.gruLayer(2.5), ValueError, "^gruLayer: 'numHiddenUnits' must be a positive integer, got 2.5$"),
@@ -148,6 +161,8 @@ def test_cell_input_with_default_sequence_output_asks_for_output_mode_last():
         ([np.zeros(5)] * 8, np.zeros((8, 1)), r"x\[None, :\] for one channel"),
         ([np.zeros((1, 0))] * 8, np.zeros((8, 1)), "0 time steps"),
         ([np.full((1, 5), np.nan)] * 8, np.zeros((8, 1)), "NaN"),
+        ([np.zeros((1, 5))] * 8, np.array([[0.0]] * 5 + [[np.nan]] + [[0.0]] * 2),
+         r"^Invalid training data\. Responses \(Y\) must not contain NaN or Inf; observation 5 does$"),
         ([np.zeros((1, 5))] * 8, np.zeros((8, 2)), r"Responses must be 8-by-1"),
         ([np.zeros((1, 5))] * 8, [np.zeros((1, 5))] * 8, "N-by-R numeric matrix, not a cell array"),
         (np.zeros((2, 3, 4)), np.zeros((1, 1)), "C-by-S matrix, got size 2x3x4"),
@@ -536,3 +551,131 @@ def test_given_normalization_statistics_are_kept_only_without_reset():
                [m.sequenceInputLayer(2, "Normalization", "zscore"), *layers[1:]], "adam", "MaxEpochs", 1)
     with pytest.raises(ValueError, match="'Mean' must be 3-by-1, got 1x3"):
         m.sequenceInputLayer(3, "Normalization", "zscore", "Mean", [[1.0, 2.0, 3.0]])
+
+
+# ------------------------------------------------------------ activations
+NP_ACTIVATIONS = {  # MATLAB's activation options, written out independently of lstm_ref
+    "tanh": np.tanh,
+    "softsign": lambda a: a / (1 + np.abs(a)),
+    "sigmoid": lambda a: 1 / (1 + np.exp(-a)),
+    "hard-sigmoid": lambda a: np.clip(0.2 * a + 0.5, 0, 1),
+}
+
+
+def _np_matlab_recurrent(x, W, R, b, cell, state, gate):
+    """MATLAB's equations step by step from zero states, learnables in MATLAB's layout (rows i, f, g, o
+    or r, z, h~; GRU 'after-multiplication'): the hidden states (N, S, H)."""
+    a, s = NP_ACTIVATIONS[state], NP_ACTIVATIONS[gate]
+    H = R.shape[1]
+    h, c, out = np.zeros((len(x), H)), np.zeros((len(x), H)), []
+    for t in range(x.shape[1]):
+        xw, hr = x[:, t] @ W.T + b[:, 0], h @ R.T  # (N, G*H) each
+        if cell == "lstm":
+            i, f, g, o = np.split(xw + hr, 4, axis=1)
+            c = s(f) * c + s(i) * a(g)
+            h = s(o) * a(c)
+        else:
+            r, z = s(xw[:, :H] + hr[:, :H]), s(xw[:, H : 2 * H] + hr[:, H : 2 * H])
+            h = (1 - z) * a(xw[:, 2 * H :] + r * hr[:, 2 * H :]) + z * h
+        out.append(h)
+    return np.stack(out, axis=1)
+
+
+@pytest.mark.parametrize(("make", "cell", "gates", "directions"), [
+    (m.lstmLayer, "lstm", 4, 1), (m.gruLayer, "gru", 3, 1), (m.bilstmLayer, "lstm", 4, 2)])
+@pytest.mark.parametrize(("state", "gate"), [("softsign", "hard-sigmoid"), ("tanh", "hard-sigmoid"),
+                                             ("softsign", "sigmoid")])
+def test_state_and_gate_activation_functions_follow_matlabs_equations(make, cell, gates, directions, state, gate):
+    """'StateActivationFunction' (g and c in the LSTM, h~ in the GRU) and 'GateActivationFunction' (the
+    gates; hard-sigmoid = clip(0.2 x + 0.5, 0, 1)): predict equals MATLAB's equations in NumPy, and the
+    layers keep the values as properties."""
+    C, H = 2, 3
+    rng = np.random.default_rng(30)
+    rec = {"InputWeights": 1.5 * rng.standard_normal((directions * gates * H, C)),  # large enough to clip
+           "RecurrentWeights": rng.standard_normal((directions * gates * H, H)),
+           "Bias": rng.standard_normal((directions * gates * H, 1))}
+    fc = {"Weights": rng.standard_normal((1, directions * H)), "Bias": np.array([[0.2]])}
+    X = _cell(5, C, 6, 31)
+    layers = [m.sequenceInputLayer(C), make(H, "OutputMode", "last", "StateActivationFunction", state,
+                                            "GateActivationFunction", gate, **rec),
+              m.fullyConnectedLayer(1, **fc), m.regressionLayer()]
+    net, _ = _train(X, np.zeros((5, 1)), layers, "sgdm", "InitialLearnRate", 1e-300, "MaxEpochs", 1,
+                    "MiniBatchSize", 5)
+    learned = net.Layers[1]
+    assert (learned.StateActivationFunction, learned.GateActivationFunction) == (state, gate)
+    x = np.stack([s.T for s in X])  # (N, S, C)
+    halves = [np.split(rec[k], directions) for k in ("InputWeights", "RecurrentWeights", "Bias")]
+    forward = _np_matlab_recurrent(x, *(p[0] for p in halves), cell, state, gate)[:, -1]  # (N, H)
+    features = [forward]
+    if directions == 2:  # the backward half at the last step has read only that step
+        features.append(_np_matlab_recurrent(x[:, -1:], *(p[1] for p in halves), cell, state, gate)[:, 0])
+    expected = np.hstack(features) @ fc["Weights"].T + fc["Bias"][:, 0]
+    np.testing.assert_allclose(m.predict(net, X), expected, rtol=1e-9, atol=ATOL,
+                               err_msg=f"{make.__name__} with {state} state and {gate} gate activations")
+    default = _np_matlab_recurrent(x, *(p[0] for p in halves), cell, "tanh", "sigmoid")[:, -1]
+    assert not np.allclose(forward, default), "the activations must change the outputs"
+
+
+# ------------------------------------------------------- sequence length
+@pytest.mark.parametrize("direction", ["right", "left"])
+def test_sequence_length_shortest_truncates_each_mini_batch_on_the_padding_side(direction):
+    """'SequenceLength','shortest': each mini-batch is cut to its shortest sequence, at the end ('right') or
+    the start ('left'); training and validation equal 'longest' on sequences truncated so by hand."""
+    rng = np.random.default_rng(32)
+    X = [rng.standard_normal((2, S)) for S in (3, 6, 5, 4)]
+    y = rng.standard_normal((4, 1))
+    shortest = (3, 3, 4, 4)  # per mini-batch of 2, in order (Shuffle 'never')
+    by_hand = [x[:, :k] if direction == "right" else x[:, -k:] for x, k in zip(X, shortest)]
+    layers = [m.sequenceInputLayer(2), m.lstmLayer(3, "OutputMode", "last"), m.fullyConnectedLayer(1),
+              m.regressionLayer()]
+    options = ("adam", "MaxEpochs", 3, "MiniBatchSize", 2, "Shuffle", "never", "ValidationFrequency", 2,
+               "SequencePaddingDirection", direction)
+    net, info = _train(X, y, layers, *options, "SequenceLength", "shortest", "ValidationData", (X, y))
+    cut, cut_info = _train(by_hand, y, layers, *options, "ValidationData", (by_hand, y))
+    np.testing.assert_allclose(info.TrainingLoss, cut_info.TrainingLoss, rtol=RTOL, err_msg="training losses")
+    np.testing.assert_allclose(info.ValidationLoss, cut_info.ValidationLoss, rtol=RTOL, err_msg="validation losses")
+    np.testing.assert_allclose(net.Layers[1].RecurrentWeights, cut.Layers[1].RecurrentWeights, rtol=RTOL, atol=ATOL)
+    _, longest = _train(X, y, layers, *options)
+    assert not np.allclose(info.TrainingLoss, longest.TrainingLoss), "'shortest' must differ from 'longest'"
+
+
+# -------------------------------------------------- validation stopping
+def _diverging_validation(*args):
+    """Training targets sum(x), validation targets -sum(x): the validation loss rises as training learns."""
+    rng = np.random.default_rng(33)
+    X = [rng.standard_normal((1, 4)) for _ in range(32)]
+    y = np.array([[x.sum()] for x in X])
+    layers = [m.sequenceInputLayer(1), m.lstmLayer(8, "OutputMode", "last"), m.fullyConnectedLayer(1),
+              m.regressionLayer()]
+    return X, y, m.trainNetwork(X, y, layers, m.trainingOptions(
+        "adam", "InitialLearnRate", 0.02, "MaxEpochs", 20, "MiniBatchSize", 8, "ValidationData", (X[:8], -y[:8]),
+        "ValidationFrequency", 2, "VerboseFrequency", 1000, *args), dtype=F64)
+
+
+def test_validation_patience_stops_after_that_many_validations_without_a_new_minimum(capsys):
+    """ValidationPatience 3, validated every 2 iterations: training ends at the third validation in a row
+    whose loss is >= the smallest before it (here iteration 6, the minimum at iteration 1); info ends there."""
+    _, _, (_, info) = _diverging_validation("ValidationPatience", 3)
+    assert info.TrainingLoss.shape == info.ValidationLoss.shape == info.BaseLearnRate.shape == (6,)
+    validated = np.flatnonzero(~np.isnan(info.ValidationLoss))
+    np.testing.assert_array_equal(validated + 1, [1, 2, 4, 6])
+    losses = info.ValidationLoss[validated]
+    assert np.all(losses[1:] >= losses[0]), f"the seeded problem must never improve on iteration 1: {losses}"
+    assert info.OutputNetworkIteration == 6
+    out = capsys.readouterr().out
+    rows = [line.split("|")[2].strip() for line in out.splitlines() if line.startswith("|")
+            and line[2:9].strip().isdigit()]
+    assert rows == ["1", "6"] and "Training finished: Met validation criterion." in out
+    _, _, (_, full) = _diverging_validation()  # ValidationPatience Inf: all 20 epochs of 4 iterations
+    assert full.TrainingLoss.shape == (80,) and full.OutputNetworkIteration == 80
+
+
+def test_output_network_best_validation_loss_returns_the_network_of_the_smallest_validation_loss():
+    """'OutputNetwork','best-validation-loss': the returned network scores the smallest ValidationLoss on
+    the validation data, and OutputNetworkIteration is its iteration (not the last)."""
+    X, y, (net, info) = _diverging_validation("OutputNetwork", "best-validation-loss", "MaxEpochs", 3)
+    best = int(np.nanargmin(info.ValidationLoss))
+    assert info.OutputNetworkIteration == best + 1 < len(info.TrainingLoss) == 12
+    half_mse = 0.5 * ((m.predict(net, X[:8]) - -y[:8]) ** 2).sum(axis=1).mean()
+    np.testing.assert_allclose(half_mse, info.ValidationLoss[best], rtol=1e-9,
+                               err_msg="the returned network's validation loss")

@@ -32,6 +32,7 @@ PARITY = {
     "rho": {"keras": 0.9, "pytorch": 0.99},  # keras RMSprop rho, torch RMSprop alpha
     "dtype": {"matlab": "float32", "keras": "float32", "pytorch": "float32"},
     "padding": {"matlab": "right"},  # SequencePaddingDirection
+    "sequence_length": {"matlab": "longest"},  # SequenceLength
 }
 
 

@@ -303,18 +303,23 @@ def test_variable_length_sequences_are_padded_right_to_the_longest_in_each_batch
         training.pad_sequences([np.ones((2, 1)), np.ones((2, 2))])
 
 
-def test_left_padding_puts_the_zeros_first_and_crops_each_batch_to_its_last_steps():
-    x, lengths = training.pad_sequences([np.ones((2, 1)), np.ones((4, 1))], "left")
-    np.testing.assert_array_equal(x[:, :, 0], [[0, 0, 1, 1], [1, 1, 1, 1]])
-    seen = []
+def _recorder(seen: list) -> IndexTarget:
+    """An IndexTarget that appends the first feature (B, T) of every mini-batch it sees to ``seen``."""
 
     class Recorder(IndexTarget):
         def forward(self, x):
             seen.append(x[:, :, 0].detach().numpy().copy())
             return super().forward(x)
 
+    return Recorder()
+
+
+def test_left_padding_puts_the_zeros_first_and_crops_each_batch_to_its_last_steps():
+    x, lengths = training.pad_sequences([np.ones((2, 1)), np.ones((4, 1))], "left")
+    np.testing.assert_array_equal(x[:, :, 0], [[0, 0, 1, 1], [1, 1, 1, 1]])
+    seen = []
     sequences = [np.arange(1.0, t + 1)[:, None] for t in (2, 5, 3, 1)]
-    training.fit(Recorder(), sequences, np.zeros((4, 1)), config=preset("matlab", shuffle="never", padding="left"),
+    training.fit(_recorder(seen), sequences, np.zeros((4, 1)), config=preset("matlab", shuffle="never", padding="left"),
                  epochs=1, batch_size=2, verbose=0)
     np.testing.assert_array_equal(seen[0], [[0, 0, 0, 1, 2], [1, 2, 3, 4, 5]])
     np.testing.assert_array_equal(seen[1], [[1, 2, 3], [0, 0, 1]])
@@ -322,6 +327,20 @@ def test_left_padding_puts_the_zeros_first_and_crops_each_batch_to_its_last_step
         training.pad_sequences(sequences, "both")
     with pytest.raises(ValueError, match="padding must be one of"):
         preset("matlab", padding="center")
+
+
+@pytest.mark.parametrize(("padding", "first", "second"), [
+    ("right", [[1, 2], [1, 2]], [[1, 2, 3], [1, 2, 3]]),  # each mini-batch's first steps
+    ("left", [[1, 2], [4, 5]], [[1, 2, 3], [2, 3, 4]])])  # its last: the sequences end together
+def test_sequence_length_shortest_truncates_each_batch_to_its_shortest(padding, first, second):
+    seen = []
+    sequences = [np.arange(1.0, t + 1)[:, None] for t in (2, 5, 3, 4)]
+    config = preset("matlab", shuffle="never", padding=padding, sequence_length="shortest")
+    training.fit(_recorder(seen), sequences, np.zeros((4, 1)), config=config, epochs=1, batch_size=2, verbose=0)
+    np.testing.assert_array_equal(seen[0], first)
+    np.testing.assert_array_equal(seen[1], second)
+    with pytest.raises(ValueError, match="sequence_length must be one of"):
+        preset("matlab", sequence_length="longer")
 
 
 def test_predict_returns_each_sequence_at_its_own_length():
