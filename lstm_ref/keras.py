@@ -34,6 +34,23 @@ N T / V (V kept steps; ``training.masked_mean``), and out of the metrics
 ``LSTM(go_backwards=True, return_sequences=True)`` returns its outputs in the
 order it read them, last step first, as Keras does.
 
+``SimpleRNN`` is Keras' vanilla RNN (kernel (D, H), recurrent_kernel (H, H),
+bias (H,)), usable wherever LSTM and GRU are (stacked, Bidirectional,
+masked). ``Bidirectional`` merges the two directions by ``merge_mode``
+'concat', 'sum', 'mul' or 'ave'. Activations are Keras' names for Dense and
+the recurrent layers alike (``ACTIVATIONS``; 'hard_sigmoid' is Keras 3's).
+
+Training as Keras' fit: the optimisers' ``clipnorm`` (variable by variable; a
+GRU's (2, 3H) bias is one variable), ``global_clipnorm`` and ``clipvalue``
+(``_Clipping``); ``callbacks=[EarlyStopping(...)]`` with Keras' rules.
+``compile`` takes the spellings Keras 3 takes ('Adam', 'MSE',
+'MeanSquaredError', 'acc', ...) and refuses others with the list; History
+keys are the metric names as given ('acc' and 'val_acc'). Bad data is named
+before training: strings in x or y (Keras: "Invalid dtype"), sparse class
+labels outside [0, classes) and Embedding ids outside [0, input_dim) (Keras on
+PyTorch fails inside torch for both, and reads id -1 as the last row, which
+this refuses).
+
 Randomness (initialisers, shuffling, dropout) draws from one generator,
 seeded with 0 at import and reseeded by ``utils.set_random_seed`` (Keras'
 ``keras.utils.set_random_seed``), so a script gives the same numbers on
@@ -43,6 +60,7 @@ every run.
 from __future__ import annotations
 
 import math
+import warnings
 from types import SimpleNamespace
 from typing import Sequence
 
@@ -127,20 +145,66 @@ def _init(name: str, shape: tuple[int, ...]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- optimisers
-def Adam(learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
-         epsilon: float = 1e-7) -> training.Adam:
-    """keras.optimizers.Adam: epsilon added to the un-corrected sqrt(v)."""
-    return training.Adam(learning_rate, beta_1, beta_2, epsilon, eps_placement="keras")
+class _Clipping:
+    """Keras 3's gradient clipping, an argument of every optimiser (keras/src/optimizers/base_optimizer.py).
+
+    Before each update, one of (at most one may be set):
+
+    * ``clipnorm``: each variable's gradient g becomes g c / max(||g||, c)
+      (``_clip_by_norm``), variable by variable: a GRU's bias (2, 3H) is one
+      variable, lstm_ref's b and bh together (``Sequential.fit`` passes
+      ``learnables`` to the engine's "l2norm");
+    * ``global_clipnorm``: all gradients scaled by c min(1/||G||, 1/c), ||G||
+      the norm of all of them together (``clip_by_global_norm``, no epsilon;
+      the engine's "global-l2norm", which adds none either);
+    * ``clipvalue``: every element clipped to [-c, c] ("absolute-value").
+
+    As in Keras, a value of 0 or below (or None) clips nothing.
+    """
+
+    def _set_clipping(self, clipnorm: float | None, clipvalue: float | None,
+                      global_clipnorm: float | None) -> None:
+        if sum(a is not None for a in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. Received: "
+                             f"clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}")
+        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
+
+    def clipping(self) -> dict:
+        """The ``Preset`` fields that make the engine clip as this optimiser does ({} for none)."""
+        for value, method in ((self.clipnorm, "l2norm"), (self.global_clipnorm, "global-l2norm"),
+                              (self.clipvalue, "absolute-value")):
+            if value and value > 0:  # Keras: ``if self.clipnorm and self.clipnorm > 0``
+                return {"gradient_threshold": float(value), "gradient_threshold_method": method}
+        return {}
 
 
-def SGD(learning_rate: float = 0.01, momentum: float = 0.0) -> training.SGD:
-    """keras.optimizers.SGD: ``v = momentum v - lr g; w += v``."""
-    return training.SGD(learning_rate, momentum)
+class Adam(_Clipping, training.Adam):
+    """keras.optimizers.Adam: epsilon added to the un-corrected sqrt(v); clipping as ``_Clipping``."""
+
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-7, clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None) -> None:
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, eps_placement="keras")
+        self._set_clipping(clipnorm, clipvalue, global_clipnorm)
 
 
-def RMSprop(learning_rate: float = 0.001, rho: float = 0.9, epsilon: float = 1e-7) -> training.RMSprop:
-    """keras.optimizers.RMSprop: ``w -= lr g / sqrt(v + eps)``."""
-    return training.RMSprop(learning_rate, rho, epsilon, eps_placement="keras")
+class SGD(_Clipping, training.SGD):
+    """keras.optimizers.SGD: ``v = momentum v - lr g; w += v``; clipping as ``_Clipping``."""
+
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, clipnorm: float | None = None,
+                 clipvalue: float | None = None, global_clipnorm: float | None = None) -> None:
+        super().__init__(learning_rate, momentum)
+        self._set_clipping(clipnorm, clipvalue, global_clipnorm)
+
+
+class RMSprop(_Clipping, training.RMSprop):
+    """keras.optimizers.RMSprop: ``w -= lr g / sqrt(v + eps)``; clipping as ``_Clipping``."""
+
+    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, epsilon: float = 1e-7,
+                 clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None) -> None:
+        super().__init__(learning_rate, rho, epsilon, eps_placement="keras")
+        self._set_clipping(clipnorm, clipvalue, global_clipnorm)
 
 
 optimizers = SimpleNamespace(Adam=Adam, SGD=SGD, RMSprop=RMSprop)
@@ -178,6 +242,11 @@ class Layer:
         """The weights in Keras' layout and order."""
         return []
 
+    def keras_variables(self) -> dict[str, str]:
+        """The Keras variable each of the module's parameters belongs to (parameter name -> variable
+        name), where several make one (``_Clipping``'s clipnorm clips variable by variable)."""
+        return {}
+
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
         """Load weights given in Keras' layout and order."""
         self._check_weights(weights)
@@ -212,8 +281,7 @@ class Dense(Layer):
                  **kwargs) -> None:
         super().__init__(**kwargs)
         self.units = _positive_int("units", units)
-        self.activation = "linear" if activation is None else activation
-        L.activation(self.activation)
+        self.activation = _keras_activation(activation)
         self.use_bias = use_bias
         self.initializers = (kernel_initializer, bias_initializer)
 
@@ -332,19 +400,19 @@ class Dropout(Layer):
 
 
 class _RNN(Layer):
-    """What LSTM and GRU share: units, activations, initialisers, output choice."""
+    """What the recurrent layers share: units, activation, initialisers, output choice."""
 
     cell = "lstm"  # the cell name of lstm_ref.interop
     reset_mode: str | None = None
     bias_keys: tuple[str, ...] = ("b",)  # biases, zero when use_bias=False
 
-    def __init__(self, units: int, activation: str = "tanh", recurrent_activation: str = "sigmoid",
-                 use_bias: bool = True, kernel_initializer: str = "glorot_uniform",
-                 recurrent_initializer: str = "orthogonal", bias_initializer: str = "zeros",
-                 return_sequences: bool = False, go_backwards: bool = False, **kwargs) -> None:
+    def __init__(self, units: int, activation: str = "tanh", use_bias: bool = True,
+                 kernel_initializer: str = "glorot_uniform", recurrent_initializer: str = "orthogonal",
+                 bias_initializer: str = "zeros", return_sequences: bool = False, go_backwards: bool = False,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.units = _positive_int("units", units)
-        self.activations = [_keras_activation(activation), _keras_activation(recurrent_activation)]
+        self.activation = _keras_activation(activation)
         self.use_bias = use_bias
         self.initializers = (kernel_initializer, recurrent_initializer, bias_initializer)
         self.return_sequences = return_sequences
@@ -356,8 +424,7 @@ class _RNN(Layer):
                 "U": _init(self.initializers[1], (H, G * H))}
 
     def _options(self) -> dict:
-        return dict(return_sequences=self.return_sequences, reverse=self.go_backwards,
-                    cell_activation=self.activations[0], recurrent_activation=self.activations[1])
+        return dict(return_sequences=self.return_sequences, reverse=self.go_backwards)
 
     def _output_shape(self, input_shape):
         return (input_shape[0], self.units) if self.return_sequences else (self.units,)
@@ -395,7 +462,40 @@ class _RNN(Layer):
             self._assign(key, params[key])
 
 
-class LSTM(_RNN):
+class _GatedRNN(_RNN):
+    """What LSTM and GRU add: the gates' ``recurrent_activation``."""
+
+    def __init__(self, units: int, activation: str = "tanh", recurrent_activation: str = "sigmoid", *args,
+                 **kwargs) -> None:  # Keras' order: units, activation, recurrent_activation, use_bias, ...
+        super().__init__(units, activation, *args, **kwargs)
+        self.recurrent_activation = _keras_activation(recurrent_activation)
+
+    def _options(self) -> dict:
+        return dict(super()._options(), cell_activation=self.activation,
+                    recurrent_activation=self.recurrent_activation)
+
+
+class SimpleRNN(_RNN):
+    """keras.layers.SimpleRNN(units, activation='tanh', ...): ``h_t = act(x_t W + h_{t-1} U + b)``.
+
+    Weights as Keras' (keras/src/layers/rnn/simple_rnn.py): kernel (D, H) = W,
+    recurrent_kernel (H, H) = U, bias (H,) = b; defaults glorot_uniform,
+    orthogonal, zeros. Masks, go_backwards and Bidirectional as for LSTM.
+    """
+
+    keras_name = "simple_rnn"
+    cell = "rnn"
+
+    def build(self, input_shape):
+        _check_sequence_shape(self, input_shape)
+        params = self._kernels(input_shape[-1], 1)
+        if self.use_bias:
+            params["b"] = _init(self.initializers[2], (self.units,))
+        self.module = L.SimpleRNN(params, activation_name=self.activation, **self._options())
+        return self._output_shape(input_shape)
+
+
+class LSTM(_GatedRNN):
     """keras.layers.LSTM(units, ...): gate order i, f, c(=g), o as lstm_ref's.
 
     Weights: kernel (D, 4H) = W, recurrent_kernel (H, 4H) = U, bias (4H,) = b
@@ -405,8 +505,8 @@ class LSTM(_RNN):
 
     keras_name = "lstm"
 
-    def __init__(self, units: int, unit_forget_bias: bool = True, **kwargs) -> None:
-        super().__init__(units, **kwargs)
+    def __init__(self, units: int, *args, unit_forget_bias: bool = True, **kwargs) -> None:
+        super().__init__(units, *args, **kwargs)
         self.unit_forget_bias = unit_forget_bias
 
     def build(self, input_shape):
@@ -422,7 +522,7 @@ class LSTM(_RNN):
         return self._output_shape(input_shape)
 
 
-class GRU(_RNN):
+class GRU(_GatedRNN):
     """keras.layers.GRU(units, reset_after=True, ...).
 
     reset_after=True is lstm_ref's ``recurrent-bias-after-multiplication``
@@ -434,8 +534,8 @@ class GRU(_RNN):
     keras_name = "gru"
     cell = "gru"
 
-    def __init__(self, units: int, reset_after: bool = True, **kwargs) -> None:
-        super().__init__(units, **kwargs)
+    def __init__(self, units: int, *args, reset_after: bool = True, **kwargs) -> None:
+        super().__init__(units, *args, **kwargs)
         self.reset_after = reset_after
         self.reset_mode = "recurrent-bias-after-multiplication" if reset_after else "before-multiplication"
         self.bias_keys = ("b", "bh") if reset_after else ("b",)
@@ -449,43 +549,58 @@ class GRU(_RNN):
         self.module = L.GRU(params, reset_mode=self.reset_mode, **self._options())
         return self._output_shape(input_shape)
 
+    def keras_variables(self):
+        return {"b": "bias", "bh": "bias"} if self.reset_after and self.use_bias else {}  # bias (2, 3H)
+
 
 class Bidirectional(Layer):
     """keras.layers.Bidirectional(layer, merge_mode='concat').
 
     The backward copy reads the sequence reversed; weights are the forward
-    layer's then the backward layer's, as in Keras.
+    layer's then the backward layer's, as in Keras. ``merge_mode`` "concat"
+    (H + H features, forward first), "sum", "mul" or "ave" (H features:
+    ``lstm_ref.layers.MERGE_MODES``). Keras' ``None`` returns the two outputs
+    as a list, which a Sequential model cannot pass on: refused.
     """
 
     keras_name = "bidirectional"
 
     def __init__(self, layer: _RNN, merge_mode: str = "concat", **kwargs) -> None:
-        if merge_mode != "concat":
-            raise ValueError(f"merge_mode must be 'concat', got {merge_mode!r}")
+        if merge_mode is None:
+            raise ValueError("merge_mode=None returns the forward and backward outputs as two tensors, which a "
+                             f"Sequential model cannot pass on: use one of {tuple(L.MERGE_MODES)}")
+        if merge_mode not in L.MERGE_MODES:
+            raise ValueError(f"merge_mode must be one of {tuple(L.MERGE_MODES)}, got {merge_mode!r}")
         if not isinstance(layer, _RNN):
-            raise TypeError(f"layer must be an LSTM or GRU, got {type(layer).__name__}")
+            raise TypeError(f"layer must be an LSTM, GRU or SimpleRNN, got {type(layer).__name__}")
         super().__init__(input_shape=kwargs.pop("input_shape", layer.input_shape), **kwargs)
         self.forward_layer = layer
         self.backward_layer = _backward_copy(layer)
+        self.merge_mode = merge_mode
 
     def build(self, input_shape):
         shape = self.forward_layer.build(input_shape)
         self.backward_layer.build(input_shape)
-        self.module = L.Bidirectional(self.forward_layer.module, self.backward_layer.module)
-        return (*shape[:-1], 2 * shape[-1])
+        self.module = L.Bidirectional(self.forward_layer.module, self.backward_layer.module, self.merge_mode)
+        return (*shape[:-1], 2 * shape[-1]) if self.merge_mode == "concat" else shape
 
     def call(self, x, mask):
         """Both directions under the mask; with return_sequences the outputs at masked steps are 0
-        (Keras sets zero_output_for_mask on the wrapped layers) and the mask goes on."""
-        out = self.module(x, mask)  # (N, T, 2H) or (N, 2H)
+        (Keras sets zero_output_for_mask on the wrapped layers, so every merge gives 0) and the mask goes on."""
+        out = self.module(x, mask)  # (N, T, 2H or H) or (N, 2H or H)
         if not self.forward_layer.return_sequences:
             return out, None
         if mask is not None:
-            out = torch.where(mask.unsqueeze(-1), out, torch.zeros((), dtype=out.dtype))  # (N, T, 2H)
+            out = torch.where(mask.unsqueeze(-1), out, torch.zeros((), dtype=out.dtype))  # (N, T, 2H or H)
         return out, mask
 
     def get_weights(self):
         return self.forward_layer.get_weights() + self.backward_layer.get_weights()
+
+    def keras_variables(self):
+        return {f"{side}.{param}": f"{side}.{var}" for side, layer in
+                (("forward_layer", self.forward_layer), ("backward_layer", self.backward_layer))
+                for param, var in layer.keras_variables().items()}
 
     def set_weights(self, weights):
         self._check_weights(weights)
@@ -516,10 +631,18 @@ def _positive_int(name: str, value: object) -> int:
     return int(value)
 
 
-def _keras_activation(name: str) -> str:
-    name = {"hard_sigmoid": "hard_sigmoid_keras", None: "linear"}.get(name, name)
-    L.activation(name)
-    return name
+# Keras activation name -> lstm_ref.layers.ACTIVATIONS name; None is "linear", as in Keras.
+ACTIVATIONS = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "softsign": "softsign", "linear": "linear",
+               "softmax": "softmax", "hard_sigmoid": "hard_sigmoid_keras"}
+
+
+def _keras_activation(name: str | None) -> str:
+    """The lstm_ref name of a Keras activation (Dense and the recurrent layers alike)."""
+    if name is None:
+        return "linear"
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)} or None, got {name!r}")
+    return ACTIVATIONS[name]
 
 
 def _check_sequence_shape(layer: Layer, input_shape: tuple) -> None:
@@ -540,15 +663,23 @@ class History:
         self.params = params
 
 
-LOSSES = {
-    "mse": training.mse,
-    "mean_squared_error": training.mse,
-    "mae": training.mae,
-    "mean_absolute_error": training.mae,
-    "binary_crossentropy": training.binary_crossentropy,
-    "categorical_crossentropy": training.crossentropy,
-    "sparse_categorical_crossentropy": training.crossentropy,
-}
+def _crossentropy(y_pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Keras' loss 'crossentropy'/'ce' (any case; compile_utils.get_loss), resolved by the shapes:
+    binary for one output unit, else categorical (one-hot targets) or sparse (class ids)."""
+    loss = training.binary_crossentropy if y_pred.shape[-1] == 1 else training.crossentropy
+    return loss(y_pred, y, mask=mask)
+
+
+# The names Keras 3 takes for each loss: function, alias and class name (keras/src/losses/__init__.py
+# ALL_OBJECTS_DICT, looked up as given: 'MSE' is an alias, 'Mse' is refused).
+LOSSES = {name: fn for fn, names in (
+    (training.mse, ("mse", "MSE", "mean_squared_error", "MeanSquaredError")),
+    (training.mae, ("mae", "MAE", "mean_absolute_error", "MeanAbsoluteError")),
+    (training.binary_crossentropy, ("binary_crossentropy", "bce", "BCE", "BinaryCrossentropy")),
+    (training.crossentropy, ("categorical_crossentropy", "CategoricalCrossentropy",
+                             "sparse_categorical_crossentropy", "SparseCategoricalCrossentropy")),
+) for name in names}
+SHAPE_RESOLVED_LOSSES = ("crossentropy", "ce")  # any case
 
 
 def _accuracy(y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -574,10 +705,167 @@ def _stepwise(fn):
     return metric
 
 
-METRICS = {
-    "mae": _stepwise(lambda p, y: (p - y).abs()),
-    "mse": _stepwise(lambda p, y: (p - y) ** 2),
-}
+# The names Keras 3 takes for each metric (keras/src/metrics/__init__.py ALL_OBJECTS_DICT, as given), besides
+# 'accuracy'/'acc' in any case (``_accuracy``). History keys are the names as the user wrote them.
+METRICS = {name: fn for fn, names in (
+    (_stepwise(lambda p, y: (p - y).abs()), ("mae", "MAE", "mean_absolute_error", "MeanAbsoluteError")),
+    (_stepwise(lambda p, y: (p - y) ** 2), ("mse", "MSE", "mean_squared_error", "MeanSquaredError")),
+) for name in names}
+ACCURACY_NAMES = ("accuracy", "acc")  # any case: resolved by the shapes (compile_utils.get_metric)
+
+
+def _is_accuracy(name: str) -> bool:
+    return name.lower() in ACCURACY_NAMES
+
+
+def _get_loss(name: str):
+    """The loss for a Keras loss name (``LOSSES``, or 'crossentropy'/'ce' in any case)."""
+    if isinstance(name, str) and name.lower() in SHAPE_RESOLVED_LOSSES:
+        return _crossentropy
+    if not isinstance(name, str) or name not in LOSSES:
+        raise ValueError(f"loss must be one of {tuple(LOSSES)}, or 'crossentropy'/'ce' in any case, got {name!r}")
+    return LOSSES[name]
+
+
+def _get_metric(name: str):
+    """The metric for a Keras metric name (``METRICS``, or 'accuracy'/'acc' in any case)."""
+    if isinstance(name, str) and _is_accuracy(name):
+        return _accuracy
+    if not isinstance(name, str) or name not in METRICS:
+        raise ValueError(f"metrics must be among {tuple(METRICS)}, or 'accuracy'/'acc' in any case, got {name!r}")
+    return METRICS[name]
+
+
+def _check_numeric(name: str, a: object) -> None:
+    """Strings are refused as Keras refuses them ("Invalid dtype: str32"), saying what to do instead."""
+    dtype = np.asarray(a[:1]).dtype  # the first sample (or sequence) tells
+    if dtype.kind in "SU":
+        raise ValueError(f"{name} holds strings (dtype {dtype}); Keras takes numbers only: give class ids, e.g. "
+                         f"classes, {name} = np.unique({name}, return_inverse=True)")
+
+
+def _check_class_ids(y: np.ndarray, n_classes: int) -> None:
+    """Class ids must lie in [0, n_classes), as the sparse crossentropy reads them (cast to int, as
+    Keras casts them). Keras on PyTorch fails in torch's nll_loss with "Target 3 is out of bounds."
+    (IndexError); this names the label and the range before training starts."""
+    ids = y.astype(np.int64)
+    outside = ids[(ids < 0) | (ids >= n_classes)]
+    if outside.size:
+        raise IndexError(f"Received a label value of {outside.flat[0]} which is outside the valid range of "
+                         f"[0, {n_classes}): the model outputs {n_classes} classes, so sparse labels must be "
+                         f"class ids 0..{n_classes - 1}")
+
+
+OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop, "sgd": SGD}  # by name in any case, as Keras' optimizers.get
+
+
+class EarlyStopping:
+    """keras.callbacks.EarlyStopping: stop training when ``monitor`` has stopped improving.
+
+    As keras/src/callbacks/early_stopping.py and monitor_callback.py (3.15).
+    The direction: "min" or "max", or for "auto" min for a loss and the
+    metric's own (max for accuracy, min for mae/mse), an error for a monitor
+    that names neither; a mode other than the three warns and is "auto".
+    After each epoch e (from 0) whose logs hold v = logs[monitor]:
+
+    * before ``start_from_epoch``, or with ``monitor`` missing from the logs
+      (a warning naming the available ones), nothing happens;
+    * ``wait`` += 1; v improves when v + |min_delta| < best (min; for max
+      v - |min_delta| > best); the first value always improves (``baseline``
+      is not the first best). An improvement records best (and, with
+      ``restore_best_weights``, the weights) and resets ``wait`` to 0 unless
+      it fails to improve on ``baseline``;
+    * otherwise training stops once ``wait`` >= ``patience`` and e > 0
+      (never after the first epoch): the History holds the epochs run,
+      this last one included.
+
+    At the end, with ``restore_best_weights``, the weights of the best epoch
+    come back (those of the first epoch monitored if none improved), whether
+    or not training stopped early.
+    """
+
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0, patience: int = 0, verbose: int = 0,
+                 mode: str = "auto", baseline: float | None = None, restore_best_weights: bool = False,
+                 start_from_epoch: int = 0) -> None:
+        if mode not in ("auto", "min", "max"):
+            warnings.warn(f"EarlyStopping mode '{mode}' is unknown, fallback to auto mode.", stacklevel=2)
+            mode = "auto"
+        self.monitor, self.mode = monitor, mode
+        self.min_delta = abs(min_delta)
+        self.patience, self.verbose, self.baseline = patience, verbose, baseline
+        self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
+        self.sign: int | None = None  # +1: higher is better, -1: lower is better (set at the first epoch's end)
+        self.model: Sequential | None = None
+        self.on_train_begin()
+
+    def on_train_begin(self) -> None:
+        """Start afresh (an EarlyStopping may serve several fit calls)."""
+        self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
+        self.best: float | None = None
+        self.best_weights: list[np.ndarray] | None = None
+
+    def _direction(self) -> int:
+        if self.mode != "auto":
+            return 1 if self.mode == "max" else -1
+        metric = self.monitor.removeprefix("val_")
+        if metric == "loss" or metric in self.model._compiled["metrics"]:
+            return 1 if _is_accuracy(metric) else -1  # a metric's _direction: "up" for the accuracies only
+        raise ValueError(f"EarlyStopping callback received monitor={self.monitor}, but Keras isn't able to "
+                         "automatically determine whether that metric should be maximized or minimized. Pass "
+                         "`mode='max'` in order to monitor based on the highest metric value, or pass "
+                         "`mode='min'` in order to use the lowest value.")
+
+    def _improves(self, value: float, reference: float | None) -> bool:
+        return reference is None or self.sign * (value - self.sign * self.min_delta - reference) > 0
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        """Judge epoch ``epoch`` (from 0) by its logs; sets ``model.stop_training`` to stop."""
+        if self.sign is None:
+            self.sign = self._direction()
+        value = logs.get(self.monitor)
+        if value is None:
+            warnings.warn(f"Early stopping conditioned on metric `{self.monitor}` which is not available. "
+                          f"Available metrics are: {','.join(logs)}", stacklevel=2)
+            return
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights, self.best_epoch = self.model.get_weights(), epoch
+        self.wait += 1
+        if self._improves(value, self.best):
+            self.best, self.best_epoch = value, epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._improves(value, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self) -> None:
+        """Report the stop (verbose) and bring back the best weights (restore_best_weights)."""
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
+
+
+callbacks = SimpleNamespace(EarlyStopping=EarlyStopping)
+
+
+def _keras_history(result: training.History, validation: bool) -> dict[str, list[float]]:
+    """The engine's History as Keras' ``history`` dict (and per-epoch logs), in Keras' order: loss and
+    the metrics sorted by name, then their val_ forms sorted (Keras flattens its metric results with
+    optree, which sorts dict keys)."""
+    metrics = {k: v for k, v in result.metrics.items() if not k.startswith("val_")}
+    history = dict(sorted({"loss": result.loss, **metrics}.items()))
+    if validation:
+        val_metrics = {k: v for k, v in result.metrics.items() if k.startswith("val_")}
+        history.update(sorted({"val_loss": result.val_loss, **val_metrics}.items()))
+    return history
 
 
 class _Stack(torch.nn.Sequential):
@@ -619,6 +907,7 @@ class Sequential:
         self._input_shape: tuple | None = None
         self.module: _Stack | None = None
         self._compiled: dict | None = None
+        self.stop_training = False  # set by a callback (EarlyStopping) to end fit after this epoch
         for layer in layers or []:
             self.add(layer)
 
@@ -652,6 +941,7 @@ class Sequential:
 
     def _ensure_built(self, x: object) -> None:
         """Build for x's samples if not built yet; else check them against the input shape (None: any size)."""
+        _check_numeric("x", x)
         sample = np.shape(x[0]) if isinstance(x, (list, tuple)) else np.shape(x)[1:]
         if self.module is None:
             self.build(sample)
@@ -662,31 +952,43 @@ class Sequential:
 
     def compile(self, optimizer: str | training.Optimizer = "rmsprop",
                 loss: str | None = None, metrics: Sequence[str] | None = None) -> None:
-        """Choose the optimiser ('adam', 'rmsprop', 'sgd' or an object), loss and metrics by Keras name."""
+        """Choose the optimiser, loss and metrics by the names Keras 3 takes, or an optimiser object.
+
+        Optimisers: 'adam', 'rmsprop', 'sgd' in any case ('Adam', 'RMSprop');
+        losses: ``LOSSES`` as written ('mse', 'MSE', 'MeanSquaredError', ...)
+        or 'crossentropy'/'ce' in any case; metrics: ``METRICS`` as written, or
+        'accuracy'/'acc' in any case. The History keys are the metric names as
+        given ('acc', 'val_acc'), as in Keras.
+        """
         if isinstance(optimizer, str):
-            makers = {"adam": Adam, "rmsprop": RMSprop, "sgd": SGD}
-            if optimizer not in makers:
-                raise ValueError(f"optimizer must be one of {tuple(makers)} or an optimizer object, got {optimizer!r}")
-            optimizer = makers[optimizer]()
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {loss!r}")
-        chosen = {}
-        for name in metrics or []:
-            if name in ("accuracy", "acc"):
-                chosen["accuracy"] = _accuracy
-            elif name in METRICS:
-                chosen[name] = METRICS[name]
-            else:
-                raise ValueError(f"metrics must be among {('accuracy', *METRICS)}, got {name!r}")
-        self._compiled = {"optimizer": optimizer, "loss": LOSSES[loss], "metrics": chosen}
+            if optimizer.lower() not in OPTIMIZERS:
+                raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)} (any case) or an optimizer object, "
+                                 f"got {optimizer!r}")
+            optimizer = OPTIMIZERS[optimizer.lower()]()
+        self._compiled = {"optimizer": optimizer, "loss": _get_loss(loss),
+                          "metrics": {name: _get_metric(name) for name in metrics or []}}
 
     @property
     def optimizer(self):
         return None if self._compiled is None else self._compiled["optimizer"]
 
+    def _check_targets(self, y: object) -> None:
+        """y must be numbers; for a crossentropy with class-id targets, ids of the output's classes."""
+        _check_numeric("y", y)
+        y = np.asarray(y)
+        n_classes, rank = self.layers[-1].output_shape[-1], 1 + len(self.layers[-1].output_shape)
+        sparse = y.ndim < rank or (y.shape[-1] == 1 and n_classes > 1)  # compile_utils.is_binary_or_sparse_categorical
+        if self._compiled["loss"] in (training.crossentropy, _crossentropy) and n_classes > 1 and sparse:
+            _check_class_ids(y, n_classes)
+
+    def _learnables(self) -> dict[str, str]:
+        """``training.fit``'s learnables: the model's parameters that make one Keras variable (a GRU's bias)."""
+        return {f"{k}.{param}": f"{k}.{var}" for k, layer in enumerate(self.layers)
+                for param, var in layer.keras_variables().items()}
+
     def fit(self, x: object, y: object, batch_size: int | None = None, epochs: int = 1,
-            verbose: str | int = "auto", validation_split: float = 0.0,
-            validation_data: tuple | None = None, shuffle: bool = True) -> History:
+            verbose: str | int = "auto", callbacks: Sequence[EarlyStopping] | None = None,
+            validation_split: float = 0.0, validation_data: tuple | None = None, shuffle: bool = True) -> History:
         """Train like keras Model.fit; returns a ``History`` of per-epoch values.
 
         Where a mask reaches the output, y holds a target per step ((N, T),
@@ -695,9 +997,16 @@ class Sequential:
         per-epoch History leave the masked steps out, as Keras does: the loss
         is the mean over the mini-batch's kept steps, the metrics the mean
         over the epoch's kept steps.
+
+        The optimiser's clipnorm, global_clipnorm or clipvalue clip the
+        gradients as Keras' (``_Clipping``). ``callbacks``: ``EarlyStopping``
+        objects (others are refused), judged after every epoch as Keras does.
         """
         if self._compiled is None:
             raise RuntimeError("call compile(optimizer, loss) before fit")
+        others = [type(cb).__name__ for cb in callbacks or [] if not isinstance(cb, EarlyStopping)]
+        if others:
+            raise TypeError(f"callbacks: lstm_ref.keras implements EarlyStopping only, got {', '.join(others)}")
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
         if validation_split and validation_data is None:
@@ -706,21 +1015,35 @@ class Sequential:
             validation_data = (x[split:], y[split:])
             x, y = x[:split], y[:split]
         self._ensure_built(x)
-        config = preset(KERAS, shuffle="every-epoch" if shuffle else "never")
+        for targets in (y, *([] if validation_data is None else [validation_data[1]])):
+            self._check_targets(targets)
+        optimizer = self._compiled["optimizer"]
+        clipping = optimizer.clipping() if isinstance(optimizer, _Clipping) else {}
+        config = preset(KERAS, shuffle="every-epoch" if shuffle else "never", **clipping)
+        batch_size = 32 if batch_size is None else batch_size
+        self.stop_training = False
+        for callback in callbacks or []:
+            callback.model = self
+            callback.on_train_begin()
+
+        def stop(result: training.History) -> bool:
+            logs = {key: values[-1] for key, values in _keras_history(result, validation_data is not None).items()}
+            for callback in callbacks or []:
+                callback.on_epoch_end(len(result.loss) - 1, logs)
+            return self.stop_training
+
         result = training.fit(
-            self.module, x, y, config=config, epochs=epochs,
-            batch_size=32 if batch_size is None else batch_size,
-            optimizer=self._compiled["optimizer"], loss=self._compiled["loss"],
-            metrics=self._compiled["metrics"], validation_data=validation_data,
+            self.module, x, y, config=config, epochs=epochs, batch_size=batch_size,
+            optimizer=optimizer, loss=self._compiled["loss"],
+            metrics=self._compiled["metrics"], validation_data=validation_data, learnables=self._learnables(),
             seed=_rng, verbose=0 if verbose == 0 else 1, forward_with_mask=self.module.forward_with_mask,
+            stop=stop,
         )
-        history = {"loss": result.loss}
-        history.update({k: v for k, v in result.metrics.items() if not k.startswith("val_")})
-        if validation_data is not None:
-            history["val_loss"] = result.val_loss
-            history.update({k: v for k, v in result.metrics.items() if k.startswith("val_")})
-        return History(history, epochs, {"verbose": 1 if verbose == "auto" else verbose, "epochs": epochs,
-                                         "steps": len(result.iteration_loss) // epochs})
+        for callback in callbacks or []:
+            callback.on_train_end()
+        return History(_keras_history(result, validation_data is not None), len(result.loss),
+                       {"verbose": 1 if verbose == "auto" else verbose, "epochs": epochs,
+                        "steps": training.n_batches(len(x), batch_size, drop_last=False)})
 
     def predict(self, x: object, batch_size: int | None = None, verbose: str | int = "auto") -> np.ndarray:
         """Outputs for x, batch by batch (dropout off)."""
@@ -733,6 +1056,8 @@ class Sequential:
         if self._compiled is None:
             raise RuntimeError("call compile(optimizer, loss) before evaluate")
         self._ensure_built(x)
+        if y is not None:
+            self._check_targets(y)
         scores = training.evaluate(self.module, x, y, loss=self._compiled["loss"],
                                    metrics=self._compiled["metrics"],
                                    batch_size=32 if batch_size is None else batch_size,
@@ -805,5 +1130,5 @@ def _readable_size(n_bytes: float) -> str:
     return f"{n_bytes:.2f} {units[0]}"
 
 
-layers = SimpleNamespace(LSTM=LSTM, GRU=GRU, Dense=Dense, Embedding=Embedding, Masking=Masking,
+layers = SimpleNamespace(LSTM=LSTM, GRU=GRU, SimpleRNN=SimpleRNN, Dense=Dense, Embedding=Embedding, Masking=Masking,
                          Bidirectional=Bidirectional, Dropout=Dropout, Input=Input)

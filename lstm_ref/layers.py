@@ -6,9 +6,10 @@ Each module holds its parameters in the lstm_ref layout (package docstring:
 ``dict(module.named_parameters())`` is a params dict of the backend and the
 front ends convert to Keras or MATLAB layouts key by key. Modules are built
 from NumPy parameter dicts (``lstm_ref.init`` draws them), in float32 unless
-told otherwise. A recurrent module runs the fused ``nn.LSTM``/``nn.GRU``
-kernel when its cell allows it (standard LSTM, sigmoid gates, tanh) and the
-gate-by-gate cell otherwise (variants, hard-sigmoid, before-multiplication GRU).
+told otherwise. A recurrent module runs the fused ``nn.LSTM``/``nn.GRU``/``nn.RNN``
+kernel when its cell allows it (standard LSTM, sigmoid gates, tanh; a vanilla
+RNN with tanh or relu) and the gate-by-gate cell otherwise (variants,
+hard-sigmoid, before-multiplication GRU).
 """
 
 from __future__ import annotations
@@ -61,21 +62,24 @@ class _ParamModule(nn.Module):
 
 
 class _Recurrent(_ParamModule):
-    """Shared plumbing of the LSTM and GRU layers: time reversal, output choice."""
+    """Shared plumbing of the recurrent layers: time reversal, output choice, masking.
+
+    ``activations`` maps the activation keywords of the ``torch_backend`` cell
+    (``activation``, and ``recurrent_activation`` for the gated cells) to
+    names in ``ACTIVATIONS``.
+    """
 
     bias_keys: tuple[str, ...] = ("b",)  # the cell's biases (zeros when absent)
     state_size = 1  # arrays in the state
 
-    def __init__(self, params, *, return_sequences, reverse, recurrent_activation,
-                 cell_activation, dtype, device) -> None:
-        for name in (recurrent_activation, cell_activation):
+    def __init__(self, params, *, return_sequences, reverse, activations: Mapping[str, str], dtype,
+                 device) -> None:
+        for name in activations.values():
             activation(name)  # raises for an unknown name
         super().__init__(params, dtype, device)
         self.return_sequences = return_sequences
         self.reverse = reverse
-        self.recurrent_activation = recurrent_activation
-        self.cell_activation = cell_activation
-        self.fused = recurrent_activation == "sigmoid" and cell_activation == "tanh"
+        self.activation_names = dict(activations)
 
     def _run(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
         """(the hidden states (N, T, H), the final state) from ``state``, zeros when None."""
@@ -138,11 +142,22 @@ class _Recurrent(_ParamModule):
 
     def _activations(self) -> dict[str, Callable[[Tensor], Tensor]]:
         """The cell's activation functions, as the gate-by-gate functions of ``torch_backend`` take them."""
-        return {"recurrent_activation": activation(self.recurrent_activation),
-                "activation": activation(self.cell_activation)}
+        return {keyword: activation(name) for keyword, name in self.activation_names.items()}
 
 
-class LSTM(_Recurrent):
+class _Gated(_Recurrent):
+    """What the LSTM and the GRU share: gates (sigma = ``recurrent_activation``) and a cell activation."""
+
+    def __init__(self, params, *, return_sequences, reverse, recurrent_activation, cell_activation, dtype,
+                 device) -> None:
+        super().__init__(params, return_sequences=return_sequences, reverse=reverse, dtype=dtype, device=device,
+                         activations={"recurrent_activation": recurrent_activation, "activation": cell_activation})
+        self.recurrent_activation = recurrent_activation
+        self.cell_activation = cell_activation
+        self.fused = recurrent_activation == "sigmoid" and cell_activation == "tanh"
+
+
+class LSTM(_Gated):
     """An LSTM layer (any variant) over the torch backend.
 
     Args:
@@ -178,7 +193,7 @@ class LSTM(_Recurrent):
         return tb.lstm_forward(x, p, h0, c0, variant=self.variant, **self._activations())
 
 
-class GRU(_Recurrent):
+class GRU(_Gated):
     """A GRU layer (any reset-gate placement) over the torch backend.
 
     Args:
@@ -214,23 +229,67 @@ class GRU(_Recurrent):
         return out, (h,)
 
 
-class Bidirectional(nn.Module):
-    """Concatenation of a forward and a backward (``reverse=True``) recurrent layer.
+class SimpleRNN(_Recurrent):
+    """A vanilla (Elman) RNN layer over the torch backend: ``h_t = act(x_t W + h_{t-1} U + b)``.
 
-    Output (N, T, 2H) or (N, 2H): forward features first, as in Keras
-    (merge_mode 'concat') and MATLAB's bilstmLayer.
+    Args:
+        params: NumPy dict W (D, H), U (H, H), b (H,); without ``b`` no bias.
+        activation_name: a name in ``ACTIVATIONS`` for act; "tanh" and "relu"
+            run the fused kernel of ``nn.RNN`` (``torch_backend.rnn_forward_fast``).
+        Other arguments as for ``LSTM``.
     """
 
-    def __init__(self, forward_layer: _Recurrent, backward_layer: _Recurrent) -> None:
+    def __init__(self, params: Mapping[str, np.ndarray], *, activation_name: str = "tanh",
+                 return_sequences: bool = False, reverse: bool = False, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str | None = None) -> None:
+        super().__init__(params, return_sequences=return_sequences, reverse=reverse,
+                         activations={"activation": activation_name}, dtype=dtype, device=device)
+        self.cell_activation = activation_name
+        self.fused = activation_name in tb.RNN_NONLINEARITIES
+
+    def _step(self, x: Tensor, state: State, p: dict[str, Tensor], acts: dict) -> State:
+        return (tb.rnn_step(x, state[0], p, **acts),)
+
+    def _run(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
+        p = self._cell_params(x)
+        h0 = None if state is None else state[0]
+        if self.fused:
+            out, h = tb.rnn_forward_fast(x, p, h0, nonlinearity=self.cell_activation)
+        else:
+            out, h = tb.rnn_forward(x, p, h0, **self._activations())
+        return out, (h,)
+
+
+MERGE_MODES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "concat": lambda fw, bw: torch.cat([fw, bw], dim=-1),  # (..., 2H), forward features first
+    "sum": torch.add,
+    "mul": torch.mul,
+    "ave": lambda fw, bw: (fw + bw) / 2,
+}
+
+
+class Bidirectional(nn.Module):
+    """A forward and a backward (``reverse=True``) recurrent layer, their outputs merged.
+
+    ``merge_mode`` as Keras' Bidirectional (keras/src/layers/rnn/bidirectional.py):
+    "concat" gives (N, T, 2H) or (N, 2H), forward features first (also
+    MATLAB's bilstmLayer); "sum", "mul" and "ave" give (N, T, H) or (N, H),
+    the elementwise sum, product or mean of the two directions.
+    """
+
+    def __init__(self, forward_layer: _Recurrent, backward_layer: _Recurrent, merge_mode: str = "concat") -> None:
         super().__init__()
         if forward_layer.reverse or not backward_layer.reverse:
             raise ValueError("backward_layer must have reverse=True and forward_layer reverse=False")
+        if merge_mode not in MERGE_MODES:
+            raise ValueError(f"merge_mode must be one of {tuple(MERGE_MODES)}, got {merge_mode!r}")
         self.forward_layer = forward_layer
         self.backward_layer = backward_layer
+        self.merge_mode = merge_mode
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """As each layer's ``forward``; ``mask`` (N, T) masks both directions alike."""
-        return torch.cat([self.forward_layer(x, mask), self.backward_layer(x, mask)], dim=-1)
+        return MERGE_MODES[self.merge_mode](self.forward_layer(x, mask), self.backward_layer(x, mask))
 
 
 class Dense(_ParamModule):
@@ -257,6 +316,13 @@ class Embedding(_ParamModule):
         super().__init__(params, dtype, device)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Rows of E for the ids x; an id outside [0, V) is an error (torch would read id -1 as
+        the last row, and on CUDA stop at a device-side assert without naming the id)."""
         if x.is_floating_point():
             raise TypeError("Embedding input must hold integer token ids, got floats")
+        V = self.E.shape[0]
+        outside = x[(x < 0) | (x >= V)]
+        if outside.numel():
+            raise IndexError(f"Embedding input holds the token id {int(outside[0])}, outside the valid range "
+                             f"[0, {V}) of its {V} rows (Keras' input_dim): ids must be in 0..{V - 1}")
         return self.E[x]  # (N, T, D)

@@ -8,9 +8,11 @@ torch tensors:
 * the teaching form, written gate by gate so that every line is one equation
   of the course (``lstm_step``/``lstm_forward``, ``gru_step``/``gru_forward``,
   ``rnn_step``/``rnn_forward``); gradients come from autograd;
-* the fast form (``lstm_forward_fast``, ``gru_forward_fast``), thin wrappers
-  over the fused kernels behind ``nn.LSTM``/``nn.GRU`` (``torch.lstm``,
-  ``torch.gru``, cuDNN on CUDA) for the cells those kernels can express.
+* the fast form (``lstm_forward_fast``, ``gru_forward_fast``,
+  ``rnn_forward_fast``), thin wrappers over the fused kernels behind
+  ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (``torch.lstm``, ``torch.gru``,
+  ``torch.rnn_tanh``/``torch.rnn_relu``, cuDNN on CUDA) for the cells those
+  kernels can express.
 
 Both equal the NumPy backend to 1e-10 in float64 (tests/test_torch_backend.py).
 Tensors are created on the input's device and dtype, so everything runs on
@@ -414,3 +416,30 @@ def gru_forward_fast(
     weights = [params["W"].T, params["U"].T, params["b"], bh]
     out, h_T = torch.gru(x, h[None], weights, True, 1, 0.0, False, False, True)
     return (out if return_sequences else out[:, -1]), h_T[0]
+
+
+RNN_NONLINEARITIES = {"tanh": torch.rnn_tanh, "relu": torch.rnn_relu}  # nn.RNN's nonlinearity -> fused kernel
+
+
+def rnn_forward_fast(
+    x: Tensor,
+    params: Params,
+    h0: Tensor | None = None,
+    *,
+    nonlinearity: str = "tanh",
+    return_sequences: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """The vanilla RNN through the fused kernel of ``nn.RNN`` (``torch.rnn_tanh``/``torch.rnn_relu``).
+
+    ``nn.RNN`` stores ``weight_ih = W.T``, ``weight_hh = U.T`` and two biases
+    of which only the sum matters; here ``bias_ih = b`` and ``bias_hh = 0``.
+    ``nonlinearity`` is "tanh" or "relu" (the two ``nn.RNN`` has); other
+    activations: ``rnn_forward``. Same arguments and results as
+    ``rnn_forward(activation=torch.tanh or torch.relu)``.
+    """
+    _check_choice("nonlinearity", nonlinearity, tuple(RNN_NONLINEARITIES))
+    _check_input(x, "(N, T, D)")
+    h = _initial_state("h0", h0, x, _check_params(params, ("W", "U", "b"), "the RNN", x, 1))
+    weights = [params["W"].T, params["U"].T, params["b"], torch.zeros_like(params["b"])]
+    out, h_T = RNN_NONLINEARITIES[nonlinearity](x, h[None], weights, True, 1, 0.0, False, False, True)
+    return (out if return_sequences else out[:, -1]), h_T[0]  # out (N, T, H); h_T (1, N, H)

@@ -360,8 +360,9 @@ def clip_gradients(grads: list[Tensor], threshold: float, method: str,
       part of, its norm that of all its parts together (MATLAB's
       bilstmLayer holds both directions in one InputWeights, one
       RecurrentWeights and one Bias); None: each gradient a learnable;
-    * ``global-l2norm``: all together by the norm of their concatenation
-      (torch.nn.utils.clip_grad_norm_, which also adds 1e-6 to the norm);
+    * ``global-l2norm``: all together by the norm of their concatenation, as
+      MATLAB's and Keras' ``global_clipnorm`` (torch.nn.utils.clip_grad_norm_
+      divides by the norm plus 1e-6 instead);
     * ``absolute-value``: every element clamped to [-threshold, threshold].
     """
     if math.isinf(threshold):

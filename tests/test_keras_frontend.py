@@ -11,7 +11,8 @@ import torch
 
 from lstm_ref import keras as lk
 from lstm_ref.data import sum_of_sequence
-from lstm_ref.keras import GRU, LSTM, Bidirectional, Dense, Dropout, Embedding, Input, Masking, Sequential
+from lstm_ref.keras import (GRU, LSTM, Bidirectional, Dense, Dropout, Embedding, Input, Masking, Sequential,
+                            SimpleRNN)
 
 
 
@@ -37,6 +38,9 @@ def test_weights_have_keras_shapes_and_order():
         GRU(H): [(D, 3 * H), (H, 3 * H), (2, 3 * H)],
         GRU(H, reset_after=False): [(D, 3 * H), (H, 3 * H), (3 * H,)],
         Bidirectional(LSTM(H)): [(D, 4 * H), (H, 4 * H), (4 * H,)] * 2,
+        SimpleRNN(H): [(D, H), (H, H), (H,)],
+        SimpleRNN(H, use_bias=False): [(D, H), (H, H)],
+        Bidirectional(SimpleRNN(H), merge_mode="ave"): [(D, H), (H, H), (H,)] * 2,
     }
     for layer, shapes in cases.items():
         model = Sequential([Input((None, D)), layer])
@@ -199,3 +203,65 @@ def test_masking_arguments_are_checked():
         Masking(mask_value=float("nan"))
     with pytest.raises(ValueError, match="Masking expects inputs of shape \\(batch, timesteps, features\\)"):
         Sequential([Masking(input_shape=(3,)), Dense(1)])
+
+
+def test_dense_takes_the_keras_activation_names_of_the_recurrent_layers():
+    lk.set_random_seed(0)
+    x = np.linspace(-4, 4, 9, dtype=np.float32)[:, None]  # (9, 1)
+    model = Sequential([Input((1,)), Dense(1, activation="hard_sigmoid", kernel_initializer="ones")])
+    np.testing.assert_allclose(model.predict(x)[:, 0], np.clip(x[:, 0] / 6 + 0.5, 0, 1), atol=1e-7)  # Keras 3
+    for name in [*lk.ACTIVATIONS, None]:
+        assert Dense(1, activation=name).activation == LSTM(1, activation=name).activation
+    for bad in ("hard_sigmoid_keras", "hard_sigmoid_matlab", "swish"):  # internal names are not Keras'
+        for make in (lambda a: Dense(1, activation=a), lambda a: GRU(1, recurrent_activation=a),
+                     lambda a: SimpleRNN(1, activation=a)):
+            with pytest.raises(ValueError, match=re.escape(f"activation must be one of {tuple(lk.ACTIVATIONS)} "
+                                                           f"or None, got {bad!r}")) as refused:
+                make(bad)
+            assert "_keras" not in str(refused.value).replace(repr(bad), "")
+
+
+def test_simple_rnn_runs_the_fused_kernel_and_the_masked_steps_alike():
+    """tanh and relu run torch.rnn_tanh/rnn_relu; under an all-True mask the same cell runs step by step."""
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.standard_normal((3, 5, 2)), dtype=torch.float32)
+    everything = torch.ones(3, 5, dtype=torch.bool)
+    for activation, fused in (("tanh", True), ("relu", True), ("softsign", False)):
+        for go_backwards in (False, True):
+            layer = SimpleRNN(4, activation=activation, return_sequences=True, go_backwards=go_backwards,
+                              bias_initializer="random_normal")
+            Sequential([Input((None, 2)), layer])
+            assert layer.module.fused is fused
+            torch.testing.assert_close(layer.module(x), layer.module(x, everything), rtol=1e-6, atol=1e-6)
+
+
+def test_bidirectional_merge_modes_and_their_shapes():
+    for mode, width in (("concat", 6), ("sum", 3), ("mul", 3), ("ave", 3)):
+        model = Sequential([Input((None, 2)), Bidirectional(SimpleRNN(3, return_sequences=True), merge_mode=mode)])
+        assert model.layers[0].output_shape == (None, width)
+        assert model.predict(np.ones((2, 4, 2), dtype=np.float32)).shape == (2, 4, width)
+    with pytest.raises(ValueError, match="merge_mode=None returns the forward and backward outputs as two tensors, "
+                                         "which a Sequential model cannot pass on"):
+        Bidirectional(LSTM(2), merge_mode=None)
+    with pytest.raises(ValueError, match=re.escape("merge_mode must be one of ('concat', 'sum', 'mul', 'ave'), "
+                                                   "got 'max'")):
+        Bidirectional(LSTM(2), merge_mode="max")
+    with pytest.raises(TypeError, match="layer must be an LSTM, GRU or SimpleRNN, got Dense"):
+        Bidirectional(Dense(2))
+
+
+def test_a_gru_bias_is_one_variable_for_clipnorm():
+    """Keras' GRU bias (2, 3H) is one variable: its b and bh are clipped together (``_Clipping``)."""
+    model = Sequential([Input((None, 2)), Bidirectional(GRU(3, return_sequences=True)),
+                        GRU(2, use_bias=False, return_sequences=True),
+                        GRU(2, reset_after=False, return_sequences=True), GRU(2), Dense(1)])
+    assert model._learnables() == {
+        "0.forward_layer.b": "0.forward_layer.bias", "0.forward_layer.bh": "0.forward_layer.bias",
+        "0.backward_layer.b": "0.backward_layer.bias", "0.backward_layer.bh": "0.backward_layer.bias",
+        "3.b": "3.bias", "3.bh": "3.bias"}
+    names = dict(model.module.named_parameters())
+    assert all(name in names for name in model._learnables())
+    assert lk.Adam(clipnorm=1.0).clipping() == {"gradient_threshold": 1.0, "gradient_threshold_method": "l2norm"}
+    assert lk.SGD(global_clipnorm=2).clipping()["gradient_threshold_method"] == "global-l2norm"
+    assert lk.RMSprop(clipvalue=0.5).clipping()["gradient_threshold_method"] == "absolute-value"
+    assert lk.Adam().clipping() == {}

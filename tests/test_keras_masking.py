@@ -106,6 +106,18 @@ CASES = {
     "masking_go_backwards_lstm": (  # outputs in reading order (last step first), the mask as it came
         lambda ns: [ns.Masking(input_shape=(None, 2)), ns.LSTM(5, go_backwards=True, return_sequences=True),
                     ns.Dense(1)], "mse", [], _padded_series),
+    "masking_simple_rnn": (
+        lambda ns: [ns.Masking(input_shape=(None, 2)), ns.SimpleRNN(6, return_sequences=True), ns.Dense(1)],
+        "MSE", ["MAE"], _padded_series),
+    "embedding_bidirectional_simple_rnn_sum_tagging": (  # merged by sum, 0 at masked steps; Keras' aliases
+        lambda ns: [ns.Embedding(12, 5, mask_zero=True),
+                    ns.Bidirectional(ns.SimpleRNN(6, return_sequences=True), merge_mode="sum"),
+                    ns.Dense(4, activation="softmax")],
+        "SparseCategoricalCrossentropy", ["acc"], _tagged_tokens),
+    "masking_bidirectional_gru_mul": (
+        lambda ns: [ns.Masking(input_shape=(None, 2)),
+                    ns.Bidirectional(ns.GRU(4, return_sequences=True), merge_mode="mul"), ns.Dense(1)],
+        "mean_squared_error", ["MeanAbsoluteError"], _padded_series),
     "masking_dense_binary": (  # no recurrent layer: the mask goes straight to the output
         lambda ns: [ns.Masking(input_shape=(None, 2)), ns.Dense(3, activation="tanh"),
                     ns.Dense(1, activation="sigmoid")],

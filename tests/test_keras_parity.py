@@ -8,6 +8,7 @@ weighted epoch mean all show in these numbers.
 """
 
 import os
+import re
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
@@ -124,6 +125,27 @@ CASES = {
         lambda ns: [ns.Masking(mask_value=-1.0), ns.Dense(3, activation="tanh"), ns.Dropout(0.0),
                     ns.Bidirectional(ns.LSTM(3, return_sequences=True)), ns.GRU(3, reset_after=False),
                     ns.Dense(1)], "mse", [], lambda: _padded_series(value=-1.0)),
+    "simple_rnn": (lambda ns: [ns.SimpleRNN(8, input_shape=(None, 2)), ns.Dense(1)], "mse", [], _regression_data),
+    "simple_rnn_relu_stacked_backwards_no_bias": (  # relu is fused in torch, hard_sigmoid runs step by step
+        lambda ns: [ns.SimpleRNN(5, activation="relu", return_sequences=True, input_shape=(None, 2)),
+                    ns.SimpleRNN(4, activation="hard_sigmoid", go_backwards=True, use_bias=False),
+                    ns.Dense(3, activation="hard_sigmoid"), ns.Dense(1)], "mse", ["mae"], _regression_data),
+    "masked_simple_rnn_acc": (  # History keys 'acc', as the metric was named
+        lambda ns: [ns.Embedding(12, 4, mask_zero=True), ns.SimpleRNN(6), ns.Dense(1, activation="sigmoid")],
+        "binary_crossentropy", ["acc"], _padded_tokens),
+    "bidirectional_simple_rnn_sum": (
+        lambda ns: [ns.Bidirectional(ns.SimpleRNN(6), merge_mode="sum", input_shape=(None, 2)), ns.Dense(1)],
+        "mse", [], _regression_data),
+    "bidirectional_lstm_mul_sequences": (
+        lambda ns: [ns.Bidirectional(ns.LSTM(4, return_sequences=True), merge_mode="mul", input_shape=(None, 2)),
+                    ns.GRU(3), ns.Dense(1)], "mse", [], _regression_data),
+    "masked_bidirectional_gru_ave": (
+        lambda ns: [ns.Embedding(12, 4, mask_zero=True), ns.Bidirectional(ns.GRU(4), merge_mode="ave"),
+                    ns.Dense(1, activation="sigmoid")], "binary_crossentropy", ["accuracy"], _padded_tokens),
+    "masking_bidirectional_simple_rnn_concat_sequences": (
+        lambda ns: [ns.Masking(input_shape=(None, 2)),
+                    ns.Bidirectional(ns.SimpleRNN(3, return_sequences=True), merge_mode="concat"),
+                    ns.SimpleRNN(3), ns.Dense(1)], "mse", [], _padded_series),
 }
 
 
@@ -220,7 +242,12 @@ def test_seed_example_final_loss_within_20_percent_of_keras():
                           ns.GRU(3, reset_after=False), ns.Dropout(0.1), ns.Dense(1, activation="sigmoid")]),
     ((None, 3), lambda ns: [ns.Masking(), ns.LSTM(4, return_sequences=True), ns.Masking(mask_value=-1),
                             ns.GRU(2), ns.Dense(1)]),
-], ids=["embedding", "masking"])
+    ((None, 2), lambda ns: [ns.SimpleRNN(5, return_sequences=True), ns.SimpleRNN(4, use_bias=False),
+                            ns.Dense(2)]),
+    ((None,), lambda ns: [ns.Embedding(30, 4), ns.Bidirectional(ns.SimpleRNN(3, return_sequences=True),
+                                                                merge_mode="sum"),
+                          ns.Bidirectional(ns.GRU(2), merge_mode="ave"), ns.Dense(1, activation="hard_sigmoid")]),
+], ids=["embedding", "masking", "simple_rnn", "merge_modes"])
 def test_summary_table_equals_real_keras(capsys, input_shape, build):
     keras.backend.clear_session()  # Keras numbers its layer names per session
     real = keras.Sequential([keras.Input(input_shape), *build(keras.layers)])
@@ -271,3 +298,207 @@ def test_pad_sequences_equals_keras(options):
         lk.pad_sequences(ragged, padding="both")
     with pytest.raises(ValueError, match=r"every step of every sequence must have one shape, got \[\(1,\), \(2,\)\]"):
         lk.pad_sequences([np.ones((2, 2)), np.ones((1, 1))])
+
+
+def _twins(build, X, optimizer, loss, metrics=()):
+    """(real Keras model, lstm_ref.keras model) built by ``build``, compiled with ``optimizer(ns)`` for ns in
+    (keras.optimizers, lstm_ref.keras.optimizers) (or a name), with Keras' initial weights in both."""
+    keras.utils.set_random_seed(0)
+    real = keras.Sequential(_keras_layers(build))
+    ours = lk.Sequential(build(lk))
+    for model, ns in ((real, keras.optimizers), (ours, lk.optimizers)):
+        model.compile(optimizer=optimizer if isinstance(optimizer, str) else optimizer(ns), loss=loss,
+                      metrics=list(metrics))
+    real.predict(X[:2], verbose=0)  # builds the Keras model
+    ours.predict(X[:2])
+    ours.set_weights(real.get_weights())
+    return real, ours
+
+
+def _assert_same_history(h_ours, h_real, what):
+    assert list(h_ours) == list(h_real), f"{what}: History keys"
+    for key in h_real:
+        np.testing.assert_allclose(h_ours[key], h_real[key], rtol=HISTORY_RTOL, err_msg=f"{what}: {key}")
+
+
+def _assert_same_weights(ours, real, what, atol=1e-5):
+    for k, (w_ours, w_real) in enumerate(zip(ours.get_weights(), real.get_weights())):
+        np.testing.assert_allclose(w_ours, w_real, atol=atol, err_msg=f"{what}: weight {k}")
+
+
+@pytest.mark.parametrize("optimizer, loss, metrics", [
+    ("Adam", "MSE", ["acc", "MAE"]),
+    ("ADAM", "MeanSquaredError", ["Accuracy", "mean_squared_error", "MeanAbsoluteError"]),
+    ("RMSprop", "mean_absolute_error", ["ACC", "mse"]),
+    ("sgd", "MAE", ["accuracy", "MSE", "mean_absolute_error"]),
+])
+def test_compile_names_and_history_keys_match_real_keras(optimizer, loss, metrics):
+    """Keras' spellings are taken, and History (val_ included) is keyed by the metric names as given."""
+    X, y = _regression_data()
+    real, ours = _twins(CASES["gru_reset_after"][0], X, optimizer, loss, metrics)
+    fit = dict(epochs=2, batch_size=16, shuffle=False, validation_split=0.2, verbose=0)
+    _assert_same_history(ours.fit(X, y, **fit).history, real.fit(X, y, **fit).history, f"{optimizer}/{loss}")
+
+
+def _class_ids():
+    X, y = _tokens()
+    return X, y.astype(np.int64)  # (N,) ids of 2 classes
+
+
+def _one_hot():
+    X, y = _class_ids()
+    return X, np.eye(2, dtype=np.float32)[y]  # (N, 2)
+
+
+@pytest.mark.parametrize("loss, metrics, data, units", [
+    ("BCE", ["acc"], _tokens, 1),
+    ("bce", ["ACC"], _tokens, 1),
+    ("BinaryCrossentropy", ["accuracy"], _tokens, 1),
+    ("crossentropy", ["acc"], _tokens, 1),  # binary by the shapes
+    ("CE", ["acc"], _class_ids, 2),  # sparse by the shapes
+    ("SparseCategoricalCrossentropy", ["Acc"], _class_ids, 2),
+    ("CategoricalCrossentropy", ["acc"], _one_hot, 2),
+], ids=["BCE", "bce", "BinaryCrossentropy", "crossentropy-binary", "CE-sparse", "SparseCategoricalCrossentropy",
+        "CategoricalCrossentropy"])
+def test_classification_loss_names_match_real_keras(loss, metrics, data, units):
+    X, y = data()
+    activation = "sigmoid" if units == 1 else "softmax"
+    real, ours = _twins(lambda ns: [ns.Embedding(12, 4), ns.LSTM(6), ns.Dense(units, activation=activation)], X,
+                        "adam", loss, metrics)
+    fit = dict(epochs=2, batch_size=16, shuffle=False, validation_split=0.2, verbose=0)
+    _assert_same_history(ours.fit(X, y, **fit).history, real.fit(X, y, **fit).history, loss)
+
+
+@pytest.mark.parametrize("argument, name", [("optimizer", "adamw"), ("loss", "Mse"), ("loss", "meansquarederror"),
+                                            ("loss", "huber"), ("metrics", "Mae"), ("metrics", "rmse")])
+def test_names_keras_refuses_or_we_lack_are_refused_with_the_list(argument, name):
+    compiled = {"optimizer": "adam", "loss": "mse", "metrics": []}
+    compiled[argument] = [name] if argument == "metrics" else name
+    model = lk.Sequential(CASES["lstm"][0](lk))
+    with pytest.raises(ValueError, match=re.escape(f"got {name!r}")) as refused:
+        model.compile(**compiled)
+    listed = {"optimizer": lk.OPTIMIZERS, "loss": lk.LOSSES, "metrics": lk.METRICS}[argument]
+    assert all(repr(known) in str(refused.value) for known in listed)
+    assert "hard_sigmoid_keras" not in str(refused.value)
+    if name in ("Mse", "meansquarederror", "Mae", "rmse"):  # Keras refuses these too
+        real = keras.Sequential(_keras_layers(CASES["lstm"][0]))
+        real.compile(**compiled)
+        with pytest.raises(ValueError, match="Could not interpret"):
+            real.fit(*_regression_data(n=4), verbose=0)
+
+
+# Keras clips before the update (keras/src/optimizers/base_optimizer.py); values small enough to bind.
+CLIP_BUILD = (lambda ns: [ns.GRU(6, return_sequences=True, input_shape=(None, 2)),  # one (2, 3H) bias variable
+                          ns.Bidirectional(ns.LSTM(3)), ns.Dense(1)])
+CLIPS = [{"clipnorm": 0.05}, {"global_clipnorm": 0.2}, {"clipvalue": 0.002}]
+
+
+@pytest.mark.parametrize("clip", CLIPS, ids=lambda c: next(iter(c)))
+@pytest.mark.parametrize("name, learning_rate", [("SGD", 0.1), ("Adam", 0.01), ("RMSprop", 0.01)])
+def test_gradient_clipping_matches_real_keras(name, learning_rate, clip):
+    X, y = _regression_data()
+    real, ours = _twins(CLIP_BUILD, X, lambda ns: getattr(ns, name)(learning_rate=learning_rate, **clip), "mse")
+    free = lk.Sequential(CLIP_BUILD(lk))
+    free.compile(optimizer=getattr(lk.optimizers, name)(learning_rate=learning_rate), loss="mse")
+    free.set_weights(real.get_weights())
+    fit = dict(epochs=2, batch_size=16, shuffle=False, verbose=0)
+    h_real = real.fit(X, y, **fit).history
+    _assert_same_history(ours.fit(X, y, **fit).history, h_real, f"{name} {clip}")
+    _assert_same_weights(ours, real, f"{name} {clip}: weights after fit")
+    free.fit(X, y, **fit)
+    moved = max(np.abs(a - b).max() for a, b in zip(free.get_weights(), real.get_weights()))
+    assert moved > 1e-3, f"{clip} did not bind: unclipped training ends {moved} away"
+
+
+def test_at_most_one_clipping_argument_with_keras_message():
+    for ns in (keras.optimizers, lk.optimizers):
+        with pytest.raises(ValueError) as refused:
+            ns.Adam(clipnorm=1.0, clipvalue=0.5)
+        if ns is keras.optimizers:
+            message = str(refused.value)
+    assert str(refused.value) == message
+    assert lk.SGD(clipnorm=0.0).clipping() == {} and lk.RMSprop(clipvalue=-1.0).clipping() == {}  # Keras: off
+
+
+@pytest.mark.parametrize("options", [
+    {},  # val_loss, patience 0
+    {"monitor": "val_mae", "patience": 2, "restore_best_weights": True},
+    {"monitor": "loss", "min_delta": 0.5, "patience": 1, "start_from_epoch": 3},
+    {"baseline": 2.0, "patience": 3, "restore_best_weights": True},
+    {"monitor": "val_mae", "mode": "max", "patience": 1},
+], ids=["defaults", "val_mae-restore", "loss-min_delta-start", "baseline-restore", "max"])
+def test_early_stopping_matches_real_keras(options):
+    X, y = _regression_data(n=40)
+    real, ours = _twins(CASES["lstm"][0], X, lambda ns: ns.Adam(learning_rate=0.05), "mse", ["mae"])
+    fit = dict(epochs=30, batch_size=8, shuffle=False, validation_split=0.25, verbose=0)
+    fit_real = real.fit(X, y, callbacks=[keras.callbacks.EarlyStopping(**options)], **fit)
+    fit_ours = ours.fit(X, y, callbacks=[lk.callbacks.EarlyStopping(**options)], **fit)
+    assert len(fit_real.history["loss"]) < 30, "the case must stop early in Keras"
+    assert fit_ours.epoch == fit_real.epoch and fit_ours.params == fit_real.params
+    _assert_same_history(fit_ours.history, fit_real.history, f"EarlyStopping({options})")
+    _assert_same_weights(ours, real, f"EarlyStopping({options}): weights after fit", atol=1e-4)
+
+
+def test_early_stopping_on_accuracy_goes_up_like_keras():
+    X, y = _tokens(n=80)
+    real, ours = _twins(CASES["embedding_lstm_binary"][0], X, lambda ns: ns.Adam(learning_rate=0.02),
+                        "binary_crossentropy", ["acc"])
+    fit = dict(epochs=20, batch_size=16, shuffle=False, validation_split=0.25, verbose=0)
+    options = dict(monitor="val_acc", patience=1, restore_best_weights=True)
+    fit_real = real.fit(X, y, callbacks=[keras.callbacks.EarlyStopping(**options)], **fit)
+    fit_ours = ours.fit(X, y, callbacks=[lk.EarlyStopping(**options)], **fit)
+    assert len(fit_real.history["loss"]) < 20
+    _assert_same_history(fit_ours.history, fit_real.history, "EarlyStopping(val_acc)")
+    _assert_same_weights(ours, real, "EarlyStopping(val_acc): restored weights", atol=1e-4)
+
+
+def test_early_stopping_warnings_and_errors_are_keras_own():
+    X, y = _regression_data(n=20)
+    messages = []
+    for ns, model in zip((keras, lk), _twins(CASES["lstm"][0], X, "adam", "mse", ["mae"])):
+        with pytest.warns(UserWarning) as caught:
+            history = model.fit(X, y, epochs=2, verbose=0, callbacks=[ns.callbacks.EarlyStopping()])
+        messages.append([str(w.message) for w in caught if "Early stopping" in str(w.message)])
+        assert len(history.history["loss"]) == 2  # no val_loss: never stops
+        with pytest.raises(ValueError) as refused:
+            model.fit(X, y, epochs=2, verbose=0, callbacks=[ns.callbacks.EarlyStopping(monitor="foo")])
+        messages.append(str(refused.value))
+        with pytest.warns(UserWarning, match="EarlyStopping mode 'lowest' is unknown, fallback to auto mode."):
+            ns.callbacks.EarlyStopping(mode="lowest")
+    assert messages[0] == messages[2] and len(messages[0]) == 2
+    assert "Available metrics are: loss,mae" in messages[0][0]
+    assert messages[1] == messages[3]
+    with pytest.raises(TypeError, match="lstm_ref.keras implements EarlyStopping only, got TerminateOnNaN"):
+        model.fit(X, y, callbacks=[keras.callbacks.TerminateOnNaN()])
+
+
+def test_bad_labels_and_ids_are_named_where_keras_fails():
+    """Keras on PyTorch fails inside torch (IndexError) or at the dtype (ValueError); ours names the value first."""
+    X, y = _tokens()
+    classify = (lambda ns: [ns.Embedding(12, 4), ns.LSTM(3), ns.Dense(3, activation="softmax")])
+    real, ours = _twins(classify, X, "adam", "sparse_categorical_crossentropy")
+    labels = y.astype(np.int64) * 3  # 0 or 3, for 3 classes
+    with pytest.raises(IndexError, match="out of bounds"):
+        real.fit(X, labels, verbose=0)
+    with pytest.raises(IndexError, match=re.escape("Received a label value of 3 which is outside the valid range "
+                                                   "of [0, 3)")):
+        ours.fit(X, labels, verbose=0)
+    with pytest.raises(IndexError, match=re.escape("Received a label value of -1")):
+        ours.evaluate(X, labels - 1)
+    with pytest.raises(IndexError, match=re.escape("Received a label value of 3")):
+        ours.fit(X[:40], labels[:40] // 3, validation_data=(X[40:], labels[40:]), verbose=0)
+    strings = np.array(["no", "yes"])[y.astype(int)]
+    for model, match in ((real, "Invalid dtype"), (ours, "y holds strings \\(dtype <U3\\); Keras takes numbers")):
+        with pytest.raises(ValueError, match=match):
+            model.fit(X, strings, verbose=0)
+    with pytest.raises(ValueError, match="x holds strings"):
+        ours.predict(np.array([["a", "b"]]))
+    too_big = np.where(X == 11, 12, X)  # input_dim 12: ids 0..11
+    with pytest.raises(IndexError, match="index out of range"):
+        real.predict(too_big, verbose=0)
+    with pytest.raises(IndexError, match=re.escape("Embedding input holds the token id 12, outside the valid "
+                                                   "range [0, 12)")):
+        ours.predict(too_big)
+    # Keras on PyTorch reads id -1 as the last row without a word; a negative id is always a bug: refused.
+    with pytest.raises(IndexError, match=re.escape("token id -1, outside the valid range [0, 12)")):
+        ours.predict(np.where(X == 11, -1, X))
