@@ -241,15 +241,15 @@ def receive(sock, deadline: float | None = None) -> bytes:
     return exactly(size)
 
 
-def _guarded(fn, args, kwargs):
-    """Call ``fn`` as the course's checkers do: calling the reference implementation fails."""
+def _guarded(fn, args, kwargs, allowed):
+    """Call ``fn`` as the course's checkers do: calling the reference implementation fails, but for
+    the reference functions named in ``allowed``; what it does to its arguments stays on them."""
     try:
         from lstm_ref.checkers import _call
     except ImportError:
         return fn(*args, **kwargs)
-    import functools
-
-    return _call(functools.partial(fn, **kwargs), getattr(fn, "__name__", "the function"), *args)
+    # No arguments through _call, which would copy them: the grader copies back what the call did to them.
+    return _call(lambda: fn(*args, **kwargs), getattr(fn, "__name__", "the function"), allowed=tuple(allowed))
 
 
 def serve(user_ns: dict, address: str) -> None:
@@ -259,9 +259,10 @@ def serve(user_ns: dict, address: str) -> None:
     answers ``{"kind": ...}`` with kind ``missing``, ``module`` (its name),
     ``value`` (plain data) or ``handle`` (anything else, functions included:
     the grader never looks up code by a name the kernel gives); ``{"op": "call",
-    "target": handle, "args": [...], "kwargs": {...}, "guard": bool,
-    "errstate": {...}}`` (run under the checkers' guard and NumPy's error
-    handling ``errstate``) answers ``{"result": value, "args": [...], "kwargs":
+    "target": handle, "args": [...], "kwargs": {...}, "guard": None or [names],
+    "errstate": {...}}`` (with a list, run under the checkers' guard, which
+    lets the answer call the reference functions named there; and under NumPy's
+    error handling ``errstate``) answers ``{"result": value, "args": [...], "kwargs":
     {...}}``, the arguments as the call left them. A failure answers ``{"error":
     [type name, message]}``. The kernel sends ``{"reply": answer}`` last; before
     it, ``{"callback": {"id": n, "args": [...], "kwargs": {...}}}`` for each call
@@ -328,8 +329,8 @@ def serve(user_ns: dict, address: str) -> None:
             else:
                 args, kwargs = req["args"], req["kwargs"]
                 with np.errstate(**req.get("errstate", {})):
-                    if req.get("guard"):
-                        result = _guarded(req["target"], args, kwargs)
+                    if req.get("guard") is not None:
+                        result = _guarded(req["target"], args, kwargs, req["guard"])
                     else:
                         result = req["target"](*args, **kwargs)
                 reply = {"result": result, "args": args, "kwargs": kwargs}

@@ -7,16 +7,19 @@ says *what* is wrong. To diagnose, the checker evaluates the reference under
 each usual mistake (swapped gate blocks, missing or doubled bias, wrong
 activation, h and c swapped, forget gate ignored, BPTT gradients not
 accumulated, off-by-one in time, ...) and reports the mistake whose output the
-student's output matches.
+student's output matches; else it reports NaN or inf where the reference is
+finite (an overflow), or which outputs differ and by how much.
 
 Shapes, seed and dtype are keyword arguments so that hidden tests re-check on
 other shapes; the tolerances depend only on the dtype (:data:`TOLERANCES`) and
 are the same for public and hidden tests.
 
 An answer that calls the reference implementation (``lstm_ref``'s NumPy or
-PyTorch cells, ``torch.nn.LSTM``/``GRU``/``RNN`` and their fused kernels,
-Keras' recurrent layers) earns nothing: the student's function runs under a
-profiler hook (``sys.setprofile``) and any call into those files fails the check.
+PyTorch cells, its data windows and weight conversions, ``torch.nn.LSTM``/
+``GRU``/``RNN`` and their fused kernels, Keras' recurrent layers) earns
+nothing: the student's function runs under a profiler hook (``sys.setprofile``)
+and any call from its code into those files fails the check, but for a forward
+pass that the task hands the student (``check_bptt_gradients``).
 
 Calling conventions (parameter dicts as in the package docstring: W (D, GH),
 U (H, GH), b (GH,), gate blocks [i|f|g|o] for the LSTM and [r|z|n] for the GRU):
@@ -29,11 +32,13 @@ check_lstm_step             ``fn(x, h_prev, c_prev, params) -> (h, c[, ...])``
 check_lstm_forward          ``fn(x, params, h0, c0) -> (hs, cs)``, both (N, T, H)
 check_lstm_param_count      ``fn(D, H) -> int``, or the number for given D and H
 check_gru_step              ``fn(x, h_prev, params) -> h`` or ``(h, ...)``
+check_load_gru_cell         ``fn(cell, params)``: params into a ``torch.nn.GRUCell``, in place
 check_rnn_step_backward     ``fn(dh, cache) -> (dx, dh_prev, grads)``
 check_lstm_step_backward    ``fn(dh, dc, cache) -> (dx, dh_prev, dc_prev, grads)``
 check_lstm_bptt             ``fn(dhs, caches) -> (dx, dh0, dc0, grads)``
 check_bptt_loss             ``fn(arrays, dhs) -> float``, sum(hs * dhs)
 check_bptt_gradients        ``grads_fn(arrays, dhs) -> dict`` against finite differences of ``loss_fn``
+check_windows               ``fn(series, window, horizon) -> (X, y)``, sliding windows
 ==========================  =====================================================
 
 The caches are those of ``lstm_ref.rnn_step_forward`` and
@@ -95,12 +100,16 @@ _REFERENCE_FUNCTIONS = (
     "rnn_step_forward", "rnn_step_backward", "rnn_forward", "rnn_backward",
     "gru_step_forward", "gru_step_backward", "gru_forward", "gru_backward",
 )  # fmt: skip
+# The reference forward passes, which an answer may call where the task gives it the forward pass.
+_FORWARD_PASSES = ("lstm_ref.lstm_step_forward", "lstm_ref.lstm_forward")
 # Other files of reference cells, as (package, path inside it). They are located
 # without being imported: importing torch or keras here would cost seconds per check.
 _REFERENCE_SOURCES = (
     ("lstm_ref", "_sequence.py"),
     ("lstm_ref", "_layers.py"),
     ("lstm_ref", "torch_backend.py"),
+    ("lstm_ref", "data.py"),
+    ("lstm_ref", "interop.py"),
     ("torch", "nn/modules/rnn.py"),
     ("keras", "src/layers/rnn/lstm.py"),
     ("keras", "src/layers/rnn/gru.py"),
@@ -139,24 +148,39 @@ def _public_name(frame: Any) -> str:
     return f"{module}.{qualname}"
 
 
-def _call(fn: Callable[..., Any], what: str, *args: Any) -> Any:
-    """``fn(*copies of args)``, failing if it calls into a reference implementation."""
+def _call(fn: Callable[..., Any], what: str, *args: Any, allowed: Sequence[str] = ()) -> Any:
+    """``fn(*copies of args)``, failing if it calls into a reference implementation.
+
+    A call from the answer's code into a reference file fails, unless the
+    function's public name (``_public_name``) is in ``allowed`` (a forward pass
+    the task hands the student, say): until that call returns, nothing is
+    checked.
+    """
     if not callable(fn):
         raise AssertionError(f"{what} must be a function, got {type(fn).__name__}")
     args = copy.deepcopy(args)
     files = _reference_files()
     called: list[str] = []
+    running: list[Any] = []  # the frame of an allowed reference call in progress
 
     def hook(frame: Any, event: str, arg: Any) -> None:
         if called:
             return
-        if event == "call" and _realpath(frame.f_code.co_filename) in files:
-            called.append(_public_name(frame))
+        if running:
+            if event == "return" and frame is running[0]:
+                running.clear()
+        elif event == "call" and _realpath(frame.f_code.co_filename) in files:
+            name = _public_name(frame)
+            if name in allowed:
+                running.append(frame)
+            else:
+                called.append(name)
         elif event == "c_call" and getattr(arg, "__name__", None) in _TORCH_KERNELS:
             owner = getattr(arg, "__module__", None) or type(getattr(arg, "__self__", None)).__module__
             if owner.startswith("torch"):
                 called.append(f"torch.{arg.__name__}")
 
+    hook.allowed = tuple(allowed)  # the grader's kernel runs a remote answer under the same rule
     previous = sys.getprofile()
     sys.setprofile(hook)
     try:
@@ -192,8 +216,12 @@ def _close(got: np.ndarray, expected: np.ndarray, tol: Tolerance) -> bool:
     )
 
 
-def _shape_problem(name: str, got: Any, expected: np.ndarray, dims: Mapping[str, str]) -> str | None:
-    """Why ``got`` cannot be compared with ``expected`` (type, shape, dtype), or None."""
+def _shape_problem(name: str, got: Any, expected: np.ndarray, dims: Mapping[str, str], calls: str = "") -> str | None:
+    """Why ``got`` cannot be compared with ``expected`` (type, shape, dtype), or None.
+
+    ``calls`` names the student's functions that the checked function calls
+    ("your sigmoid and tanh"): a wrong dtype may come from any of them.
+    """
     want = f"{dims[name]} = {expected.shape}" if name in dims else str(expected.shape)
     if got is None:
         return f"{name} is None: return an array of shape {want}"
@@ -208,16 +236,36 @@ def _shape_problem(name: str, got: Any, expected: np.ndarray, dims: Mapping[str,
             hint = " (sum over the batch axis N)"
         return f"{name} has shape {got.shape}, expected {want}{hint}"
     if got.dtype != expected.dtype:
-        return f"{name} has dtype {got.dtype}; for {expected.dtype} inputs it must be {expected.dtype}"
+        hint = f": check that every function it calls ({calls} too) keeps the input's dtype" if calls else ""
+        return f"{name} has dtype {got.dtype}; for {expected.dtype} inputs it must be {expected.dtype}{hint}"
     return None
 
 
-def _compare(what: str, got: Outputs, expected: Outputs, mistakes: Sequence[Mistake], dims: Mapping[str, str]) -> None:
-    """Pass if ``got`` equals ``expected``; else raise the first mistake that explains it, or what differs."""
+def _nonfinite_problem(name: str, got: np.ndarray, expected: np.ndarray,
+                       explain: Callable[[np.ndarray], str] | None) -> str | None:  # fmt: skip
+    """What to say when ``got`` is NaN or inf where ``expected`` is finite, or None.
+
+    ``explain(bad)`` says why, given the mask of those entries; by default, the usual causes.
+    """
+    bad = ~np.isfinite(got) & np.isfinite(expected)
+    if not bad.any():
+        return None
+    why = explain(bad) if explain else "an exp that overflows or a division by zero gives them"
+    return f"{name} has NaN or inf values ({bad.sum()} of {bad.size}) where the expected values are finite: {why}"
+
+
+def _compare(what: str, got: Outputs, expected: Outputs, mistakes: Sequence[Mistake], dims: Mapping[str, str], *,
+             calls: str = "", explain_nonfinite: Callable[[np.ndarray], str] | None = None) -> None:  # fmt: skip
+    """Pass if ``got`` equals ``expected``; else raise the first mistake that explains it, or what differs.
+
+    A mistake never explains NaN or inf (:func:`_close`); without one, NaN or inf
+    where the expected values are finite is reported before the errors, explained
+    by ``explain_nonfinite`` (see :func:`_nonfinite_problem`). ``calls``: see :func:`_shape_problem`.
+    """
     tol = TOLERANCES[next(iter(expected.values())).dtype]
     got = {k: np.asarray(v) if isinstance(v, np.generic) else v for k, v in got.items()}  # 0-d math gives scalars
     for name, value in expected.items():
-        problem = _shape_problem(name, got.get(name), value, dims)
+        problem = _shape_problem(name, got.get(name), value, dims, calls)
         if problem:
             raise AssertionError(f"{what}: {problem}")
     wrong = [name for name in expected if not _close(got[name], expected[name], tol)]
@@ -226,6 +274,10 @@ def _compare(what: str, got: Outputs, expected: Outputs, mistakes: Sequence[Mist
     for mistake in mistakes:
         if all(_close(got[name], value, tol) for name, value in mistake.outputs().items()):
             raise AssertionError(f"{what}: {mistake.message}")
+    for name in wrong:
+        problem = _nonfinite_problem(name, got[name], expected[name], explain_nonfinite)
+        if problem:
+            raise AssertionError(f"{what}: {problem}")
     right = [name for name in expected if name not in wrong]
     errors = ", ".join(f"{name} (max abs error {np.max(np.abs(got[name] - expected[name])):.3g})" for name in wrong)
     raise AssertionError(
@@ -327,25 +379,39 @@ def _permutations(gates: int) -> list[tuple[int, ...]]:
 
 _ACTIVATION_PROBE = np.array([-1000.0, -80.0, -30.0, -5.0, -1.0, -1e-3, 0.0, 1e-3, 0.5, 2.0, 30.0, 80.0, 1000.0])
 Activation = Callable[[np.ndarray], np.ndarray]
+# NaN or inf only at |x| >= this is blamed on exp overflowing (the first to overflow, exp(2x), does from |x| = 44).
+_OVERFLOW_FROM = 20.0
 
 
 def _check_activation(fn: Activation, what: str, reference: Activation, others: Mapping[str, Activation],
-                      seed: int, dtype: np.dtype) -> None:  # fmt: skip
-    """Values on extreme, random and 0-d inputs (overflow warnings silenced), then no overflow at all."""
+                      advice: str, seed: int, dtype: np.dtype) -> None:  # fmt: skip
+    """Values on extreme, random and 0-d inputs (overflow warnings silenced), then no overflow at all.
+
+    NaN or inf in the output is reported with the inputs that give it. ``advice``
+    completes "never evaluate exp of a large positive number, e.g. ..." for an
+    output that overflows to NaN or inf, or overflows on the way.
+    """
     rng = np.random.default_rng(seed)
+    never = f"never evaluate exp of a large positive number, e.g. {advice}"
     for x in (_ACTIVATION_PROBE.astype(dtype), _normal(rng, (3, 4, 5), dtype, 3.0), np.asarray(0.7, dtype)):
         with np.errstate(all="ignore"):
             got = _call(fn, what, x)
         mistakes = [Mistake(msg, lambda f=f, x=x: {"output": f(x).astype(x.dtype)}) for msg, f in others.items()]
-        _compare(f"{what} on inputs of shape {x.shape}", {"output": got}, {"output": reference(x)}, mistakes, {})
+
+        def overflow(bad: np.ndarray, x: np.ndarray = x) -> str:
+            inputs = np.unique(x[bad])
+            listed = ", ".join(f"{v:g}" for v in inputs[:4]) + (", ..." if len(inputs) > 4 else "")
+            if np.abs(inputs).min() < _OVERFLOW_FROM:
+                return f"for x = {listed}"
+            return f"exp overflows for inputs of large magnitude (x = {listed}); {never}"
+
+        _compare(f"{what} on inputs of shape {x.shape}", {"output": got}, {"output": reference(x)}, mistakes, {},
+                 explain_nonfinite=overflow)  # fmt: skip
     with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
         try:
             _call(fn, what, _ACTIVATION_PROBE.astype(dtype))
         except FloatingPointError as err:
-            raise AssertionError(
-                f"{what} overflows for large |x| ({err}): never evaluate exp of a large positive number, "
-                "e.g. use exp(-|x|) and pick the formula by the sign of x"
-            ) from None
+            raise AssertionError(f"{what} overflows for large |x| ({err}): {never}") from None
 
 
 def check_sigmoid(fn: Activation, *, seed: int = 0, dtype: np.dtype = np.float64) -> None:
@@ -354,7 +420,8 @@ def check_sigmoid(fn: Activation, *, seed: int = 0, dtype: np.dtype = np.float64
         "returns sigmoid(-x): the sign inside exp is flipped": lambda x: sigmoid(-x),
         "returns tanh(x), not the sigmoid": np.tanh,
     }
-    _check_activation(fn, "sigmoid", sigmoid, others, seed, _float_dtype(dtype))
+    advice = "use exp(-|x|) and pick the formula by the sign of x"
+    _check_activation(fn, "sigmoid", sigmoid, others, advice, seed, _float_dtype(dtype))
 
 
 def check_tanh(fn: Activation, *, seed: int = 0, dtype: np.dtype = np.float64) -> None:
@@ -364,7 +431,8 @@ def check_tanh(fn: Activation, *, seed: int = 0, dtype: np.dtype = np.float64) -
         "returns 2 sigmoid(x) - 1 = tanh(x/2): the argument must be 2x": lambda x: 2.0 * sigmoid(x) - 1.0,
         "returns 2 sigmoid(2x) without the - 1": lambda x: 2.0 * sigmoid(2.0 * x),
     }
-    _check_activation(fn, "tanh", np.tanh, others, seed, _float_dtype(dtype))
+    advice = "write tanh(x) = 2 sigmoid(2x) - 1 with a sigmoid that never overflows"
+    _check_activation(fn, "tanh", np.tanh, others, advice, seed, _float_dtype(dtype))
 
 
 # ---------------------------------------------------------------------------
@@ -463,7 +531,7 @@ def check_lstm_step(fn: Callable[..., Any], *, N: int = 3, D: int = 4, H: int = 
         Mistake(msg, lambda step=step: dict(zip(("h", "c"), step(x, h0, c0))))
         for msg, step in _lstm_step_mistakes(params, D, H)
     ]
-    _compare("lstm_step", got, expected, mistakes, _STATE_DIMS)
+    _compare("lstm_step", got, expected, mistakes, _STATE_DIMS, calls="your sigmoid and tanh")
 
 
 def _lstm_sequence(step: Step, x: np.ndarray, h0: np.ndarray, c0: np.ndarray, *, carry: str = "hc",
@@ -494,9 +562,10 @@ def check_lstm_forward(fn: Callable[..., Any], *, N: int = 2, T: int = 6, D: int
     expected = {"hs": hs, "cs": cache.c[1:].transpose(1, 0, 2)}  # cache.c is time-major (T+1, N, H), c[0] = c0
     got = _outputs("lstm_forward", _call(fn, "lstm_forward", x, params, h0, c0), ("hs", "cs"), "(hs, cs), each (N, T, H)")
     ref = _lstm_step(params)
+    zeros = np.zeros_like(h0)
 
-    def seq(step: Step = ref, **kw: Any) -> Callable[[], Outputs]:
-        return lambda: _lstm_sequence(step, x, h0, c0, **kw)
+    def seq(step: Step = ref, h_0: np.ndarray = h0, c_0: np.ndarray = c0, **kw: Any) -> Callable[[], Outputs]:
+        return lambda: _lstm_sequence(step, x, h_0, c_0, **kw)
 
     def backwards() -> Outputs:
         return {k: v[:, ::-1] for k, v in _lstm_sequence(ref, x[:, ::-1], h0, c0).items()}
@@ -505,11 +574,14 @@ def check_lstm_forward(fn: Callable[..., Any], *, N: int = 2, T: int = 6, D: int
         Mistake("the states are not carried from one step to the next (every step starts from h0, c0)", seq(carry="")),
         Mistake("the cell state c is not carried from one step to the next", seq(carry="h")),
         Mistake("the hidden state h is not carried from one step to the next", seq(carry="c")),
+        Mistake("the sequence starts from zeros: the first step must read the given h0 and c0", seq(h_0=zeros, c_0=zeros)),
+        Mistake("the sequence starts from h = 0: the first step must read the given h0", seq(h_0=zeros)),
+        Mistake("the sequence starts from c = 0: the first step must read the given c0", seq(c_0=zeros)),
         Mistake("off by one in time: hs[:, t] must hold h_t after step t, not the state before it", seq(before=True)),
         Mistake("the sequence is read backwards in time", backwards),
     ]
     mistakes += [Mistake(f"in every step, {msg}", seq(step)) for msg, step in _lstm_step_mistakes(params, D, H)]
-    _compare("lstm_forward", got, expected, mistakes, _STATE_DIMS)
+    _compare("lstm_forward", got, expected, mistakes, _STATE_DIMS, calls="your lstm_step, sigmoid and tanh")
 
 
 def check_lstm_param_count(fn_or_value: Callable[[int, int], int] | int, *, D: int | None = None,
@@ -573,7 +645,12 @@ def check_gru_step(fn: Callable[..., Any], reset_mode: str = "after-multiplicati
         Mistake("the bias b is added twice", ref({**params, "b": 2 * params["b"]})),
     ]
     if recurrent_bias:
-        mistakes.append(Mistake("the recurrent bias bh is missing", ref({**params, "bh": np.zeros_like(params["bh"])})))
+        bh_n_only = {**params, "bh": np.concatenate([np.zeros(2 * H, dtype), params["bh"][2 * H :]])}  # r, z blocks 0
+        mistakes += [
+            Mistake("the recurrent bias bh is missing", ref({**params, "bh": np.zeros_like(params["bh"])})),
+            Mistake("the recurrent bias bh is added to the n block only: h_prev U + bh for the r and z blocks too",
+                    ref(bh_n_only)),
+        ]  # fmt: skip
     without_bh = {k: v for k, v in params.items() if k != "bh"}
     mistakes += [
         Mistake(f"the reset gate is placed as in '{mode}', not '{reset_mode}'", ref(without_bh, mode))
@@ -581,7 +658,49 @@ def check_gru_step(fn: Callable[..., Any], reset_mode: str = "after-multiplicati
         if mode != reset_mode
     ]
     mistakes += [Mistake(_permutation_message(GRU_GATES, src), ref(_permuted(params, src, keys))) for src in _permutations(3)]
-    _compare(what, got, expected, mistakes, _STATE_DIMS)
+    _compare(what, got, expected, mistakes, _STATE_DIMS, calls="sigmoid and tanh")
+
+
+def check_load_gru_cell(fn: Callable[..., Any], *, D: int = 4, H: int = 5, seed: int = 0) -> None:
+    """Check ``fn(cell, params)``: it copies a GRU's params (``"recurrent-bias-after-multiplication"``:
+    W (D, 3H), U (H, 3H), b, bh (3H,)) into a float64 ``torch.nn.GRUCell(D, H)`` in place, so that the
+    cell computes ``lstm_ref.gru_step_forward``: weight_ih = W^T (3H, D), weight_hh = U^T (3H, H),
+    bias_ih = b, bias_hh = bh, the gate blocks r, z, n in the same order.
+    """
+    import torch
+
+    rng = np.random.default_rng(seed)
+    p = {"W": rng.normal(size=(D, 3 * H)), "U": rng.normal(size=(H, 3 * H)) / np.sqrt(H),
+         "b": rng.normal(size=3 * H), "bh": rng.normal(size=3 * H)}
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        cell = torch.nn.GRUCell(D, H, dtype=torch.float64)
+    before = {name: value.detach().numpy().copy() for name, value in cell.named_parameters()}
+
+    def load(cell: Any, params: dict) -> Any:
+        fn(cell, params)
+        return cell
+
+    try:
+        loaded = _call(load, "load_gru_cell", cell, p)
+    except RuntimeError as err:  # torch refuses to copy an array of another shape
+        raise AssertionError(f"load_gru_cell: torch refused a copy ({err}); nn.GRUCell stores "
+                             f"weight_ih (3H, D) = W.T and weight_hh (3H, H) = U.T") from None
+    got = {name: value.detach().numpy() for name, value in loaded.named_parameters()}
+    expected = {"weight_ih": p["W"].T, "weight_hh": p["U"].T, "bias_ih": p["b"], "bias_hh": p["bh"]}
+    rz_swapped = np.r_[H : 2 * H, 0:H, 2 * H : 3 * H]  # the z block first: Keras' order z, r, h
+    mistakes = [
+        Mistake("bias_ih and bias_hh are swapped: bias_ih = b, bias_hh = bh",
+                lambda: {**expected, "bias_ih": p["bh"], "bias_hh": p["b"]}),
+        Mistake("bias_hh is not loaded: nn.GRUCell adds it inside r * (h U_n + bh_n); copy bh into it",
+                lambda: {**expected, "bias_hh": before["bias_hh"]}),
+        Mistake("bias_hh is zero: nn.GRUCell adds it inside r * (h U_n + bh_n); copy bh into it",
+                lambda: {**expected, "bias_hh": np.zeros(3 * H)}),
+        Mistake("the r and z blocks are swapped: PyTorch's gate order is r, z, n, the course's",
+                lambda: {name: value[rz_swapped] for name, value in expected.items()}),
+    ]
+    _compare("load_gru_cell", got, expected, mistakes,
+             {"weight_ih": "(3H, D)", "weight_hh": "(3H, H)", "bias_ih": "(3H,)", "bias_hh": "(3H,)"})
 
 
 # ---------------------------------------------------------------------------
@@ -640,8 +759,8 @@ def check_lstm_step_backward(fn: Callable[..., Any], *, N: int = 3, D: int = 4, 
     dh, dc = _normal(rng, (N, H), x.dtype), _normal(rng, (N, H), x.dtype)
     _, _, cache = lstm_ref.lstm_step_forward(x, h0, c0, params)
 
-    def ref(dh_: np.ndarray, dc_: np.ndarray) -> Outputs:
-        dx, dh_prev, dc_prev, grads = lstm_ref.lstm_step_backward(dh_, dc_, cache)
+    def ref(dh_: np.ndarray, dc_: np.ndarray, tanh_c: np.ndarray = cache.tanh_c) -> Outputs:
+        dx, dh_prev, dc_prev, grads = lstm_ref.lstm_step_backward(dh_, dc_, cache._replace(tanh_c=tanh_c))
         return {"dx": dx, "dh_prev": dh_prev, "dc_prev": dc_prev, **_named_grads(grads)}
 
     expected = ref(dh, dc)
@@ -650,7 +769,13 @@ def check_lstm_step_backward(fn: Callable[..., Any], *, N: int = 3, D: int = 4, 
                    "(dx, dh_prev, dc_prev, grads)")  # fmt: skip
     _, f, _, o = _blocks(cache.gates, 4)  # activated gates (N, H) each
     through_tanh = dh * o * (1.0 - cache.tanh_c**2)  # (N, H) the part of dh that reaches c
+    tanh_c_prev = np.tanh(cache.c_prev)  # (N, H)
+
     # The backward is linear in (dh, dc): a mistake in the cell gradient is the reference with another dc.
+    def tanh_used(in_cell: np.ndarray, in_o: np.ndarray) -> Callable[[], Outputs]:
+        """The reference with ``in_cell`` for tanh(c) in the cell gradient and ``in_o`` in dz_o."""
+        return lambda: ref(dh, dc + dh * o * (in_o**2 - in_cell**2), in_o)
+
     mistakes = [
         Mistake("the upstream gradient dc is ignored: the cell gradient is dc + dh * o * (1 - tanh(c)^2)",
                 lambda: ref(dh, np.zeros_like(dc))),
@@ -658,9 +783,16 @@ def check_lstm_step_backward(fn: Callable[..., Any], *, N: int = 3, D: int = 4, 
                 lambda: ref(dh, dc - through_tanh)),
         Mistake("the tanh derivative on the cell is missing: dc + dh * o * (1 - tanh(c)^2), not dc + dh * o",
                 lambda: ref(dh, dc - through_tanh + dh * o)),
+        Mistake("dc_prev = dc * f leaves out the path through h: dc_prev = (dc + dh * o * (1 - tanh(c)^2)) * f, "
+                "the cell gradient times f", lambda: {**expected, "dc_prev": dc * f}),
         Mistake("dc_prev misses the forget gate: dc_prev = (cell gradient) * f",
                 lambda: {"dc_prev": expected["dc_prev"] / f}),
         Mistake("every gradient has the wrong sign", lambda: _negated(expected)),
+    ]  # fmt: skip
+    mistakes += [
+        Mistake("tanh(c_prev) is used where tanh(c) belongs: the new cell state c enters the cell gradient "
+                "dc + dh * o * (1 - tanh(c)^2) and dz_o = dh * tanh(c) * o (1 - o)", tanh_used(in_cell, in_o))
+        for in_cell, in_o in ((tanh_c_prev, tanh_c_prev), (tanh_c_prev, cache.tanh_c), (cache.tanh_c, tanh_c_prev))
     ]  # fmt: skip
     expected_grads = {k: v for k, v in expected.items() if k.startswith("grads")}
     mistakes += [
@@ -683,21 +815,22 @@ def lstm_step_caches(x: np.ndarray, params: Params, h0: np.ndarray, c0: np.ndarr
 
 
 def _bptt_model(dhs: np.ndarray, caches: Sequence[Any], *, accumulate: str = "all", carry: str = "hc",
-                dout_shift: int = 0, dx_shift: int = 0) -> Outputs:  # fmt: skip
+                dout_shift: int = 0, dx_shift: int = 0, first: int = 0) -> Outputs:  # fmt: skip
     """BPTT through the reference step backward, with one usual mistake.
 
     ``accumulate``: "all" (sum over t), "first" (grads of step 0 only: overwritten
     in a loop running backwards) or "last" (step T-1 only); ``carry``: the state
     gradients passed back from step to step; ``dout_shift``: step t reads
     dhs[:, t + dout_shift] with Python's indexing (-1 is the last step) and zero
-    past the end; ``dx_shift``: dx of step t lands at t + dx_shift (dropped outside).
+    past the end; ``dx_shift``: dx of step t lands at t + dx_shift (dropped outside);
+    ``first``: the loop stops after step ``first`` (dx of the steps before stays zero).
     """
     N, T, H = dhs.shape
     dh_next = np.zeros((N, H), dhs.dtype)
     dc_next = np.zeros((N, H), dhs.dtype)
     dx = np.zeros((N, T, caches[0].x.shape[1]), dhs.dtype)
-    total: dict[str, np.ndarray] = {}
-    for t in reversed(range(T)):
+    total = {k: np.zeros_like(caches[0].params[k]) for k in _PARAM_KEYS}
+    for t in reversed(range(first, T)):
         s = t + dout_shift
         upstream = dhs[:, s] if s < T else np.zeros((N, H), dhs.dtype)
         dx_t, dh_prev, dc_prev, grads = lstm_ref.lstm_step_backward(upstream + dh_next, dc_next, caches[t])
@@ -706,7 +839,7 @@ def _bptt_model(dhs: np.ndarray, caches: Sequence[Any], *, accumulate: str = "al
         dh_next = dh_prev if "h" in carry else np.zeros_like(dh_prev)
         dc_next = dc_prev if "c" in carry else np.zeros_like(dc_prev)
         if accumulate == "all":
-            total = {k: total.get(k, 0) + grads[k] for k in _PARAM_KEYS}
+            total = {k: total[k] + grads[k] for k in _PARAM_KEYS}
         elif accumulate == "first" or t == T - 1:
             total = {k: grads[k] for k in _PARAM_KEYS}
     return {"dx": dx, "dh0": dh_next, "dc0": dc_next, **_named_grads(total)}
@@ -736,6 +869,10 @@ def check_lstm_bptt(fn: Callable[..., Any], *, N: int = 2, T: int = 5, D: int = 
     # Without the carry, what a student returns as dh0/dc0 varies: judge dx and the weights.
     dx_weights = ["dx", *weights]
     mistakes = [
+        # dx[:, 0] is whatever the student's code left there: judge the rest. Before "only the last step's",
+        # which explains the weights alone when T = 2.
+        Mistake("the loop over t stops before step 0 (range(T-1, 0, -1)): use reversed(range(T))",
+                model(["dh0", "dc0", *weights], first=1)),
         Mistake("the weight gradients are not accumulated over time: grads holds only step 0's (use +=)",
                 model(weights, accumulate="first")),
         Mistake("the weight gradients are not accumulated over time: grads holds only the last step's (use +=)",
@@ -748,7 +885,7 @@ def check_lstm_bptt(fn: Callable[..., Any], *, N: int = 2, T: int = 5, D: int = 
         Mistake("off by one in time: dx of step t belongs at dx[:, t]", model(dx_shift=1)),
         Mistake("off by one in time: dx of step t belongs at dx[:, t]", model(dx_shift=-1)),
     ]  # fmt: skip
-    _compare(what, got, expected, mistakes, {**_GRAD_DIMS, "dx": "(N, T, D)"})
+    _compare(what, got, expected, mistakes, {**_GRAD_DIMS, "dx": "(N, T, D)"}, calls="your lstm_step_backward")
 
 
 # ---------------------------------------------------------------------------
@@ -797,7 +934,8 @@ def check_bptt_gradients(loss_fn: Callable[..., Any], grads_fn: Callable[..., An
     (``lstm_ref.gradcheck.gradcheck``, float64) must stay below :data:`GRADCHECK_RTOL`.
     """
     arrays, dhs = _bptt_problem(N, T, D, H, seed)
-    analytic = grads_fn(copy.deepcopy(arrays), dhs.copy())
+    # The forward pass is given (lstm_step_caches); the gradients must come from the student's own BPTT.
+    analytic = _call(grads_fn, "bptt_gradients", arrays, dhs, allowed=_FORWARD_PASSES)
     if not isinstance(analytic, Mapping) or set(analytic) != set(arrays):
         keys = sorted(analytic) if isinstance(analytic, Mapping) else type(analytic).__name__
         raise AssertionError(f"bptt_gradients must return a dict with the keys {sorted(arrays)}, got {keys}")
@@ -813,3 +951,39 @@ def check_bptt_gradients(loss_fn: Callable[..., Any], grads_fn: Callable[..., An
             f"bptt_gradients disagrees with finite differences of bptt_loss: relative error {listed} "
             f"(must be below {GRADCHECK_RTOL:g}); the other gradients agree"
         )
+
+
+# ---------------------------------------------------------------------------
+# Sequence tasks
+
+
+def check_windows(fn: Callable[..., Any], series: Any, window: int, horizon: int = 1) -> None:
+    """Check ``fn(series, window, horizon) -> (X, y)`` against ``lstm_ref.data.windows``.
+
+    For a series s (T,) or (T, D): X[k] = s[k : k + W] (N, W, D) and y[k] = s[k + W : k + W + horizon]
+    flattened step-major (N, horizon * D), k = 0 .. N-1 with N = T - W - horizon + 1. A series too
+    short for one window and its horizon must raise a ValueError naming ``series``.
+    """
+    from lstm_ref import data
+
+    series = np.asarray(series, dtype=np.float64)
+    try:
+        X, y = data.windows(series, window, horizon)
+    except ValueError:
+        try:
+            _call(fn, "make_windows", series, window, horizon)
+        except ValueError as err:
+            if "series" not in str(err):
+                raise AssertionError(f"make_windows: the ValueError should name series, got: {err}") from None
+            return
+        raise AssertionError(f"make_windows accepted a series of length {len(series)} for window={window}, "
+                             f"horizon={horizon}: it must raise a ValueError naming series") from None
+    got = _outputs("make_windows", _call(fn, "make_windows", series, window, horizon), ("X", "y"), "(X, y)")
+    N, D = len(X), X.shape[2]
+    mistakes = [
+        Mistake("y is the last value of each window: y_k is the value right after window k",
+                lambda: {"X": X, "y": np.tile(X[:, -1], horizon)}),
+        Mistake("y is feature-major: y[:, j*D:(j+1)*D] must hold the values j + 1 steps after the window",
+                lambda: {"X": X, "y": y.reshape(N, horizon, D).transpose(0, 2, 1).reshape(N, -1)}),
+    ]
+    _compare("make_windows", got, {"X": X, "y": y}, mistakes, {"X": "(N, W, D)", "y": "(N, horizon * D)"})

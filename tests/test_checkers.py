@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import lstm_ref
-from lstm_ref import checkers
+from lstm_ref import checkers, data, interop
 
 SHAPES = [dict(N=3, D=4, H=5, seed=0, dtype=np.float64), dict(N=1, D=7, H=2, seed=11, dtype=np.float32)]
 
@@ -42,8 +42,9 @@ def lstm_step(x, h_prev, c_prev, params, *, order="ifgo", bias=1.0, acts="ssts",
     return (c, h) if swap_return else (h, c)
 
 
-def lstm_forward(x, params, h0, c0, *, step=lstm_step, carry="hc", before=False, backwards=False):
-    h, c = h0, c0
+def lstm_forward(x, params, h0, c0, *, step=lstm_step, carry="hc", before=False, backwards=False, zeros=""):
+    h = np.zeros_like(h0) if "h" in zeros else h0
+    c = np.zeros_like(c0) if "c" in zeros else c0
     hs, cs = [], []
     for t in reversed(range(x.shape[1])) if backwards else range(x.shape[1]):
         if before:
@@ -58,11 +59,14 @@ def lstm_forward(x, params, h0, c0, *, step=lstm_step, carry="hc", before=False,
     return np.stack(hs, axis=1), np.stack(cs, axis=1)
 
 
-def gru_step(x, h_prev, params, *, mode="after-multiplication", order="rzn", flip_update=False, reset=True, bias=1.0):
+def gru_step(x, h_prev, params, *, mode="after-multiplication", order="rzn", flip_update=False, reset=True, bias=1.0,
+             bh_rz=True):  # fmt: skip
     H = h_prev.shape[1]
     blocks = {name: slice(k * H, (k + 1) * H) for name, k in zip("rzn", map("rzn".index, order))}
     W, U, b = params["W"], params["U"], bias * params["b"]
-    bh = params.get("bh", np.zeros_like(b))
+    bh = params.get("bh", np.zeros_like(b)).copy()
+    if not bh_rz:
+        bh[blocks["r"]] = bh[blocks["z"]] = 0.0
     r = 1.0 if not reset else sigmoid(x @ W[:, blocks["r"]] + b[blocks["r"]] + h_prev @ U[:, blocks["r"]] + bh[blocks["r"]])
     z = sigmoid(x @ W[:, blocks["z"]] + b[blocks["z"]] + h_prev @ U[:, blocks["z"]] + bh[blocks["z"]])
     xn = x @ W[:, blocks["n"]] + b[blocks["n"]]
@@ -86,24 +90,28 @@ def rnn_step_backward(dh, cache, *, deriv="1-h^2", sign=1.0, transpose_dU=False,
 
 
 def lstm_step_backward(dh, dc, cache, *, use_dc=True, dh_to_c=True, tanh_deriv=True, f_in_dc_prev=True,
-                       grad_order="ifgo"):  # fmt: skip
+                       grad_order="ifgo", dc_prev_of="dc_t", tanh_c_prev_in=""):  # fmt: skip
+    """Student's LSTM step backward; ``tanh_c_prev_in`` names where tanh(c_prev) replaces tanh(c):
+    "d" in the cell gradient's tanh derivative, "o" in dz_o."""
     i, f, g, o = np.split(cache.gates, 4, axis=1)
-    dc_t = (dc if use_dc else 0) + (dh * o * ((1 - cache.tanh_c**2) if tanh_deriv else 1) if dh_to_c else 0)
+    tanh_c = {k: np.tanh(cache.c_prev) if k in tanh_c_prev_in else cache.tanh_c for k in "do"}
+    dc_t = (dc if use_dc else 0) + (dh * o * ((1 - tanh_c["d"] ** 2) if tanh_deriv else 1) if dh_to_c else 0)
     dz = {"i": dc_t * g * i * (1 - i), "f": dc_t * cache.c_prev * f * (1 - f),
-          "g": dc_t * i * (1 - g**2), "o": dh * cache.tanh_c * o * (1 - o)}  # fmt: skip
+          "g": dc_t * i * (1 - g**2), "o": dh * tanh_c["o"] * o * (1 - o)}  # fmt: skip
     dz_all = np.concatenate([dz[k] for k in "ifgo"], axis=1)  # (N, 4H)
     dz_grads = np.concatenate([dz[k] for k in grad_order], axis=1)
     p = cache.params
     grads = {"W": cache.x.T @ dz_grads, "U": cache.h_prev.T @ dz_grads, "b": dz_grads.sum(axis=0)}
-    return dz_all @ p["W"].T, dz_all @ p["U"].T, dc_t * f if f_in_dc_prev else dc_t, grads
+    carried = {"dc_t": dc_t, "dc": dc}[dc_prev_of]
+    return dz_all @ p["W"].T, dz_all @ p["U"].T, carried * f if f_in_dc_prev else carried, grads
 
 
 def lstm_bptt(dhs, caches, *, step_backward=lstm_step_backward, accumulate="all", carry_h=True, carry_c=True,
-              dout_shift=0):  # fmt: skip
+              dout_shift=0, stop=-1):  # fmt: skip
     N, T, H = dhs.shape
     dh_next, dc_next = np.zeros((N, H), dhs.dtype), np.zeros((N, H), dhs.dtype)
-    dxs, grads = [None] * T, None
-    for t in reversed(range(T)):
+    dxs, grads = [np.zeros_like(caches[0].x)] * T, None
+    for t in range(T - 1, stop, -1):
         s = t + dout_shift
         dout = dhs[:, s] if s < T else 0.0  # dhs[:, -1] at t = 0 for dout_shift = -1, as Python indexes
         dx, dh_prev, dc_prev, g = step_backward(dout + dh_next, dc_next, caches[t])
@@ -159,6 +167,10 @@ def naive_sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
+def textbook_tanh(x):
+    return (np.exp(x) - np.exp(-x)) / (np.exp(x) + np.exp(-x))  # inf / inf = NaN once exp overflows
+
+
 @pytest.mark.parametrize(
     "check, fn, message",
     [
@@ -169,11 +181,25 @@ def naive_sigmoid(x):
         (checkers.check_sigmoid, lambda x: None, "output is None"),
         (checkers.check_tanh, sigmoid, "returns the sigmoid, not tanh"),
         (checkers.check_tanh, lambda x: 2 * sigmoid(x) - 1, "the argument must be 2x"),
-        (checkers.check_tanh, lambda x: (np.exp(x) - np.exp(-x)) / (np.exp(x) + np.exp(-x)), "output (max abs error nan)"),
+        (checkers.check_tanh, textbook_tanh, "tanh on inputs of shape (13,): output has NaN or inf values (2 of 13) "
+         "where the expected values are finite: exp overflows for inputs of large magnitude (x = -1000, 1000); "
+         "never evaluate exp of a large positive number, e.g. write tanh(x) = 2 sigmoid(2x) - 1"),
+        (checkers.check_sigmoid, lambda x: np.exp(x) / (1 + np.exp(x)), "exp overflows for inputs of large magnitude "
+         "(x = 1000); never evaluate exp of a large positive number, e.g. use exp(-|x|)"),
     ],
-)
+)  # fmt: skip
 def test_activation_mistakes(check, fn, message):
     _fails_with(check, fn, message)
+
+
+def test_nan_or_inf_is_named_with_its_inputs():
+    _fails_with(checkers.check_tanh, lambda x: (np.exp(2 * x) - 1) / (np.exp(2 * x) + 1), "output has NaN or inf "
+                "values (2 of 13) where the expected values are finite: exp overflows for inputs of large magnitude "
+                "(x = 80, 1000)", dtype=np.float32)
+    _fails_with(checkers.check_sigmoid, lambda x: x / x * sigmoid(x), "output has NaN or inf values (1 of 13) where "
+                "the expected values are finite: for x = 0")
+    _fails_with(checkers.check_lstm_step, lambda *a: (np.full_like(a[1], np.nan), lstm_step(*a)[1]),
+                "lstm_step: h has NaN or inf values (15 of 15) where the expected values are finite")  # fmt: skip
 
 
 LSTM_STEP_MISTAKES = [
@@ -209,6 +235,42 @@ def test_lstm_step_shape_dtype_and_return_value():
                 "h has dtype float64; for float32 inputs it must be float32", dtype=np.float32)  # fmt: skip
 
 
+def _float64(fn):
+    """``fn`` returning float64 arrays (and grads), as when a function it calls promotes the dtype."""
+
+    def promote(v):
+        return {k: promote(w) for k, w in v.items()} if isinstance(v, dict) else v.astype(np.float64)
+
+    def promoted(*args):
+        result = fn(*args)
+        return tuple(map(promote, result)) if isinstance(result, tuple) else promote(result)
+
+    return promoted
+
+
+@pytest.mark.parametrize(
+    "check, fn, message",
+    [
+        (checkers.check_lstm_step, lstm_step, "lstm_step: h has dtype float64; for float32 inputs it must be float32: "
+         "check that every function it calls (your sigmoid and tanh too) keeps the input's dtype"),
+        (checkers.check_lstm_forward, lstm_forward, "hs has dtype float64; for float32 inputs it must be float32: "
+         "check that every function it calls (your lstm_step, sigmoid and tanh too) keeps the input's dtype"),
+        (checkers.check_gru_step, gru_step, "(sigmoid and tanh too) keeps the input's dtype"),
+        (checkers.check_lstm_bptt, lstm_bptt, "(your lstm_step_backward too) keeps the input's dtype"),
+    ],
+)  # fmt: skip
+def test_dtype_of_a_composite_function_points_at_its_helpers(check, fn, message):
+    _fails_with(check, _float64(fn), message, dtype=np.float32)
+
+
+@pytest.mark.parametrize("check, fn", [(checkers.check_lstm_step_backward, lstm_step_backward),
+                                       (checkers.check_rnn_step_backward, rnn_step_backward)])  # fmt: skip
+def test_dtype_of_a_function_without_helpers_has_no_hint(check, fn):
+    with pytest.raises(AssertionError) as err:
+        check(_float64(fn), dtype=np.float32)
+    assert str(err.value).endswith("dx has dtype float64; for float32 inputs it must be float32"), str(err.value)
+
+
 @pytest.mark.parametrize("mistake, message", LSTM_STEP_MISTAKES[:4])
 def test_lstm_forward_reports_step_mistakes(mistake, message):
     step = functools.partial(lstm_step, **mistake)
@@ -223,6 +285,9 @@ def test_lstm_forward_reports_step_mistakes(mistake, message):
         (dict(carry="c"), "the hidden state h is not carried"),
         (dict(backwards=True), "the sequence is read backwards in time"),
         (dict(before=True), "off by one in time: hs[:, t] must hold h_t after step t"),
+        (dict(zeros="hc"), "the sequence starts from zeros: the first step must read the given h0 and c0"),
+        (dict(zeros="h"), "the sequence starts from h = 0: the first step must read the given h0"),
+        (dict(zeros="c"), "the sequence starts from c = 0: the first step must read the given c0"),
     ],
 )
 def test_lstm_forward_mistakes(mistake, message):
@@ -252,6 +317,11 @@ def test_rnn_step_backward_mistakes(mistake, message):
         (dict(tanh_deriv=False), "the tanh derivative on the cell is missing"),
         (dict(f_in_dc_prev=False), "dc_prev misses the forget gate"),
         (dict(grad_order="figo"), "in grads, the i and f gate blocks look swapped"),
+        (dict(dc_prev_of="dc"), "dc_prev = dc * f leaves out the path through h"),
+        (dict(dc_prev_of="dc", f_in_dc_prev=False), "wrong dc_prev (max abs error"),
+        (dict(tanh_c_prev_in="do"), "tanh(c_prev) is used where tanh(c) belongs"),
+        (dict(tanh_c_prev_in="d"), "tanh(c_prev) is used where tanh(c) belongs"),
+        (dict(tanh_c_prev_in="o"), "tanh(c_prev) is used where tanh(c) belongs"),
     ],
 )
 def test_lstm_step_backward_mistakes(mistake, message):
@@ -268,10 +338,16 @@ def test_lstm_step_backward_mistakes(mistake, message):
         (dict(carry_h=False, carry_c=False), "no state gradient is carried back in time"),
         (dict(dout_shift=1), "not dhs[:, t+1]"),
         (dict(dout_shift=-1), "not dhs[:, t-1]"),
+        (dict(stop=0), "the loop over t stops before step 0 (range(T-1, 0, -1)): use reversed(range(T))"),
     ],
 )
 def test_lstm_bptt_mistakes(mistake, message):
     _fails_with(checkers.check_lstm_bptt, functools.partial(lstm_bptt, **mistake), message)
+
+
+def test_lstm_bptt_skipping_step_0_is_named_for_two_steps():
+    # with T = 2 the weight gradients alone are those of "only the last step's"
+    _fails_with(checkers.check_lstm_bptt, functools.partial(lstm_bptt, stop=0), "stops before step 0", T=2)
 
 
 @pytest.mark.parametrize(
@@ -284,6 +360,7 @@ def test_lstm_bptt_mistakes(mistake, message):
         ("recurrent-bias-after-multiplication", dict(mode="after-multiplication", order="nzr"), "the r and n gate blocks"),
         ("after-multiplication", dict(mode="before-multiplication"), "placed as in 'before-multiplication'"),
         ("before-multiplication", dict(mode="after-multiplication"), "placed as in 'after-multiplication'"),
+        ("recurrent-bias-after-multiplication", dict(bh_rz=False), "the recurrent bias bh is added to the n block only"),
     ],
 )
 def test_gru_step_mistakes(mode, mistake, message):
@@ -386,3 +463,69 @@ def test_gradient_checking():
     _fails_with(functools.partial(checkers.check_bptt_gradients, bptt_loss), overwritten, "relative error dW")
     with pytest.raises(AssertionError, match="must return a dict with the keys"):
         checkers.check_bptt_gradients(bptt_loss, lambda a, d: {"x": a["x"]})
+
+
+def _reference_gradients(arrays, dhs):
+    out, _, cache = lstm_ref.lstm_forward(arrays["x"], {k: arrays[k] for k in ("W", "U", "b")}, arrays["h0"],
+                                          arrays["c0"])
+    dx, dh0, dc0, grads = lstm_ref.lstm_backward(dhs, cache)
+    return {"x": dx, "h0": dh0, "c0": dc0, **grads}
+
+
+def test_bptt_gradients_may_run_the_given_forward_pass_but_not_the_reference_backward():
+    checkers.check_bptt_gradients(bptt_loss, bptt_gradients)  # lstm_step_caches runs lstm_ref.lstm_step_forward
+    _fails_with(functools.partial(checkers.check_bptt_gradients, bptt_loss), _reference_gradients,
+                "bptt_gradients calls the reference implementation lstm_ref.lstm_backward")
+
+
+def _windows(series, window, horizon=1, *, target=None):
+    s = np.asarray(series, dtype=float).reshape(len(series), -1)  # (T, D)
+    n = len(s) - window - horizon + 1
+    if n < 1:
+        raise ValueError(f"series too short: {len(s)} steps")
+    X = np.stack([s[k : k + window] for k in range(n)])  # (N, W, D)
+    y = np.stack([s[k + window : k + window + horizon].ravel() for k in range(n)])  # (N, horizon * D)
+    return X, (y if target is None else target(X, horizon))
+
+
+@pytest.mark.parametrize("series, window, horizon", [
+    (np.sin(np.linspace(0, 3, 40)), 10, 1), (np.random.default_rng(0).normal(size=(30, 3)), 5, 4),
+    (np.zeros(5), 5, 1), (np.zeros(4), 2, 3), (np.zeros(5), 4, 1)])  # fmt: skip
+def test_windows(series, window, horizon):
+    checkers.check_windows(_windows, series, window, horizon)
+
+
+def test_windows_mistakes_and_the_reference():
+    series = np.random.default_rng(1).normal(size=(20, 2))
+    last = functools.partial(_windows, target=lambda X, horizon: np.tile(X[:, -1], horizon))
+    _fails_with(functools.partial(checkers.check_windows, series=series, window=4), last,
+                "y is the last value of each window")
+    _fails_with(functools.partial(checkers.check_windows, series=series, window=4), lambda s, w, h: _windows(s, w + 1, h),
+                "X has shape (15, 5, 2), expected (N, W, D) = (16, 4, 2)")
+    _fails_with(functools.partial(checkers.check_windows, series=np.zeros(3), window=3), lambda s, w, h: (s, s),
+                "make_windows accepted a series of length 3 for window=3, horizon=1")
+    _fails_with(functools.partial(checkers.check_windows, series=series, window=4), data.windows,
+                "make_windows calls the reference implementation lstm_ref.data.windows")
+
+
+def _load(cell, params, *, biases=("b", "bh"), transpose=True):
+    with torch.no_grad():
+        cell.weight_ih.copy_(torch.as_tensor(params["W"].T if transpose else params["W"]))
+        cell.weight_hh.copy_(torch.as_tensor(params["U"].T))
+        for name, key in zip(("bias_ih", "bias_hh"), biases):
+            getattr(cell, name).copy_(torch.as_tensor(params[key]))
+
+
+def test_load_gru_cell():
+    checkers.check_load_gru_cell(_load)
+    checkers.check_load_gru_cell(_load, D=7, H=3, seed=11)
+    _fails_with(checkers.check_load_gru_cell, functools.partial(_load, biases=("bh", "b")),
+                "bias_ih and bias_hh are swapped")
+    _fails_with(checkers.check_load_gru_cell, functools.partial(_load, biases=("b",)), "bias_hh is not loaded")
+    _fails_with(checkers.check_load_gru_cell, functools.partial(_load, transpose=False),
+                "nn.GRUCell stores weight_ih (3H, D) = W.T")
+
+    def converted(cell, params):  # the library's conversion instead of the student's own
+        cell.load_state_dict(interop.to_torch(params, "gru"), strict=False)
+
+    _fails_with(checkers.check_load_gru_cell, converted, "load_gru_cell calls the reference implementation")

@@ -94,7 +94,8 @@ BPTT = [
     Planted("step_backward_calls_reference", "lstm_step_backward", "H = dh.shape[1]",
             "return lstm_ref.lstm_step_backward(dh, dc, cache)",
             {"test_lstm_step_backward": "calls the reference implementation lstm_ref.lstm_step_backward",
-             "test_lstm_bptt": "calls the reference implementation lstm_ref.lstm_step_backward"}),
+             "test_lstm_bptt": "calls the reference implementation lstm_ref.lstm_step_backward",
+             "test_bptt_gradcheck": "bptt_gradients calls the reference implementation lstm_ref.lstm_step_backward"}),
     Planted("rnn_and_accumulation", "lstm_bptt", "grads[k] += step_grads[k]", "grads[k] = step_grads[k]",
             {"test_lstm_bptt": "not accumulated over time", "test_bptt_gradcheck": "disagrees with finite differences"}),
     Planted("off_by_one", "lstm_bptt", "lstm_step_backward(dhs[:, t] + dh_next", "lstm_step_backward(dhs[:, t - 1] + dh_next",
@@ -206,14 +207,35 @@ def test_each_mistake_costs_exactly_its_test_cells(tmp_path: Path, assignment: s
         assert lost == sum(graded.points[c] for c in broken)
 
 
+# An answer that hands its work to the library earns nothing, in the two other graded assignments too.
+CALLS_REFERENCE = {
+    "gru": Planted("calls_reference", "load_gru_cell", "    with torch.no_grad():",
+                   "    from lstm_ref.interop import to_torch\n    to_torch(params, \"gru\")\n    with torch.no_grad():",
+                   {"test_load_gru_cell": "load_gru_cell calls the reference implementation lstm_ref.interop.to_torch"}),
+    "sequence_tasks": Planted("calls_reference", "make_windows", "    s = np.asarray(series, dtype=np.float64)",
+                              "    return data.windows(series, window, horizon)",
+                              dict.fromkeys(("test_windows_1d", "test_windows_multistep", "test_windows_short"),
+                                            "make_windows calls the reference implementation lstm_ref.data.windows")),
+}  # fmt: skip
+
+
 @pytest.mark.parametrize("assignment", ["gru", "sequence_tasks"])
 def test_solution_earns_every_point_and_the_release_none(tmp_path: Path, assignment: str) -> None:
-    """The other graded assignments: the whole solution notebook (demo cells included) and the untouched release."""
+    """The other graded assignments: the whole solution notebook (demo cells included), the untouched release,
+    and the solution with one answer calling the library, which loses exactly that answer's test cells."""
     source = SOLUTIONS / assignment / f"{assignment}.ipynb"
+    planted = CALLS_REFERENCE[assignment]
     submissions = {"solution": _submission(source, [], keep_demo=True),
-                   "blank": nbformat.read(RELEASE / assignment / f"{assignment}.ipynb", as_version=4)}
+                   "blank": nbformat.read(RELEASE / assignment / f"{assignment}.ipynb", as_version=4),
+                   planted.student: _submission(source, [planted], keep_demo=True)}
     graded = _autograde(tmp_path, assignment, submissions)
     assert sum(graded.points.values()) >= 10, f"{assignment} has only {sum(graded.points.values())} autograded points"
     assert graded.scores["solution"] == graded.points and graded.errors["solution"] == {}, graded.errors["solution"]
     assert graded.scores["blank"] == dict.fromkeys(graded.points, 0.0), "the untouched release earns points"
     assert set(graded.errors["blank"]) == set(graded.points), "every test cell of the release must fail"
+    errors = graded.errors[planted.student]
+    assert set(errors) == set(planted.breaks), f"failing cells {errors}"
+    for cell, message in planted.breaks.items():
+        assert errors[cell].startswith("AssertionError: ") and message in errors[cell], f"{cell}: {errors[cell]}"
+    assert graded.scores[planted.student] == {gid: 0.0 if gid in planted.breaks else pts
+                                              for gid, pts in graded.points.items()}
