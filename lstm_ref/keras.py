@@ -39,6 +39,8 @@ bias (H,)), usable wherever LSTM and GRU are (stacked, Bidirectional,
 masked). ``Bidirectional`` merges the two directions by ``merge_mode``
 'concat', 'sum', 'mul' or 'ave'. Activations are Keras' names for Dense and
 the recurrent layers alike (``ACTIVATIONS``; 'hard_sigmoid' is Keras 3's).
+LSTM, GRU and SimpleRNN take Keras' ``dropout`` and ``recurrent_dropout``
+(``_RNN``): masks of the inputs and of h_{t-1}, in fit only.
 
 Training as Keras' fit: the optimisers' ``clipnorm`` (variable by variable; a
 GRU's (2, 3H) bias is one variable), ``global_clipnorm`` and ``clipvalue``
@@ -400,7 +402,16 @@ class Dropout(Layer):
 
 
 class _RNN(Layer):
-    """What the recurrent layers share: units, activation, initialisers, output choice."""
+    """What the recurrent layers share: units, activation, initialisers, output choice, dropout.
+
+    ``dropout`` and ``recurrent_dropout`` are Keras' (``lstm_ref.layers``
+    module docstring): in fit only, masks of x_t and of h_{t-1}, drawn from
+    torch's RNG once per batch and used at every step (fit seeds torch's RNG
+    from ``set_random_seed``'s generator, so runs repeat); predict and
+    evaluate ignore them. Keras clips a rate silently into [0, 1], and at 1
+    its LSTM and GRU drop nothing or everything depending on the path: rates
+    outside [0, 1) are refused here, naming the argument.
+    """
 
     cell = "lstm"  # the cell name of lstm_ref.interop
     reset_mode: str | None = None
@@ -409,8 +420,10 @@ class _RNN(Layer):
     def __init__(self, units: int, activation: str = "tanh", use_bias: bool = True,
                  kernel_initializer: str = "glorot_uniform", recurrent_initializer: str = "orthogonal",
                  bias_initializer: str = "zeros", return_sequences: bool = False, go_backwards: bool = False,
-                 **kwargs) -> None:
+                 dropout: float = 0.0, recurrent_dropout: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.dropout = L.dropout_rate("dropout", dropout)
+        self.recurrent_dropout = L.dropout_rate("recurrent_dropout", recurrent_dropout)
         self.units = _positive_int("units", units)
         self.activation = _keras_activation(activation)
         self.use_bias = use_bias
@@ -424,7 +437,8 @@ class _RNN(Layer):
                 "U": _init(self.initializers[1], (H, G * H))}
 
     def _options(self) -> dict:
-        return dict(return_sequences=self.return_sequences, reverse=self.go_backwards)
+        return dict(return_sequences=self.return_sequences, reverse=self.go_backwards, dropout=self.dropout,
+                    recurrent_dropout=self.recurrent_dropout)
 
     def _output_shape(self, input_shape):
         return (input_shape[0], self.units) if self.return_sequences else (self.units,)

@@ -10,6 +10,19 @@ told otherwise. A recurrent module runs the fused ``nn.LSTM``/``nn.GRU``/``nn.RN
 kernel when its cell allows it (standard LSTM, sigmoid gates, tanh; a vanilla
 RNN with tanh or relu) and the gate-by-gate cell otherwise (variants,
 hard-sigmoid, before-multiplication GRU).
+
+Dropout in the recurrent layers is Keras 3's (keras/src/layers/rnn/
+dropout_rnn_cell.py and the LSTMCell, GRUCell, SimpleRNNCell ``call``s), in
+training mode only (``module.train()``): masks of 0 and 1/(1 - rate), each
+entry kept with probability 1 - rate, drawn from torch's RNG once per call
+(per batch) and used at every step. ``dropout`` masks the inputs x_t,
+``recurrent_dropout`` the h_{t-1} that the gates read. Without recurrent
+dropout one input mask (N, D) serves every gate, so x is masked once for the
+whole sequence and the fused kernel still runs; with it (Keras'
+implementation 1) every gate block k gets its own masks, x_t W_k reading
+x_t * mx_k and h_{t-1} U_k reading h_{t-1} * mh_k, and the cell runs gate
+by gate (a fused kernel cannot mask h between steps). The GRU's update
+z * h_{t-1} reads the unmasked h_{t-1}, as Keras'.
 """
 
 from __future__ import annotations
@@ -35,6 +48,20 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "hard_sigmoid_keras": tb.hard_sigmoid_keras,
     "hard_sigmoid_matlab": tb.hard_sigmoid_matlab,
 }
+
+
+def dropout_rate(name: str, rate: object) -> float:
+    """``rate`` as a float, checked to be a dropout rate in [0, 1) (1 would drop every value)."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or not 0 <= rate < 1:
+        raise ValueError(f"{name} must be a number in [0, 1), got {rate!r}")
+    return float(rate)
+
+
+def dropout_mask(shape: tuple[int, ...], rate: float, like: Tensor) -> Tensor:
+    """Inverted dropout's mask of ``shape``: Bernoulli(1 - rate) draws of torch's RNG divided by 1 - rate
+    (Keras' ``backend.random.dropout`` on ones), in ``like``'s dtype and on its device."""
+    keep = 1.0 - rate
+    return torch.bernoulli(torch.full(shape, keep, dtype=like.dtype, device=like.device)) / keep
 
 
 def activation(name: str) -> Callable[[Tensor], Tensor]:
@@ -66,20 +93,23 @@ class _Recurrent(_ParamModule):
 
     ``activations`` maps the activation keywords of the ``torch_backend`` cell
     (``activation``, and ``recurrent_activation`` for the gated cells) to
-    names in ``ACTIVATIONS``.
+    names in ``ACTIVATIONS``. ``dropout`` and ``recurrent_dropout`` are rates
+    in [0, 1) (module docstring).
     """
 
     bias_keys: tuple[str, ...] = ("b",)  # the cell's biases (zeros when absent)
     state_size = 1  # arrays in the state
 
     def __init__(self, params, *, return_sequences, reverse, activations: Mapping[str, str], dtype,
-                 device) -> None:
+                 device, dropout=0.0, recurrent_dropout=0.0) -> None:
         for name in activations.values():
             activation(name)  # raises for an unknown name
         super().__init__(params, dtype, device)
         self.return_sequences = return_sequences
         self.reverse = reverse
         self.activation_names = dict(activations)
+        self.dropout = dropout_rate("dropout", dropout)
+        self.recurrent_dropout = dropout_rate("recurrent_dropout", recurrent_dropout)
 
     def _run(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
         """(the hidden states (N, T, H), the final state) from ``state``, zeros when None."""
@@ -105,6 +135,9 @@ class _Recurrent(_ParamModule):
         the step before (zeros before the first step kept), so that a padded
         sequence gives what the sequence alone gives; the last output is the
         state after the last step kept. Masked, the cell runs gate by gate.
+
+        In training mode, ``dropout`` and ``recurrent_dropout`` draw their
+        masks (``_dropout_masks``) for this call.
         """
         return self.forward_with_state(x, mask=mask)[0]
 
@@ -118,26 +151,53 @@ class _Recurrent(_ParamModule):
         """
         if self.reverse:
             x, mask = x.flip(1), None if mask is None else mask.flip(1)
-        out, final = self._run(x, state) if mask is None else self._run_masked(x, state, mask)  # (N, T, H)
+        x_masks, h_masks = self._dropout_masks(x)
+        if h_masks is None and x_masks is not None:
+            x, x_masks = x * x_masks[0, :, None], None  # (N, T, D): one mask for every step and gate
+        if mask is None and h_masks is None:
+            out, final = self._run(x, state)  # (N, T, H)
+        else:
+            out, final = self._run_steps(x, state, mask, x_masks, h_masks)
         if not self.return_sequences:
             return out[:, -1], final  # (N, H): the last step read
         return (out.flip(1) if self.reverse else out), final
 
-    def _run_masked(self, x: Tensor, state: State | None, mask: Tensor) -> tuple[Tensor, State]:
-        """``_run`` step by step, gate by gate, keeping the state where ``mask`` (N, T) is False."""
+    def _dropout_masks(self, x: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """In training, the masks (``dropout_mask``) of x (G', N, D) and of h (G, N, H), in that order;
+        None for a rate of 0 and outside training.
+
+        G is the cell's number of gate blocks (4 LSTM, 3 GRU, 1 SimpleRNN);
+        G' is G with recurrent dropout and 1 without it, as Keras'
+        ``dropout_mask_count``, set only where recurrent_dropout > 0.
+        """
+        if not self.training:
+            return None, None
+        (N, _, D), (H, GH) = x.shape, self.U.shape
+        G = GH // H
+        x_masks = dropout_mask((G if self.recurrent_dropout else 1, N, D), self.dropout, x) if self.dropout else None
+        h_masks = dropout_mask((G, N, H), self.recurrent_dropout, x) if self.recurrent_dropout else None
+        return x_masks, h_masks
+
+    def _run_steps(self, x: Tensor, state: State | None, mask: Tensor | None, x_masks: Tensor | None = None,
+                   h_masks: Tensor | None = None) -> tuple[Tensor, State]:
+        """``_run`` step by step, gate by gate, keeping the state where ``mask`` (N, T) is False (None:
+        nowhere), gate block k reading x * x_masks[k] and h * h_masks[k] (``_dropout_masks``)."""
         p, acts = self._cell_params(x), self._activations()
         if state is None:
             zeros = torch.zeros(x.shape[0], p["U"].shape[0], dtype=x.dtype, device=x.device)
             state = (zeros,) * self.state_size
+        xW = tb.gate_projection(x, p["W"], None if x_masks is None else x_masks[:, :, None])  # (N, T, GH)
         outs = []
         for t in range(x.shape[1]):
-            keep = mask[:, t, None]  # (N, 1)
-            state = tuple(torch.where(keep, new, old) for new, old in zip(self._step(x[:, t], state, p, acts), state))
+            new = self._step(x[:, t], state, p, acts, xW[:, t], h_masks)
+            state = new if mask is None else tuple(torch.where(mask[:, t, None], n, old) for n, old in zip(new, state))
             outs.append(state[0])  # h (N, H)
         return torch.stack(outs, dim=1), state
 
-    def _step(self, x: Tensor, state: State, p: dict[str, Tensor], acts: dict) -> State:
-        """One step of the cell, gate by gate, with the activations ``acts`` (``_activations``)."""
+    def _step(self, x: Tensor, state: State, p: dict[str, Tensor], acts: dict, xW: Tensor,
+              h_masks: Tensor | None) -> State:
+        """One step of the cell, gate by gate, with the activations ``acts`` (``_activations``), the
+        input projection ``xW`` (N, GH) and recurrent-dropout masks ``h_masks`` (G, N, H) or None."""
         raise NotImplementedError
 
     def _activations(self) -> dict[str, Callable[[Tensor], Tensor]]:
@@ -149,9 +209,10 @@ class _Gated(_Recurrent):
     """What the LSTM and the GRU share: gates (sigma = ``recurrent_activation``) and a cell activation."""
 
     def __init__(self, params, *, return_sequences, reverse, recurrent_activation, cell_activation, dtype,
-                 device) -> None:
+                 device, dropout=0.0, recurrent_dropout=0.0) -> None:
         super().__init__(params, return_sequences=return_sequences, reverse=reverse, dtype=dtype, device=device,
-                         activations={"recurrent_activation": recurrent_activation, "activation": cell_activation})
+                         activations={"recurrent_activation": recurrent_activation, "activation": cell_activation},
+                         dropout=dropout, recurrent_dropout=recurrent_dropout)
         self.recurrent_activation = recurrent_activation
         self.cell_activation = cell_activation
         self.fused = recurrent_activation == "sigmoid" and cell_activation == "tanh"
@@ -168,6 +229,8 @@ class LSTM(_Gated):
         reverse: read the sequence backwards (the backward half of a BiLSTM).
         recurrent_activation, cell_activation: names in ``ACTIVATIONS`` for
             the gates (sigma) and for g and tanh(c).
+        dropout, recurrent_dropout: Keras' dropout rates of x_t and h_{t-1}
+            in [0, 1), in training mode only (module docstring).
     """
 
     state_size = 2  # (h, c)
@@ -175,15 +238,16 @@ class LSTM(_Gated):
     def __init__(self, params: Mapping[str, np.ndarray], *, variant: str = "standard",
                  return_sequences: bool = False, reverse: bool = False,
                  recurrent_activation: str = "sigmoid", cell_activation: str = "tanh",
-                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> None:
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+                 dropout: float = 0.0, recurrent_dropout: float = 0.0) -> None:
         super().__init__(params, return_sequences=return_sequences, reverse=reverse,
-                         recurrent_activation=recurrent_activation,
-                         cell_activation=cell_activation, dtype=dtype, device=device)
+                         recurrent_activation=recurrent_activation, cell_activation=cell_activation, dtype=dtype,
+                         device=device, dropout=dropout, recurrent_dropout=recurrent_dropout)
         self.variant = variant
         self.fused = self.fused and variant == "standard"
 
-    def _step(self, x: Tensor, state: State, p: dict[str, Tensor], acts: dict) -> State:
-        return tb.lstm_step(x, *state, p, variant=self.variant, **acts)
+    def _step(self, x, state, p, acts, xW, h_masks):
+        return tb.lstm_step(x, *state, p, variant=self.variant, xW=xW, h_masks=h_masks, **acts)
 
     def _run(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
         p = self._cell_params(x)
@@ -207,17 +271,18 @@ class GRU(_Gated):
                  reset_mode: str = "after-multiplication", return_sequences: bool = False,
                  reverse: bool = False, recurrent_activation: str = "sigmoid",
                  cell_activation: str = "tanh", dtype: torch.dtype = torch.float32,
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None, dropout: float = 0.0,
+                 recurrent_dropout: float = 0.0) -> None:
         super().__init__(params, return_sequences=return_sequences, reverse=reverse,
-                         recurrent_activation=recurrent_activation,
-                         cell_activation=cell_activation, dtype=dtype, device=device)
+                         recurrent_activation=recurrent_activation, cell_activation=cell_activation, dtype=dtype,
+                         device=device, dropout=dropout, recurrent_dropout=recurrent_dropout)
         self.reset_mode = reset_mode
         if reset_mode == "recurrent-bias-after-multiplication":
             self.bias_keys = ("b", "bh")
         self.fused = self.fused and reset_mode != "before-multiplication"
 
-    def _step(self, x: Tensor, state: State, p: dict[str, Tensor], acts: dict) -> State:
-        return (tb.gru_step(x, state[0], p, reset_mode=self.reset_mode, **acts),)
+    def _step(self, x, state, p, acts, xW, h_masks):
+        return (tb.gru_step(x, state[0], p, reset_mode=self.reset_mode, xW=xW, h_masks=h_masks, **acts),)
 
     def _run(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
         p = self._cell_params(x)
@@ -241,14 +306,16 @@ class SimpleRNN(_Recurrent):
 
     def __init__(self, params: Mapping[str, np.ndarray], *, activation_name: str = "tanh",
                  return_sequences: bool = False, reverse: bool = False, dtype: torch.dtype = torch.float32,
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None, dropout: float = 0.0,
+                 recurrent_dropout: float = 0.0) -> None:
         super().__init__(params, return_sequences=return_sequences, reverse=reverse,
-                         activations={"activation": activation_name}, dtype=dtype, device=device)
+                         activations={"activation": activation_name}, dtype=dtype, device=device,
+                         dropout=dropout, recurrent_dropout=recurrent_dropout)
         self.cell_activation = activation_name
         self.fused = activation_name in tb.RNN_NONLINEARITIES
 
-    def _step(self, x: Tensor, state: State, p: dict[str, Tensor], acts: dict) -> State:
-        return (tb.rnn_step(x, state[0], p, **acts),)
+    def _step(self, x, state, p, acts, xW, h_masks):
+        return (tb.rnn_step(x, state[0], p, xW=xW, h_masks=h_masks, **acts),)
 
     def _run(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
         p = self._cell_params(x)

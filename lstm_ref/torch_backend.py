@@ -128,6 +128,26 @@ def _initial_state(name: str, s: Tensor | None, x: Tensor, H: int) -> Tensor:
     return torch.zeros(x.shape[0], H, dtype=x.dtype, device=x.device) if s is None else _check_state(name, s, x, H)
 
 
+def gate_projection(v: Tensor, M: Tensor, masks: Tensor | None = None) -> Tensor:
+    """``v @ M`` (..., G*K), block k of M's columns reading ``v * masks[k]`` when masks (G, ..., J) are given.
+
+    Keras' per-gate dropout (``keras.layers.LSTM(recurrent_dropout=...)``): each
+    gate's block of ``x W`` or ``h U`` sees its own dropout mask of x or h.
+    """
+    if masks is None:
+        return v @ M
+    return torch.cat([(v * m) @ block for m, block in zip(masks, M.chunk(len(masks), dim=1))], dim=-1)
+
+
+def _check_masks(masks: Tensor | None, h: Tensor, G: int) -> None:
+    """Recurrent-dropout masks must be (G, N, H), one per gate block, of h's dtype and device."""
+    if masks is None:
+        return
+    if tuple(masks.shape) != (G, *h.shape) or (masks.dtype, masks.device) != (h.dtype, h.device):
+        raise ValueError(f"h_masks must be a tensor of shape ({G}, {h.shape[0]}, {h.shape[1]}) of h_prev's dtype and "
+                         f"device, one mask per gate block, got {_describe(masks)}")
+
+
 def _lstm_keys(variant: str) -> tuple[str, ...]:
     return ("W", "U", "b", "p_i", "p_f", "p_o") if variant == "peephole" else ("W", "U", "b")
 
@@ -146,6 +166,7 @@ def lstm_step(
     recurrent_activation: Activation = torch.sigmoid,
     activation: Activation = torch.tanh,
     xW: Tensor | None = None,
+    h_masks: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One LSTM step, gate by gate.
 
@@ -168,6 +189,8 @@ def lstm_step(
             for the peephole variant).
         xW: optional precomputed ``x @ W`` (N, GH), so that a sequence does its
             input projection once for all steps.
+        h_masks: optional recurrent-dropout masks (G, N, H): block k of
+            ``h_prev U`` reads ``h_prev * h_masks[k]`` (``gate_projection``).
     Returns:
         h, c: (N, H) each.
     """
@@ -179,14 +202,16 @@ def lstm_step(
     _check_state("c_prev", c_prev, x, H)
     if xW is not None:
         _check_state("xW", xW, x, G * H)
-    return _lstm_cell(x, h_prev, c_prev, params, variant, recurrent_activation, activation, xW)
+    _check_masks(h_masks, h_prev, G)
+    return _lstm_cell(x, h_prev, c_prev, params, variant, recurrent_activation, activation, xW, h_masks)
 
 
-def _lstm_cell(x, h_prev, c_prev, params, variant, recurrent_activation, activation, xW) -> tuple[Tensor, Tensor]:
+def _lstm_cell(x, h_prev, c_prev, params, variant, recurrent_activation, activation, xW,
+               h_masks=None) -> tuple[Tensor, Tensor]:
     """The equations of ``lstm_step``, on checked arguments."""
     if xW is None:
         xW = x @ params["W"]
-    z = xW + h_prev @ params["U"] + params["b"]  # (N, GH)
+    z = xW + gate_projection(h_prev, params["U"], h_masks) + params["b"]  # (N, GH)
     blocks = dict(zip(LSTM_BLOCKS[variant], z.chunk(len(LSTM_BLOCKS[variant]), dim=1)))
     if variant == "peephole":
         blocks["i"] = blocks["i"] + params["p_i"] * c_prev
@@ -253,6 +278,7 @@ def gru_step(
     recurrent_activation: Activation = torch.sigmoid,
     activation: Activation = torch.tanh,
     xW: Tensor | None = None,
+    h_masks: Tensor | None = None,
 ) -> Tensor:
     """One GRU step, gate by gate (sigma = ``recurrent_activation``)::
 
@@ -268,7 +294,11 @@ def gru_step(
 
     Args:
         x: (N, D); h_prev: (N, H); params: W (D, 3H), U (H, 3H), b (3H,)
-        [, bh (3H,)]; xW: optional precomputed ``x @ W`` (N, 3H).
+        [, bh (3H,)]; xW: optional precomputed ``x @ W`` (N, 3H); h_masks:
+        optional recurrent-dropout masks (3, N, H) for blocks r, z, n: each
+        block's ``h_prev U`` (before-multiplication: ``(r * h_prev) U_n``)
+        reads ``h_prev * h_masks[k]``, the update ``z * h_prev`` the unmasked
+        h_prev (Keras' GRUCell).
     Returns:
         h: (N, H).
     """
@@ -278,21 +308,23 @@ def gru_step(
     _check_state("h_prev", h_prev, x, H)
     if xW is not None:
         _check_state("xW", xW, x, 3 * H)
-    return _gru_cell(x, h_prev, params, reset_mode, recurrent_activation, activation, xW)
+    _check_masks(h_masks, h_prev, 3)
+    return _gru_cell(x, h_prev, params, reset_mode, recurrent_activation, activation, xW, h_masks)
 
 
-def _gru_cell(x, h_prev, params, reset_mode, recurrent_activation, activation, xW) -> Tensor:
+def _gru_cell(x, h_prev, params, reset_mode, recurrent_activation, activation, xW, h_masks=None) -> Tensor:
     """The equations of ``gru_step``, on checked arguments."""
     if xW is None:
         xW = x @ params["W"]
     x_r, x_z, x_n = (xW + params["b"]).chunk(3, dim=1)  # (N, H) each
     U_r, U_z, U_n = params["U"].chunk(3, dim=1)  # (H, H) each
     if reset_mode == "before-multiplication":
-        r = recurrent_activation(x_r + h_prev @ U_r)
-        z = recurrent_activation(x_z + h_prev @ U_z)
-        n = activation(x_n + (r * h_prev) @ U_n)
+        h_r, h_z, h_n = (h_prev,) * 3 if h_masks is None else h_prev * h_masks  # h_prev as each block reads it
+        r = recurrent_activation(x_r + h_r @ U_r)
+        z = recurrent_activation(x_z + h_z @ U_z)
+        n = activation(x_n + (r * h_n) @ U_n)
     else:
-        hU = h_prev @ params["U"]  # (N, 3H)
+        hU = gate_projection(h_prev, params["U"], h_masks)  # (N, 3H)
         if "bh" in params:
             hU = hU + params["bh"]
         h_r, h_z, h_n = hU.chunk(3, dim=1)
@@ -331,15 +363,23 @@ def gru_forward(
 
 
 def rnn_step(
-    x: Tensor, h_prev: Tensor, params: Params, *, activation: Activation = torch.tanh
+    x: Tensor, h_prev: Tensor, params: Params, *, activation: Activation = torch.tanh,
+    xW: Tensor | None = None, h_masks: Tensor | None = None,
 ) -> Tensor:
     """One vanilla RNN step: ``h = tanh(x W + h_prev U + b)``, (N, H).
 
-    params: W (D, H), U (H, H), b (H,).
+    params: W (D, H), U (H, H), b (H,); xW: optional precomputed ``x @ W``
+    (N, H); h_masks: optional recurrent-dropout mask (1, N, H), h_prev U then
+    reading ``h_prev * h_masks[0]``.
     """
     _check_input(x, "(N, D)")
-    _check_state("h_prev", h_prev, x, _check_params(params, ("W", "U", "b"), "the RNN", x, 1))
-    return activation(x @ params["W"] + h_prev @ params["U"] + params["b"])  # (N, H)
+    H = _check_params(params, ("W", "U", "b"), "the RNN", x, 1)
+    _check_state("h_prev", h_prev, x, H)
+    if xW is None:
+        xW = x @ params["W"]
+    _check_state("xW", xW, x, H)
+    _check_masks(h_masks, h_prev, 1)
+    return activation(xW + gate_projection(h_prev, params["U"], h_masks) + params["b"])  # (N, H)
 
 
 def rnn_forward(

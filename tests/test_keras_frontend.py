@@ -167,7 +167,7 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match=re.escape("rate must be in [0, 1], got 1.5")):
         Dropout(1.5)
     assert Dropout(1.0).rate == 1.0  # as in Keras 3: every value dropped
-    with pytest.raises(TypeError, match="LSTM: lstm_ref.keras does not implement Keras' dropout, return_state"):
+    with pytest.raises(TypeError, match="LSTM: lstm_ref.keras does not implement Keras' return_state"):
         LSTM(2, return_state=True, dropout=0.1)
     model.compile(optimizer="adam", loss="mse")
     with pytest.raises(ValueError, match=re.escape("x holds samples of shape (3,), but the model takes samples of "
@@ -265,3 +265,86 @@ def test_a_gru_bias_is_one_variable_for_clipnorm():
     assert lk.SGD(global_clipnorm=2).clipping()["gradient_threshold_method"] == "global-l2norm"
     assert lk.RMSprop(clipvalue=0.5).clipping()["gradient_threshold_method"] == "absolute-value"
     assert lk.Adam().clipping() == {}
+
+
+def _keras_cell_reference(layer, x, rate, recurrent_rate):
+    """Keras' cells (keras/src/layers/rnn/lstm.py, gru.py, simple_rnn.py) in Keras' weight layout, with the
+    dropout masks drawn anew from torch's RNG in lstm_ref.layers' documented order: x's (G', N, D), G' = G
+    with recurrent dropout else 1, then h's (G, N, H), each Bernoulli(1 - rate) / (1 - rate)."""
+    kernel, recurrent_kernel, *bias = (torch.tensor(w) for w in layer.get_weights())
+    (N, T, D), H = x.shape, layer.units
+    G = recurrent_kernel.shape[1] // H
+    ones = torch.ones(1, N, D), torch.ones(1, N, H)
+    mx, mh = (torch.bernoulli(torch.full(shape, 1 - r)) / (1 - r) if r else one
+              for r, shape, one in ((rate, (G if recurrent_rate else 1, N, D), ones[0]),
+                                    (recurrent_rate, (G, N, H), ones[1])))
+    mx, mh = mx.expand(G, N, D), mh.expand(G, N, H)
+    if isinstance(layer, GRU):  # the masks follow lstm_ref's gate order r, z, n; Keras' blocks are z, r, h
+        mx, mh = mx[[1, 0, 2]], mh[[1, 0, 2]]
+    K, R = kernel.chunk(G, dim=1), recurrent_kernel.chunk(G, dim=1)
+    b_in, b_rec = (bias[0][0], bias[0][1]) if bias[0].ndim == 2 else (bias[0], torch.zeros(G * H))
+    h, c = torch.zeros(N, H), torch.zeros(N, H)
+    for t in range(T):
+        xk = [(x[:, t] * mx[k]) @ K[k] + b_in.chunk(G)[k] for k in range(G)]  # (N, H) each
+        hk = [(h * mh[k]) @ R[k] + b_rec.chunk(G)[k] for k in range(G)]
+        if isinstance(layer, LSTM):
+            i, f, o = (torch.sigmoid(xk[k] + hk[k]) for k in (0, 1, 3))
+            c = f * c + i * torch.tanh(xk[2] + hk[2])
+            h = o * torch.tanh(c)
+        elif isinstance(layer, GRU):
+            z, r = (torch.sigmoid(xk[k] + hk[k]) for k in (0, 1))
+            hh = torch.tanh(xk[2] + (r * hk[2] if layer.reset_after else (r * h * mh[2]) @ R[2]))
+            h = z * h + (1 - z) * hh
+        else:
+            h = torch.tanh(xk[0] + hk[0])
+    return h
+
+
+@pytest.mark.parametrize("rate, recurrent_rate", [(0.3, 0.0), (0.0, 0.4), (0.3, 0.4)])
+@pytest.mark.parametrize("make", [lambda **kw: LSTM(5, **kw), lambda **kw: GRU(5, **kw),
+                                  lambda **kw: GRU(5, reset_after=False, **kw), lambda **kw: SimpleRNN(5, **kw)],
+                         ids=["lstm", "gru", "gru-reset-before", "simple-rnn"])
+def test_training_forward_with_dropout_is_keras_cell_with_the_drawn_masks(make, rate, recurrent_rate):
+    """In training mode the layer equals Keras' cell equations with masks drawn in the documented order."""
+    layer = make(dropout=rate, recurrent_dropout=recurrent_rate, input_shape=(None, 3))
+    model = Sequential([layer])
+    rng = np.random.default_rng(3)
+    layer.set_weights([rng.standard_normal(w.shape).astype(np.float32) for w in layer.get_weights()])  # biases too
+    x = torch.tensor(rng.standard_normal((4, 6, 3)), dtype=torch.float32)
+    model.module.train()
+    torch.manual_seed(11)
+    out = model.module(x)
+    torch.manual_seed(11)
+    expected = _keras_cell_reference(layer, x, rate, recurrent_rate)
+    np.testing.assert_allclose(out.detach().numpy(), expected.numpy(), rtol=1e-5, atol=1e-5,
+                               err_msg="h_T in training with dropout")
+    assert np.abs(out.detach().numpy() - model.predict(x.numpy())).max() > 1e-2, "dropout changed nothing"
+
+
+@pytest.mark.parametrize("make", [LSTM, GRU, SimpleRNN])
+def test_fit_with_dropout_repeats_with_the_seed_and_differs_without(make):
+    X, y = sum_of_sequence(n_samples=48, n_steps=5, seed=0)
+
+    def run(seed, **rates):
+        lk.set_random_seed(seed)
+        model = Sequential([make(4, input_shape=(None, 1), **rates), Dense(1)])
+        model.compile(optimizer="adam", loss="mse")
+        return model.fit(X, y, epochs=2, batch_size=16, verbose=0).history["loss"], model.get_weights()
+
+    (loss, weights), (loss_again, weights_again) = run(5, dropout=0.3, recurrent_dropout=0.3), \
+        run(5, dropout=0.3, recurrent_dropout=0.3)
+    assert loss == loss_again
+    for w, w_again in zip(weights, weights_again):
+        np.testing.assert_array_equal(w, w_again)
+    for rates in ({}, {"dropout": 0.3}, {"recurrent_dropout": 0.3}):
+        assert run(5, **rates)[0] != loss, f"fit with {rates} equals fit with both dropouts"
+    assert run(6, dropout=0.3, recurrent_dropout=0.3)[0] != loss
+
+
+def test_bad_dropout_rates_are_refused_naming_the_argument():
+    for make, name, rate in ((LSTM, "dropout", 1.0), (GRU, "recurrent_dropout", -0.1),
+                             (SimpleRNN, "dropout", "0.5"), (LSTM, "recurrent_dropout", float("nan")),
+                             (GRU, "dropout", True)):
+        with pytest.raises(ValueError, match=re.escape(f"{name} must be a number in [0, 1), got {rate!r}")):
+            make(2, **{name: rate})
+    assert LSTM(2, dropout=0, recurrent_dropout=0.99).recurrent_dropout == 0.99

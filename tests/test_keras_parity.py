@@ -502,3 +502,20 @@ def test_bad_labels_and_ids_are_named_where_keras_fails():
     # Keras on PyTorch reads id -1 as the last row without a word; a negative id is always a bug: refused.
     with pytest.raises(IndexError, match=re.escape("token id -1, outside the valid range [0, 12)")):
         ours.predict(np.where(X == 11, -1, X))
+
+
+@pytest.mark.parametrize("build", [
+    lambda ns: [ns.LSTM(6, dropout=0.3, recurrent_dropout=0.4, return_sequences=True, input_shape=(None, 2)),
+                ns.GRU(5, dropout=0.5), ns.Dense(1)],
+    lambda ns: [ns.Masking(input_shape=(None, 2)),
+                ns.Bidirectional(ns.GRU(4, reset_after=False, recurrent_dropout=0.3)), ns.Dense(1)],
+    lambda ns: [ns.SimpleRNN(5, dropout=0.2, recurrent_dropout=0.2, go_backwards=True, input_shape=(None, 2)),
+                ns.Dense(1)],
+], ids=["lstm_gru", "masked_bidirectional_gru", "simple_rnn"])
+def test_dropout_layers_predict_and_evaluate_as_real_keras(build):
+    """Inference ignores dropout and recurrent_dropout: with Keras' weights, predict and evaluate equal Keras'."""
+    X, y = _padded_series()
+    real, ours = _twins(build, X, "adam", "mse")
+    np.testing.assert_allclose(ours.predict(X), real.predict(X, verbose=0), atol=PREDICT_ATOL,
+                               err_msg="predict() with dropout layers")
+    assert ours.evaluate(X, y) == pytest.approx(real.evaluate(X, y, verbose=0), rel=HISTORY_RTOL)

@@ -225,3 +225,19 @@ def test_layers_without_bias_run_with_zero_bias(rng):
     expected = lstm_ref.lstm_forward(x.numpy(), {**no_bias, "b": np.zeros_like(p["b"])}, return_sequences=False)[0]
     out = layers.LSTM(no_bias, dtype=torch.float64)(x)
     np.testing.assert_allclose(out.detach().numpy(), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_recurrent_dropout_masks_scale_each_gate_block_of_h_prev():
+    """h_masks (G, N, H): block k of h_prev U reads h_prev * h_masks[k]; all-ones masks change nothing."""
+    g = torch.Generator().manual_seed(0)
+    N, D, H = 2, 3, 4
+    x, h, c = (torch.randn(N, k, generator=g, dtype=torch.float64) for k in (D, H, H))
+    p = {"W": torch.randn(D, 4 * H, generator=g, dtype=torch.float64),
+         "U": torch.randn(H, 4 * H, generator=g, dtype=torch.float64),
+         "b": torch.randn(4 * H, generator=g, dtype=torch.float64)}
+    plain = tb.lstm_step(x, h, c, p)
+    torch.testing.assert_close(tb.lstm_step(x, h, c, p, h_masks=torch.ones(4, N, H, dtype=torch.float64)), plain)
+    zeros = torch.zeros(4, N, H, dtype=torch.float64)
+    torch.testing.assert_close(tb.lstm_step(x, h, c, p, h_masks=zeros), tb.lstm_step(x, torch.zeros_like(h), c, p))
+    with pytest.raises(ValueError, match=r"h_masks must be a tensor of shape \(4, 2, 4\)"):
+        tb.lstm_step(x, h, c, p, h_masks=torch.ones(3, N, H, dtype=torch.float64))
