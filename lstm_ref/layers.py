@@ -311,7 +311,6 @@ class SimpleRNN(_Recurrent):
         super().__init__(params, return_sequences=return_sequences, reverse=reverse,
                          activations={"activation": activation_name}, dtype=dtype, device=device,
                          dropout=dropout, recurrent_dropout=recurrent_dropout)
-        self.cell_activation = activation_name
         self.fused = activation_name in tb.RNN_NONLINEARITIES
 
     def _step(self, x, state, p, acts, xW, h_masks):
@@ -321,7 +320,7 @@ class SimpleRNN(_Recurrent):
         p = self._cell_params(x)
         h0 = None if state is None else state[0]
         if self.fused:
-            out, h = tb.rnn_forward_fast(x, p, h0, nonlinearity=self.cell_activation)
+            out, h = tb.rnn_forward_fast(x, p, h0, nonlinearity=self.activation_names["activation"])
         else:
             out, h = tb.rnn_forward(x, p, h0, **self._activations())
         return out, (h,)

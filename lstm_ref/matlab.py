@@ -843,11 +843,11 @@ def _labels(Y: object, n: int, what: str) -> np.ndarray:
     if y.ndim != 1 or len(y) != n:
         raise ValueError(f"Invalid {what}. Responses must be {n} categorical labels (an N-by-1 vector), "
                          f"got size {_size(y.shape)}")
-    if not np.issubdtype(y.dtype, np.floating):
-        return y
-    if not np.all(y == np.round(_finite_responses(y, what))):  # NaN labels get the NaN error, not this one
-        raise ValueError(f"Invalid {what}. Classification responses must be categorical labels "
-                         f"(ints or strings), got non-integer numbers; use regressionLayer for numeric targets")
+    if np.issubdtype(y.dtype, np.floating):
+        _finite_responses(y, what)  # NaN labels get the NaN error, not the one below
+        if not np.all(y == np.round(y)):
+            raise ValueError(f"Invalid {what}. Classification responses must be categorical labels "
+                             f"(ints or strings), got non-integer numbers; use regressionLayer for numeric targets")
     return y
 
 

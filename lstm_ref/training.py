@@ -351,7 +351,7 @@ def add_l2(grads: list[Tensor], params: Sequence[Tensor], factors: Sequence[floa
 
 @torch.no_grad()
 def clip_gradients(grads: list[Tensor], threshold: float, method: str,
-                   groups: Sequence[int] | None = None) -> None:
+                   groups: Sequence[int] | Tensor | None = None) -> None:
     """Clip gradients in place (no-op for an infinite threshold).
 
     * ``l2norm`` (MATLAB's default): each learnable whose gradient has
@@ -726,6 +726,8 @@ def fit(
     params, factors, groups = _trainable(model, config, l2_factors, learnables)
     if not params:
         raise ValueError("model has no trainable parameters")
+    if groups is not None:  # indexed once here, not at every step's clipping
+        groups = torch.as_tensor(groups, device=params[0].device)
     data = prepare_data(x, y, params[0].dtype, params[0].device, config.padding, config.sequence_length)
     val = (prepare_data(*validation_data, params[0].dtype, params[0].device, config.padding, config.sequence_length)
            if validation_data is not None else None)
@@ -792,7 +794,7 @@ def fit(
 
 
 def _train_step(forward: ForwardFn, xb: Tensor, yb: Tensor, loss_fn: LossFn,
-                params: list[Tensor], factors: list[float], groups: list[int] | None,
+                params: list[Tensor], factors: list[float], groups: Tensor | None,
                 config: Preset, opt: Optimizer) -> tuple[Tensor, Tensor | None, Tensor]:
     """One iteration: forward, gradients, L2 term, clipping, update.
 
