@@ -241,15 +241,17 @@ def receive(sock, deadline: float | None = None) -> bytes:
     return exactly(size)
 
 
-def _guarded(fn, args, kwargs, allowed):
+def _guarded(fn, args, kwargs, allowed, substitutes):
     """Call ``fn`` as the course's checkers do: calling the reference implementation fails, but for
-    the reference functions named in ``allowed``; what it does to its arguments stays on them."""
+    the reference functions named in ``allowed``; ``fn``'s globals named in ``substitutes`` are bound
+    to them meanwhile; what it does to its arguments stays on them."""
     try:
-        from lstm_ref.checkers import _call
+        from lstm_ref.checkers import _call, _substituted
     except ImportError:
         return fn(*args, **kwargs)
     # No arguments through _call, which would copy them: the grader copies back what the call did to them.
-    return _call(lambda: fn(*args, **kwargs), getattr(fn, "__name__", "the function"), allowed=tuple(allowed))
+    with _substituted(fn, substitutes):
+        return _call(lambda: fn(*args, **kwargs), getattr(fn, "__name__", "the function"), allowed=tuple(allowed))
 
 
 def serve(user_ns: dict, address: str) -> None:
@@ -260,8 +262,10 @@ def serve(user_ns: dict, address: str) -> None:
     ``value`` (plain data) or ``handle`` (anything else, functions included:
     the grader never looks up code by a name the kernel gives); ``{"op": "call",
     "target": handle, "args": [...], "kwargs": {...}, "guard": None or [names],
-    "errstate": {...}}`` (with a list, run under the checkers' guard, which
-    lets the answer call the reference functions named there; and under NumPy's
+    "substitutes": {name: function}, "errstate": {...}}`` (with a list, run under
+    the checkers' guard, which lets the answer call the reference functions named
+    there, with the target's globals of those names bound to the grader's
+    functions in "substitutes" for the call; and under NumPy's
     error handling ``errstate``) answers ``{"result": value, "args": [...], "kwargs":
     {...}}``, the arguments as the call left them. A failure answers ``{"error":
     [type name, message]}``. The kernel sends ``{"reply": answer}`` last; before
@@ -330,7 +334,7 @@ def serve(user_ns: dict, address: str) -> None:
                 args, kwargs = req["args"], req["kwargs"]
                 with np.errstate(**req.get("errstate", {})):
                     if req.get("guard") is not None:
-                        result = _guarded(req["target"], args, kwargs, req["guard"])
+                        result = _guarded(req["target"], args, kwargs, req["guard"], req.get("substitutes") or {})
                     else:
                         result = req["target"](*args, **kwargs)
                 reply = {"result": result, "args": args, "kwargs": kwargs}

@@ -190,19 +190,17 @@ def gates_samples(release, answers: dict) -> dict:
             ("sigmoid(z[:, 0 * H : 1 * H])", "sigmoid(z[:, 9 * H : 9 * H])"),
             ("sigmoid(z[:, 1 * H : 2 * H])", "sigmoid(z[:, 0 * H : 1 * H])"),
             ("sigmoid(z[:, 9 * H : 9 * H])", "sigmoid(z[:, 1 * H : 2 * H])")]}),
-            ["test_lstm_step", "test_lstm_forward"]),
-        "missing-bias": (_fill(release, answers, {"lstm_step": [(' + params["b"]', "")]}),
-                         ["test_lstm_step", "test_lstm_forward"]),
-        "h-c-swapped": (_fill(release, answers, {"lstm_step": [("return h, c", "return c, h")]}),
-                        ["test_lstm_step", "test_lstm_forward"]),
+            ["test_lstm_step"]),
+        "missing-bias": (_fill(release, answers, {"lstm_step": [(' + params["b"]', "")]}), ["test_lstm_step"]),
+        "h-c-swapped": (_fill(release, answers, {"lstm_step": [("return h, c", "return c, h")]}), ["test_lstm_step"]),
         "sigmoid-sign": (_fill(release, answers, {"sigmoid": [
             ("1 / (1 + e), e / (1 + e)", "e / (1 + e), 1 / (1 + e)")]}),
-            ["test_sigmoid", "test_tanh", "test_lstm_step", "test_lstm_forward"]),
+            ["test_sigmoid"]),
         "count-no-bias": (_fill(release, answers, {"lstm_param_count": [(" + H)", ")")]}),
                           ["test_lstm_param_count"]),
         "calls-reference": (_fill(release, answers, {"lstm_step": [
             ("    return h, c", "    h, c, _ = lstm_ref.lstm_step_forward(x, h_prev, c_prev, params)\n"
-                                "    return h, c")]}), ["test_lstm_step", "test_lstm_forward"]),
+                                "    return h, c")]}), ["test_lstm_step"]),
     }
     for name, attack in ATTACKS.items():
         wrong = "def sigmoid(x):\n    return x\n"

@@ -405,12 +405,15 @@ class Sandbox:
     def call(self, target: Remote, args: tuple, kwargs: dict):
         # Under a checker's profiler hook, the kernel runs the call under the
         # same hook, so that an answer calling the reference is refused there too
-        # (but for the reference functions the hook's "allowed" names);
+        # (but for the reference functions the hook's "allowed" names), with the
+        # hook's substitutes for the student's failing helpers (the course's
+        # functions, which run here when the student's code calls them);
         # and under the test's NumPy error handling (e.g. overflow raising).
         hook = sys.getprofile()
         guard = None if hook is None else list(getattr(hook, "allowed", ()))
+        substitutes = dict(getattr(hook, "substitutes", {}))
         return self._request({"op": "call", "target": target, "args": list(args), "kwargs": kwargs,
-                              "guard": guard, "errstate": np.geterr()})["result"]
+                              "guard": guard, "substitutes": substitutes, "errstate": np.geterr()})["result"]
 
 
 class _NoShell:

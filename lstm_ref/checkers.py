@@ -21,6 +21,12 @@ nothing: the student's function runs under a profiler hook (``sys.setprofile``)
 and any call from its code into those files fails the check, but for a forward
 pass that the task hands the student (``check_bptt_gradients``).
 
+A checked function that calls one of the student's earlier functions
+(``tanh`` calls ``sigmoid``, ``lstm_forward`` calls ``lstm_step``, ...) gets
+that helper by keyword: where the helper fails its own check, the function
+runs with the course's version bound to the helper's name in its module for
+the call, so that one mistake costs the points of one test.
+
 Calling conventions (parameter dicts as in the package docstring: W (D, GH),
 U (H, GH), b (GH,), gate blocks [i|f|g|o] for the LSTM and [r|z|n] for the GRU):
 
@@ -50,17 +56,18 @@ every input, so it cannot change what the reference sees.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import importlib.util
 import itertools
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.special import expit as sigmoid
+from scipy.special import expit
 
 import lstm_ref
 from lstm_ref.gradcheck import gradcheck
@@ -148,18 +155,24 @@ def _public_name(frame: Any) -> str:
     return f"{module}.{qualname}"
 
 
-def _call(fn: Callable[..., Any], what: str, *args: Any, allowed: Sequence[str] = ()) -> Any:
+def _call(fn: Callable[..., Any], what: str, *args: Any, allowed: Sequence[str] = (),
+          substitutes: Mapping[str, Callable[..., Any]] | None = None) -> Any:  # fmt: skip
     """``fn(*copies of args)``, failing if it calls into a reference implementation.
 
     A call from the answer's code into a reference file fails, unless the
     function's public name (``_public_name``) is in ``allowed`` (a forward pass
     the task hands the student, say): until that call returns, nothing is
-    checked.
+    checked. ``substitutes`` (from :func:`_substitutes`) are bound, for the
+    call, to their names among the module globals of ``fn`` that exist there;
+    they may call the reference. The grader's kernel, which runs a remote
+    answer, reads both from the hook.
     """
     if not callable(fn):
         raise AssertionError(f"{what} must be a function, got {type(fn).__name__}")
     args = copy.deepcopy(args)
+    substitutes = dict(substitutes or {})
     files = _reference_files()
+    courses = frozenset(f.__code__ for f in substitutes.values() if hasattr(f, "__code__"))
     called: list[str] = []
     running: list[Any] = []  # the frame of an allowed reference call in progress
 
@@ -169,6 +182,8 @@ def _call(fn: Callable[..., Any], what: str, *args: Any, allowed: Sequence[str] 
         if running:
             if event == "return" and frame is running[0]:
                 running.clear()
+        elif event == "call" and frame.f_code in courses:
+            running.append(frame)
         elif event == "call" and _realpath(frame.f_code.co_filename) in files:
             name = _public_name(frame)
             if name in allowed:
@@ -180,16 +195,55 @@ def _call(fn: Callable[..., Any], what: str, *args: Any, allowed: Sequence[str] 
             if owner.startswith("torch"):
                 called.append(f"torch.{arg.__name__}")
 
-    hook.allowed = tuple(allowed)  # the grader's kernel runs a remote answer under the same rule
+    hook.allowed, hook.substitutes = tuple(allowed), substitutes
     previous = sys.getprofile()
     sys.setprofile(hook)
     try:
-        result = fn(*args)
+        with _substituted(fn, substitutes):
+            result = fn(*args)
     finally:
         sys.setprofile(previous)
         if called:
             raise AssertionError(f"{what} calls the reference implementation {called[0]}; implement it from the equations")
     return result
+
+
+@contextlib.contextmanager
+def _substituted(fn: Callable[..., Any], substitutes: Mapping[str, Callable[..., Any]]) -> Iterator[None]:
+    """Within the block, the module globals of ``fn`` (a function or a ``functools.partial`` of one)
+    named in ``substitutes`` that exist there are bound to those functions; all restored on exit."""
+    namespace = getattr(getattr(fn, "func", fn), "__globals__", {})
+    saved = {name: namespace[name] for name in substitutes if name in namespace}
+    namespace.update({name: substitutes[name] for name in saved})
+    try:
+        yield
+    finally:
+        namespace.update(saved)
+
+
+def _substitutes(what: str, helpers: Mapping[str, tuple[Any, Callable[[Any], None], Callable[..., Any]]]) -> tuple[str, dict]:
+    """The course's version of each of the student's helpers that fails its own check: one mistake, one test.
+
+    ``helpers`` maps the name the checked function ``what`` calls a helper by to
+    (the student's helper or None, its check, the course's version). A helper
+    that passes its check is left in place, so that a working helper keeps
+    serving the answer as it is (extra return values and all). Returns the
+    label for the checked function's messages, which names the substitutes,
+    and the substitutes by name, for :func:`_call`.
+    """
+    substitutes = {}
+    for name, (helper, check, course) in helpers.items():
+        if helper is None:
+            continue
+        try:
+            check(helper)
+        except Exception:  # a helper that fails its check in any way: wrong, refused, raising
+            substitutes[name] = course
+    if substitutes:
+        names = " and ".join(substitutes)
+        fail = "which fails its own test" if len(substitutes) == 1 else "which fail their own tests"
+        what += f" (run with the course's {names} in place of yours, {fail})"
+    return what, substitutes
 
 
 # ---------------------------------------------------------------------------
@@ -384,7 +438,8 @@ _OVERFLOW_FROM = 20.0
 
 
 def _check_activation(fn: Activation, what: str, reference: Activation, others: Mapping[str, Activation],
-                      advice: str, seed: int, dtype: np.dtype) -> None:  # fmt: skip
+                      advice: str, seed: int, dtype: np.dtype,
+                      substitutes: Mapping[str, Callable[..., Any]] | None = None) -> None:  # fmt: skip
     """Values on extreme, random and 0-d inputs (overflow warnings silenced), then no overflow at all.
 
     NaN or inf in the output is reported with the inputs that give it. ``advice``
@@ -395,7 +450,7 @@ def _check_activation(fn: Activation, what: str, reference: Activation, others: 
     never = f"never evaluate exp of a large positive number, e.g. {advice}"
     for x in (_ACTIVATION_PROBE.astype(dtype), _normal(rng, (3, 4, 5), dtype, 3.0), np.asarray(0.7, dtype)):
         with np.errstate(all="ignore"):
-            got = _call(fn, what, x)
+            got = _call(fn, what, x, substitutes=substitutes)
         mistakes = [Mistake(msg, lambda f=f, x=x: {"output": f(x).astype(x.dtype)}) for msg, f in others.items()]
 
         def overflow(bad: np.ndarray, x: np.ndarray = x) -> str:
@@ -409,7 +464,7 @@ def _check_activation(fn: Activation, what: str, reference: Activation, others: 
                  explain_nonfinite=overflow)  # fmt: skip
     with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
         try:
-            _call(fn, what, _ACTIVATION_PROBE.astype(dtype))
+            _call(fn, what, _ACTIVATION_PROBE.astype(dtype), substitutes=substitutes)
         except FloatingPointError as err:
             raise AssertionError(f"{what} overflows for large |x| ({err}): {never}") from None
 
@@ -417,22 +472,29 @@ def _check_activation(fn: Activation, what: str, reference: Activation, others: 
 def check_sigmoid(fn: Activation, *, seed: int = 0, dtype: np.dtype = np.float64) -> None:
     """Check ``fn(x) = 1 / (1 + exp(-x))`` elementwise, to rounding, without overflow for |x| up to 1000."""
     others = {
-        "returns sigmoid(-x): the sign inside exp is flipped": lambda x: sigmoid(-x),
+        "returns sigmoid(-x): the sign inside exp is flipped": lambda x: expit(-x),
         "returns tanh(x), not the sigmoid": np.tanh,
     }
     advice = "use exp(-|x|) and pick the formula by the sign of x"
-    _check_activation(fn, "sigmoid", sigmoid, others, advice, seed, _float_dtype(dtype))
+    _check_activation(fn, "sigmoid", expit, others, advice, seed, _float_dtype(dtype))
 
 
-def check_tanh(fn: Activation, *, seed: int = 0, dtype: np.dtype = np.float64) -> None:
-    """Check ``fn(x) = tanh(x) = 2 sigmoid(2x) - 1`` elementwise, without overflow for |x| up to 1000."""
+def check_tanh(fn: Activation, *, sigmoid: Activation | None = None, seed: int = 0,
+               dtype: np.dtype = np.float64) -> None:  # fmt: skip
+    """Check ``fn(x) = tanh(x) = 2 sigmoid(2x) - 1`` elementwise, without overflow for |x| up to 1000.
+
+    ``sigmoid``: the student's sigmoid, which ``fn`` calls; where it fails
+    ``check_sigmoid``, ``fn`` runs with the course's in its place.
+    """
+    dtype = _float_dtype(dtype)
+    what, substitutes = _substitutes("tanh", {"sigmoid": (sigmoid, functools.partial(check_sigmoid, dtype=dtype), expit)})
     others = {
-        "returns the sigmoid, not tanh": sigmoid,
-        "returns 2 sigmoid(x) - 1 = tanh(x/2): the argument must be 2x": lambda x: 2.0 * sigmoid(x) - 1.0,
-        "returns 2 sigmoid(2x) without the - 1": lambda x: 2.0 * sigmoid(2.0 * x),
+        "returns the sigmoid, not tanh": expit,
+        "returns 2 sigmoid(x) - 1 = tanh(x/2): the argument must be 2x": lambda x: 2.0 * expit(x) - 1.0,
+        "returns 2 sigmoid(2x) without the - 1": lambda x: 2.0 * expit(2.0 * x),
     }
     advice = "write tanh(x) = 2 sigmoid(2x) - 1 with a sigmoid that never overflows"
-    _check_activation(fn, "tanh", np.tanh, others, advice, seed, _float_dtype(dtype))
+    _check_activation(fn, what, np.tanh, others, advice, seed, dtype, substitutes)
 
 
 # ---------------------------------------------------------------------------
@@ -441,14 +503,15 @@ def check_tanh(fn: Activation, *, seed: int = 0, dtype: np.dtype = np.float64) -
 _STATE_DIMS = {"h": "(N, H)", "c": "(N, H)", "hs": "(N, T, H)", "cs": "(N, T, H)"}
 
 
+def _course_lstm_step(x: np.ndarray, h_prev: np.ndarray, c_prev: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray]:
+    """The course's ``lstm_step(x, h_prev, c_prev, params) -> (h, c)``: ``lstm_ref.lstm_step_forward``'s states."""
+    h, c, _ = lstm_ref.lstm_step_forward(x, h_prev, c_prev, params)
+    return h, c
+
+
 def _lstm_step(params: Params) -> Step:
-    """The reference step ``lstm_ref.lstm_step_forward`` with ``params``."""
-
-    def step(x: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        h_next, c_next, _ = lstm_ref.lstm_step_forward(x, h, c, params)
-        return h_next, c_next
-
-    return step
+    """The reference step with ``params``."""
+    return lambda x, h, c: _course_lstm_step(x, h, c, params)
 
 
 def _lstm_gate_model(params: Params, activations: str = "ssts", h_from: str = "tanh(c)") -> Step:
@@ -461,7 +524,7 @@ def _lstm_gate_model(params: Params, activations: str = "ssts", h_from: str = "t
 
     def step(x: np.ndarray, h_prev: np.ndarray, c_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         z = x @ params["W"] + h_prev @ params["U"] + params["b"]  # (N, 4H)
-        act = {"s": sigmoid, "t": np.tanh}
+        act = {"s": expit, "t": np.tanh}
         i, f, g, o = (act[a](block) for a, block in zip(activations, _blocks(z, 4)))  # (N, H) each
         c = f * c_prev + i * g  # (N, H)
         h = o * {"tanh(c)": np.tanh(c), "c": c, "tanh(c_prev)": np.tanh(c_prev)}[h_from]  # (N, H)
@@ -517,21 +580,28 @@ def _lstm_inputs(
     return x, h0, c0, params, rng
 
 
-def check_lstm_step(fn: Callable[..., Any], *, N: int = 3, D: int = 4, H: int = 5, seed: int = 0,
-                    dtype: np.dtype = np.float64) -> None:  # fmt: skip
+def check_lstm_step(fn: Callable[..., Any], *, sigmoid: Activation | None = None, tanh: Activation | None = None,
+                    N: int = 3, D: int = 4, H: int = 5, seed: int = 0, dtype: np.dtype = np.float64) -> None:  # fmt: skip
     """Check one LSTM step ``fn(x, h_prev, c_prev, params) -> (h, c)`` against ``lstm_ref.lstm_step_forward``.
 
     x (N, D); h_prev, c_prev (N, H) non-zero; params W (D, 4H), U (H, 4H),
     b (4H,) non-zero. Keep D != H so that a transposed weight cannot hide.
+    ``sigmoid``, ``tanh``: the student's, which ``fn`` calls; one that fails
+    its own check is replaced by the course's while ``fn`` runs.
     """
-    x, h0, c0, params, _ = _lstm_inputs((N, D), H, seed, _float_dtype(dtype))
+    dtype = _float_dtype(dtype)
+    what, substitutes = _substitutes("lstm_step", {
+        "sigmoid": (sigmoid, functools.partial(check_sigmoid, dtype=dtype), expit),
+        "tanh": (tanh, functools.partial(check_tanh, dtype=dtype), np.tanh),
+    })  # fmt: skip
+    x, h0, c0, params, _ = _lstm_inputs((N, D), H, seed, dtype)
     expected = dict(zip(("h", "c"), _lstm_step(params)(x, h0, c0)))
-    got = _outputs("lstm_step", _call(fn, "lstm_step", x, h0, c0, params), ("h", "c"), "(h, c)")
+    got = _outputs(what, _call(fn, what, x, h0, c0, params, substitutes=substitutes), ("h", "c"), "(h, c)")
     mistakes = [
         Mistake(msg, lambda step=step: dict(zip(("h", "c"), step(x, h0, c0))))
         for msg, step in _lstm_step_mistakes(params, D, H)
     ]
-    _compare("lstm_step", got, expected, mistakes, _STATE_DIMS, calls="your sigmoid and tanh")
+    _compare(what, got, expected, mistakes, _STATE_DIMS, calls="your sigmoid and tanh")
 
 
 def _lstm_sequence(step: Step, x: np.ndarray, h0: np.ndarray, c0: np.ndarray, *, carry: str = "hc",
@@ -550,17 +620,23 @@ def _lstm_sequence(step: Step, x: np.ndarray, h0: np.ndarray, c0: np.ndarray, *,
     return {"hs": np.stack(hs, axis=1), "cs": np.stack(cs, axis=1)}  # (N, T, H) each
 
 
-def check_lstm_forward(fn: Callable[..., Any], *, N: int = 2, T: int = 6, D: int = 3, H: int = 4, seed: int = 0,
-                       dtype: np.dtype = np.float64) -> None:  # fmt: skip
+def check_lstm_forward(fn: Callable[..., Any], *, lstm_step: Callable[..., Any] | None = None, N: int = 2, T: int = 6,
+                       D: int = 3, H: int = 4, seed: int = 0, dtype: np.dtype = np.float64) -> None:  # fmt: skip
     """Check a sequence forward ``fn(x, params, h0, c0) -> (hs, cs)`` against ``lstm_ref.lstm_forward``.
 
     x (N, T, D); h0, c0 (N, H) non-zero; hs[:, t] and cs[:, t] (N, H) are the
-    states after the step that reads x[:, t].
+    states after the step that reads x[:, t]. ``lstm_step``: the student's,
+    which ``fn`` calls; where it fails ``check_lstm_step`` (its own helpers
+    as they are), ``fn`` runs with the course's step in its place.
     """
-    x, h0, c0, params, _ = _lstm_inputs((N, T, D), H, seed, _float_dtype(dtype))
+    dtype = _float_dtype(dtype)
+    what, substitutes = _substitutes(
+        "lstm_forward", {"lstm_step": (lstm_step, functools.partial(check_lstm_step, dtype=dtype), _course_lstm_step)})
+    x, h0, c0, params, _ = _lstm_inputs((N, T, D), H, seed, dtype)
     hs, _, cache = lstm_ref.lstm_forward(x, params, h0, c0, variant="standard")
     expected = {"hs": hs, "cs": cache.c[1:].transpose(1, 0, 2)}  # cache.c is time-major (T+1, N, H), c[0] = c0
-    got = _outputs("lstm_forward", _call(fn, "lstm_forward", x, params, h0, c0), ("hs", "cs"), "(hs, cs), each (N, T, H)")
+    got = _outputs(what, _call(fn, what, x, params, h0, c0, substitutes=substitutes), ("hs", "cs"),
+                   "(hs, cs), each (N, T, H)")
     ref = _lstm_step(params)
     zeros = np.zeros_like(h0)
 
@@ -581,7 +657,7 @@ def check_lstm_forward(fn: Callable[..., Any], *, N: int = 2, T: int = 6, D: int
         Mistake("the sequence is read backwards in time", backwards),
     ]
     mistakes += [Mistake(f"in every step, {msg}", seq(step)) for msg, step in _lstm_step_mistakes(params, D, H)]
-    _compare("lstm_forward", got, expected, mistakes, _STATE_DIMS, calls="your lstm_step, sigmoid and tanh")
+    _compare(what, got, expected, mistakes, _STATE_DIMS, calls="your lstm_step, sigmoid and tanh")
 
 
 def check_lstm_param_count(fn_or_value: Callable[[int, int], int] | int, *, D: int | None = None,
@@ -845,22 +921,33 @@ def _bptt_model(dhs: np.ndarray, caches: Sequence[Any], *, accumulate: str = "al
     return {"dx": dx, "dh0": dh_next, "dc0": dc_next, **_named_grads(total)}
 
 
-def check_lstm_bptt(fn: Callable[..., Any], *, N: int = 2, T: int = 5, D: int = 3, H: int = 4, seed: int = 0,
-                    dtype: np.dtype = np.float64) -> None:  # fmt: skip
+def _course_lstm_bptt(dhs: np.ndarray, caches: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """The course's ``lstm_bptt(dhs, caches) -> (dx, dh0, dc0, grads)``, by the reference step backward."""
+    out = _bptt_model(dhs, caches)
+    return out["dx"], out["dh0"], out["dc0"], {k: out[f"grads['{k}']"] for k in _PARAM_KEYS}
+
+
+def check_lstm_bptt(fn: Callable[..., Any], *, lstm_step_backward: Callable[..., Any] | None = None, N: int = 2,
+                    T: int = 5, D: int = 3, H: int = 4, seed: int = 0, dtype: np.dtype = np.float64) -> None:  # fmt: skip
     """Check backprop through time ``fn(dhs, caches) -> (dx, dh0, dc0, grads)`` against ``lstm_ref.lstm_backward``.
 
     ``caches`` are the T step caches of ``lstm_ref.lstm_step_forward`` over a
     sequence (:func:`lstm_step_caches`), dhs (N, T, H) the upstream gradient of
     every h_t. dx (N, T, D); dh0, dc0 (N, H); grads summed over time.
+    ``lstm_step_backward``: the student's, which ``fn`` calls; where it fails
+    ``check_lstm_step_backward``, ``fn`` runs with ``lstm_ref.lstm_step_backward``.
     """
-    x, h0, c0, params, rng = _lstm_inputs((N, T, D), H, seed, _float_dtype(dtype))
+    dtype = _float_dtype(dtype)
+    what, substitutes = _substitutes("lstm_bptt", {"lstm_step_backward": (
+        lstm_step_backward, functools.partial(check_lstm_step_backward, dtype=dtype), lstm_ref.lstm_step_backward)})
+    x, h0, c0, params, rng = _lstm_inputs((N, T, D), H, seed, dtype)
     dhs = _normal(rng, (N, T, H), x.dtype)
     _, caches = lstm_step_caches(x, params, h0, c0)
     _, _, sequence_cache = lstm_ref.lstm_forward(x, params, h0, c0, variant="standard")
     dx, dh0, dc0, grads = lstm_ref.lstm_backward(dhs, sequence_cache)
     expected = {"dx": dx, "dh0": dh0, "dc0": dc0, **_named_grads(grads)}
-    what = "lstm_bptt"
-    got = _outputs(what, _call(fn, what, dhs, caches), ("dx", "dh0", "dc0", "grads"), "(dx, dh0, dc0, grads)")
+    got = _outputs(what, _call(fn, what, dhs, caches, substitutes=substitutes), ("dx", "dh0", "dc0", "grads"),
+                   "(dx, dh0, dc0, grads)")
 
     def model(keys: Sequence[str] = tuple(expected), **kw: Any) -> Callable[[], Outputs]:
         return lambda: {k: v for k, v in _bptt_model(dhs, caches, **kw).items() if k in keys}
@@ -925,30 +1012,45 @@ def check_bptt_loss(fn: Callable[..., Any], *, N: int = 2, T: int = 3, D: int = 
     _compare("bptt_loss", {"L": np.asarray(got, dtype=np.float64)}, {"L": np.asarray(np.sum(hs * dhs))}, mistakes, {"L": "()"})
 
 
-def check_bptt_gradients(loss_fn: Callable[..., Any], grads_fn: Callable[..., Any], *, N: int = 2, T: int = 3,
-                         D: int = 2, H: int = 3, seed: int = 0) -> None:  # fmt: skip
+def _course_bptt_loss(arrays: Mapping[str, np.ndarray], dhs: np.ndarray) -> float:
+    """The course's ``bptt_loss(arrays, dhs)``: sum(hs * dhs) over the reference forward pass."""
+    return float(np.sum(_lstm_hs(arrays) * dhs))
+
+
+def check_bptt_gradients(loss_fn: Callable[..., Any], grads_fn: Callable[..., Any], *,
+                         lstm_bptt: Callable[..., Any] | None = None, N: int = 2, T: int = 3, D: int = 2, H: int = 3,
+                         seed: int = 0) -> None:  # fmt: skip
     """Check ``grads_fn(arrays, dhs)`` against centred finite differences of ``loss_fn(arrays, dhs)``.
 
     Both take the ``arrays`` of :func:`check_bptt_loss`; ``grads_fn`` returns a
     dict with the same keys and shapes. Every relative error
     (``lstm_ref.gradcheck.gradcheck``, float64) must stay below :data:`GRADCHECK_RTOL`.
+    Where ``loss_fn`` fails :func:`check_bptt_loss`, the finite differences are
+    those of the course's loss; where ``lstm_bptt`` (the student's, which
+    ``grads_fn`` calls) fails :func:`check_lstm_bptt`, ``grads_fn`` runs with the course's.
     """
+    what, substitutes = _substitutes("bptt_gradients", {"lstm_bptt": (lstm_bptt, check_lstm_bptt, _course_lstm_bptt)})
+    of_loss = "bptt_loss"
+    try:
+        check_bptt_loss(loss_fn)
+    except Exception:  # as in _substitutes
+        loss_fn, of_loss = _course_bptt_loss, "the course's bptt_loss (yours fails its own test)"
     arrays, dhs = _bptt_problem(N, T, D, H, seed)
     # The forward pass is given (lstm_step_caches); the gradients must come from the student's own BPTT.
-    analytic = _call(grads_fn, "bptt_gradients", arrays, dhs, allowed=_FORWARD_PASSES)
+    analytic = _call(grads_fn, what, arrays, dhs, allowed=_FORWARD_PASSES, substitutes=substitutes)
     if not isinstance(analytic, Mapping) or set(analytic) != set(arrays):
         keys = sorted(analytic) if isinstance(analytic, Mapping) else type(analytic).__name__
-        raise AssertionError(f"bptt_gradients must return a dict with the keys {sorted(arrays)}, got {keys}")
+        raise AssertionError(f"{what} must return a dict with the keys {sorted(arrays)}, got {keys}")
     for name, a in arrays.items():
         problem = _shape_problem(name, analytic[name], a, {})
         if problem:
-            raise AssertionError(f"bptt_gradients: {problem}")
+            raise AssertionError(f"{what}: {problem}")
     errors = gradcheck(lambda a: float(loss_fn(a, dhs)), arrays, analytic)
     bad = {name: error for name, error in errors.items() if not error < GRADCHECK_RTOL}
     if bad:
         listed = ", ".join(f"d{name} {error:.1e}" for name, error in bad.items())
         raise AssertionError(
-            f"bptt_gradients disagrees with finite differences of bptt_loss: relative error {listed} "
+            f"{what} disagrees with finite differences of {of_loss}: relative error {listed} "
             f"(must be below {GRADCHECK_RTOL:g}); the other gradients agree"
         )
 

@@ -529,3 +529,122 @@ def test_load_gru_cell():
         cell.load_state_dict(interop.to_torch(params, "gru"), strict=False)
 
     _fails_with(checkers.check_load_gru_cell, converted, "load_gru_cell calls the reference implementation")
+
+
+# ---------------------------------------------------------------------------
+# One mistake, one test: a function is judged with the course's version of a failing helper
+
+GATES_ANSWERS = '''
+import numpy as np
+import lstm_ref
+
+def sigmoid(x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+def tanh(x):
+    return 2 * sigmoid(2 * x) - 1
+
+def lstm_step(x, h_prev, c_prev, params):
+    H = h_prev.shape[1]
+    z = np.concatenate([x, h_prev], axis=1) @ np.concatenate([params["W"], params["U"]]) + params["b"]
+    i, f, o = (sigmoid(z[:, k * H : (k + 1) * H]) for k in (0, 1, 3))
+    c = f * c_prev + i * tanh(z[:, 2 * H : 3 * H])
+    return o * tanh(c), c
+
+def lstm_forward(x, params, h0, c0):
+    h, c, hs, cs = h0, c0, [], []
+    for t in range(x.shape[1]):
+        h, c = lstm_step(x[:, t], h, c, params)
+        hs.append(h)
+        cs.append(c)
+    return np.stack(hs, axis=1), np.stack(cs, axis=1)
+'''
+FLIPPED_SIGMOID = "def sigmoid(x):\n    return 1 / (1 + np.exp(x))\n"
+STILL_STEP = "def lstm_step(x, h_prev, c_prev, params):\n    return h_prev, c_prev\n"
+
+
+def notebook(source: str, **answers: str) -> dict:
+    """A notebook's namespace after running ``source`` and then each of ``answers`` (one answer cell each)."""
+    namespace: dict = {}
+    for cell in (source, *answers.values()):
+        exec(cell, namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_failing_helper_costs_only_its_own_test(dtype):
+    nb = notebook(GATES_ANSWERS, sigmoid=FLIPPED_SIGMOID)
+    before = dict(nb)
+    _fails_with(checkers.check_sigmoid, nb["sigmoid"], "the sign inside exp is flipped", dtype=dtype)
+    _fails_with(checkers.check_tanh, nb["tanh"], "tanh", dtype=dtype)  # the helper not named: the failure cascades
+    checkers.check_tanh(nb["tanh"], sigmoid=nb["sigmoid"], dtype=dtype)
+    checkers.check_lstm_step(nb["lstm_step"], sigmoid=nb["sigmoid"], tanh=nb["tanh"], dtype=dtype)
+    checkers.check_lstm_forward(nb["lstm_forward"], lstm_step=nb["lstm_step"], dtype=dtype)
+    assert nb == before, "the student's own functions are back in place"
+
+
+def test_a_function_judged_with_the_course_helper_says_so_and_may_still_fail():
+    off_by_one = GATES_ANSWERS.split("def lstm_forward")[1].replace(
+        "        h, c = lstm_step(x[:, t], h, c, params)\n        hs.append(h)\n        cs.append(c)\n",
+        "        hs.append(h)\n        cs.append(c)\n        h, c = lstm_step(x[:, t], h, c, params)\n")
+    nb = notebook(GATES_ANSWERS, lstm_step=STILL_STEP, lstm_forward="def lstm_forward" + off_by_one)
+    _fails_with(checkers.check_lstm_forward, nb["lstm_forward"],
+                "lstm_forward (run with the course's lstm_step in place of yours, which fails its own test): "
+                "off by one in time", lstm_step=nb["lstm_step"])
+    nb = notebook(GATES_ANSWERS.replace("return o * tanh(c), c", "return c, o * tanh(c)"), sigmoid=FLIPPED_SIGMOID)
+    _fails_with(checkers.check_lstm_step, nb["lstm_step"],
+                "lstm_step (run with the course's sigmoid and tanh in place of yours, which fail their own tests): "
+                "h and c are swapped", sigmoid=nb["sigmoid"], tanh=nb["tanh"])
+
+
+def test_a_working_helper_is_kept_as_it_is():
+    # A step returning more than (h, c) passes check_lstm_step; the forward that unpacks it keeps it.
+    nb = notebook(GATES_ANSWERS.replace("return o * tanh(c), c", "return o * tanh(c), c, z").replace(
+        "h, c = lstm_step(x[:, t], h, c, params)", "h, c, _ = lstm_step(x[:, t], h, c, params)"))
+    checkers.check_lstm_forward(nb["lstm_forward"], lstm_step=nb["lstm_step"])
+
+
+def test_calling_the_reference_is_refused_beside_a_course_helper_and_the_names_come_back():
+    nb = notebook(GATES_ANSWERS, lstm_step=STILL_STEP, lstm_forward=(
+        "def lstm_forward(x, params, h0, c0):\n"
+        "    lstm_step(x[:, 0], h0, c0, params)\n"
+        "    hs, _, cache = lstm_ref.lstm_forward(x, params, h0, c0)\n"
+        "    return hs, cache.c[1:].transpose(1, 0, 2)\n"))
+    before = dict(nb)
+    _fails_with(checkers.check_lstm_forward, nb["lstm_forward"],
+                "calls the reference implementation lstm_ref.lstm_forward", lstm_step=nb["lstm_step"])
+    assert nb == before
+
+
+BPTT_ANSWERS = '''
+import numpy as np
+from lstm_ref.checkers import lstm_step_caches
+
+def lstm_bptt(dhs, caches):
+    N, T, H = dhs.shape
+    dh_next, dc_next = np.zeros((N, H), dhs.dtype), np.zeros((N, H), dhs.dtype)
+    dxs, grads = [None] * T, {k: np.zeros_like(v) for k, v in caches[0].params.items()}
+    for t in reversed(range(T)):
+        dxs[t], dh_next, dc_next, step = lstm_step_backward(dhs[:, t] + dh_next, dc_next, caches[t])
+        for k in grads:
+            grads[k] += step[k]
+    return np.stack(dxs, axis=1), dh_next, dc_next, grads
+
+def bptt_gradients(arrays, dhs):
+    params = {k: arrays[k] for k in ("W", "U", "b")}
+    _, caches = lstm_step_caches(arrays["x"], params, arrays["h0"], arrays["c0"])
+    dx, dh0, dc0, grads = lstm_bptt(dhs, caches)
+    return {"x": dx, "h0": dh0, "c0": dc0, **grads}
+'''
+
+
+def test_bptt_is_judged_with_the_course_step_backward_and_the_gradient_check_with_the_course_loss():
+    nb = notebook(BPTT_ANSWERS)
+    nb["lstm_step_backward"] = functools.partial(lstm_step_backward, use_dc=False)  # the student's, wrong
+    loss = functools.partial(bptt_loss, reduce=np.mean)
+    _fails_with(checkers.check_lstm_step_backward, nb["lstm_step_backward"], "the upstream gradient dc is ignored")
+    checkers.check_lstm_bptt(nb["lstm_bptt"], lstm_step_backward=nb["lstm_step_backward"], dtype=np.float32)
+    checkers.check_bptt_gradients(loss, nb["bptt_gradients"], lstm_bptt=nb["lstm_bptt"])
+    _fails_with(functools.partial(checkers.check_bptt_gradients, loss), nb["bptt_gradients"],
+                "finite differences of the course's bptt_loss (yours fails its own test)")  # lstm_bptt not named

@@ -1,5 +1,7 @@
-"""The usual mistakes, planted in the gates and bptt notebooks, cost exactly their test cells' points;
-every solution notebook earns full marks and every untouched release notebook zero.
+"""The usual mistakes, planted in the gates and bptt notebooks, cost exactly their test cells' points
+(a function that calls a failing one of the student's is judged with the course's in its place, so
+each mistake breaks one cell); every solution notebook earns full marks and every untouched release
+notebook zero.
 
 Each submission is a solution notebook with one mistake written into an answer
 cell (the text between ``### BEGIN SOLUTION`` and ``### END SOLUTION``). All
@@ -51,55 +53,54 @@ class Planted(NamedTuple):
 
 
 GATES = [
-    Planted("sigmoid_forward_count", "sigmoid", "e = np.exp(-np.abs(x))  # in (0, 1]: never overflows\n"
+    Planted("sigmoid_and_count", "sigmoid", "e = np.exp(-np.abs(x))  # in (0, 1]: never overflows\n"
             "    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)", "return 1 / (1 + np.exp(-x))",
-            {"test_sigmoid": "sigmoid overflows for large |x|", "test_tanh": "tanh overflows for large |x|"}),
+            {"test_sigmoid": "sigmoid overflows for large |x|"}),  # tanh, lstm_step: run with the course's sigmoid
     Planted("swapped_gates", "lstm_step", "i = sigmoid(z[:, 0 * H : 1 * H])  # (N, H)\n    f = sigmoid(z[:, 1 * H : 2 * H])",
             "i = sigmoid(z[:, 1 * H : 2 * H])\n    f = sigmoid(z[:, 0 * H : 1 * H])",
-            {"test_lstm_step": "lstm_step: the i and f gate blocks look swapped",
-             "test_lstm_forward": "lstm_forward: in every step, the i and f gate blocks look swapped"}),
+            {"test_lstm_step": "lstm_step: the i and f gate blocks look swapped"}),  # lstm_forward: the course's step
     Planted("missing_bias", "lstm_step", 'z = xh @ WU + params["b"]', "z = xh @ WU",
-            {"test_lstm_step": "the bias b is missing", "test_lstm_forward": "the bias b is missing"}),
+            {"test_lstm_step": "the bias b is missing"}),
     Planted("doubled_bias", "lstm_step", 'z = xh @ WU + params["b"]', 'z = xh @ WU + 2 * params["b"]',
-            {"test_lstm_step": "the bias b is added twice", "test_lstm_forward": "the bias b is added twice"}),
+            {"test_lstm_step": "the bias b is added twice"}),
     Planted("concatenation_order", "lstm_step", "xh = np.concatenate([x, h_prev], axis=1)",
-            "xh = np.concatenate([h_prev, x], axis=1)",
-            {"test_lstm_step": "the concatenation order is wrong", "test_lstm_forward": "the concatenation order is wrong"}),
+            "xh = np.concatenate([h_prev, x], axis=1)", {"test_lstm_step": "the concatenation order is wrong"}),
     Planted("wrong_activation", "lstm_step", "g = tanh(z[:, 2 * H : 3 * H])", "g = sigmoid(z[:, 2 * H : 3 * H])",
-            {"test_lstm_step": "gate g uses sigmoid; it must use tanh",
-             "test_lstm_forward": "gate g uses sigmoid; it must use tanh"}),
-    Planted("h_c_swapped", "lstm_step", "return h, c", "return c, h",
-            {"test_lstm_step": "h and c are swapped in the return value",
-             "test_lstm_forward": "h and c are swapped in the return value"}),
+            {"test_lstm_step": "gate g uses sigmoid; it must use tanh"}),
+    Planted("step_and_forward", "lstm_step", "return h, c", "return c, h",
+            {"test_lstm_step": "h and c are swapped in the return value"}),
     Planted("forget_ignored", "lstm_step", "c = f * c_prev + i * g", "c = c_prev + i * g",
-            {"test_lstm_step": "the forget gate is ignored", "test_lstm_forward": "the forget gate is ignored"}),
+            {"test_lstm_step": "the forget gate is ignored"}),
     Planted("calls_reference", "lstm_step", "H = h_prev.shape[1]",
             "h, c, _ = lstm_ref.lstm_step_forward(x, h_prev, c_prev, params)\n    return h, c",
-            {"test_lstm_step": "calls the reference implementation lstm_ref.lstm_step_forward",
-             "test_lstm_forward": "calls the reference implementation lstm_ref.lstm_step_forward"}),
-    Planted("sigmoid_forward_count", "lstm_forward",
+            {"test_lstm_step": "calls the reference implementation lstm_ref.lstm_step_forward"}),
+    # A wrong forward loop around a wrong step: judged with the course's step, and told so.
+    Planted("step_and_forward", "lstm_forward",
             "h, c = lstm_step(x[:, t], h, c, params)  # (N, H) each\n        hs.append(h)\n        cs.append(c)",
             "hs.append(h)\n        cs.append(c)\n        h, c = lstm_step(x[:, t], h, c, params)",
-            {"test_lstm_forward": "off by one in time"}),
-    Planted("sigmoid_forward_count", "lstm_param_count", "return 4 * (D * H + H * H + H)", "return D * H + H * H + H",
+            {"test_lstm_forward": "lstm_forward (run with the course's lstm_step in place of yours, which fails its "
+                                  "own test): off by one in time"}),
+    Planted("sigmoid_and_count", "lstm_param_count", "return 4 * (D * H + H * H + H)", "return D * H + H * H + H",
             {"test_lstm_param_count": "vanilla RNN's count"}),
 ]  # fmt: skip
 
 BPTT = [
     Planted("rnn_and_accumulation", "rnn_step_backward", "da = dh * (1 - cache.h**2)", "da = dh",
             {"test_rnn_step_backward": "the tanh derivative (1 - h^2) is missing"}),
-    Planted("dc_ignored", "lstm_step_backward", "dc_t = dc + dh * o", "dc_t = dh * o",
-            {"test_lstm_step_backward": "the upstream gradient dc is ignored",
-             "test_lstm_bptt": "dc_prev is not carried back", "test_bptt_gradcheck": "disagrees with finite differences"}),
+    Planted("dc_ignored_and_loss", "lstm_step_backward", "dc_t = dc + dh * o", "dc_t = dh * o",
+            {"test_lstm_step_backward": "the upstream gradient dc is ignored"}),  # lstm_bptt: the course's step
+    Planted("dc_ignored_and_loss", "bptt_loss", "return float(np.sum(hs * dhs))", "return float(np.sum(hs))",
+            {"test_bptt_loss": "the loss ignores dhs"}),  # the gradient check: the course's loss and lstm_bptt
     Planted("step_backward_calls_reference", "lstm_step_backward", "H = dh.shape[1]",
             "return lstm_ref.lstm_step_backward(dh, dc, cache)",
-            {"test_lstm_step_backward": "calls the reference implementation lstm_ref.lstm_step_backward",
-             "test_lstm_bptt": "calls the reference implementation lstm_ref.lstm_step_backward",
-             "test_bptt_gradcheck": "bptt_gradients calls the reference implementation lstm_ref.lstm_step_backward"}),
+            {"test_lstm_step_backward": "calls the reference implementation lstm_ref.lstm_step_backward"}),
     Planted("rnn_and_accumulation", "lstm_bptt", "grads[k] += step_grads[k]", "grads[k] = step_grads[k]",
-            {"test_lstm_bptt": "not accumulated over time", "test_bptt_gradcheck": "disagrees with finite differences"}),
+            {"test_lstm_bptt": "not accumulated over time"}),
     Planted("off_by_one", "lstm_bptt", "lstm_step_backward(dhs[:, t] + dh_next", "lstm_step_backward(dhs[:, t - 1] + dh_next",
-            {"test_lstm_bptt": "step t must use dhs[:, t], not dhs[:, t-1]", "test_bptt_gradcheck": "disagrees with finite differences"}),
+            {"test_lstm_bptt": "step t must use dhs[:, t], not dhs[:, t-1]"}),
+    Planted("off_by_one", "bptt_loss", '"h0": dh0, "c0": dc0', '"h0": dc0, "c0": dh0',
+            {"test_bptt_gradcheck": "bptt_gradients (run with the course's lstm_bptt in place of yours, which fails "
+                                    "its own test) disagrees with finite differences of bptt_loss"}),
 ]  # fmt: skip
 
 
@@ -108,12 +109,17 @@ def _meta(cell) -> dict:
 
 
 def _plant(nb: nbformat.NotebookNode, planted: Planted) -> None:
-    """Write the mistake into the solution region of answer cell ``planted.cell``."""
+    """Write the mistake into the solution region of answer cell ``planted.cell`` that holds ``planted.old``."""
     (cell,) = [c for c in nb.cells if _meta(c).get("grade_id") == planted.cell]
-    start, stop = cell.source.index(BEGIN), cell.source.index(END)
-    region = cell.source[start:stop]
-    assert planted.old in region, f"{planted.student}: {planted.old!r} is not in the solution of {planted.cell}"
-    cell.source = cell.source[:start] + region.replace(planted.old, planted.new) + cell.source[stop:]
+    stop = 0
+    while BEGIN in cell.source[stop:]:
+        start = cell.source.index(BEGIN, stop)
+        stop = cell.source.index(END, start)
+        region = cell.source[start:stop]
+        if planted.old in region:
+            cell.source = cell.source[:start] + region.replace(planted.old, planted.new) + cell.source[stop:]
+            return
+    raise AssertionError(f"{planted.student}: {planted.old!r} is not in a solution of {planted.cell}")
 
 
 def _submission(source: Path, planted: list[Planted], keep_demo: bool) -> nbformat.NotebookNode:
