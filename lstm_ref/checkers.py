@@ -155,24 +155,107 @@ def _public_name(frame: Any) -> str:
     return f"{module}.{qualname}"
 
 
-def _call(fn: Callable[..., Any], what: str, *args: Any, allowed: Sequence[str] = (),
-          substitutes: Mapping[str, Callable[..., Any]] | None = None) -> Any:  # fmt: skip
-    """``fn(*copies of args)``, failing if it calls into a reference implementation.
+class _Helper(NamedTuple):
+    """A function of the student's that a checked function calls by its name, and what stands in for it."""
+
+    fn: Any  #: the student's function as the test passes it; None: not given
+    check: Callable[[Any], None]  #: its own check, at the checked call's sizes, seed and dtype, with its helpers
+    course: Callable[..., Any]  #: the course's version, called as the task calls the student's
+    form: str  #: that call, for messages: "lstm_step(x, h_prev, c_prev, params) -> (h, c)"
+
+
+class _Substitution:
+    """The course's versions of the student's helpers that fail their own checks, for one checked function.
+
+    One mistake costs one test: the checked function runs with these bound to
+    the helpers' names (``stand_ins``) and is judged on its own. A helper that
+    passes its check keeps serving the answer as it is (extra return values
+    and all). ``label`` is the checked function's name for messages, with a
+    note on the course's versions it ran with, or could not reach.
+    """
+
+    def __init__(self, what: str, helpers: Mapping[str, _Helper]) -> None:
+        self.what = what
+        self.failing: dict[str, _Helper] = {}
+        for name, helper in helpers.items():
+            if helper.fn is None:
+                continue
+            try:
+                helper.check(helper.fn)
+            except Exception:  # a helper that fails its check in any way: wrong, refused, raising
+                self.failing[name] = helper
+        self.called: set[str] = set()
+
+    def stand_ins(self) -> dict[str, Callable[..., Any]]:
+        """A fresh function per failing helper, to bind to its name: it records the call and runs the course's version.
+
+        Only these functions' frames may call the reference (:func:`_call`): an
+        answer calling the course's version or the reference directly is refused.
+        """
+
+        def stand_in(name: str, course: Callable[..., Any]) -> Callable[..., Any]:
+            def course_version(*args: Any, **kwargs: Any) -> Any:
+                self.called.add(name)
+                return course(*args, **kwargs)
+
+            return course_version
+
+        return {name: stand_in(name, helper.course) for name, helper in self.failing.items()}
+
+    def label(self) -> str:
+        if not self.failing:
+            return self.what
+        used = [name for name in self.failing if name in self.called]
+        if used:  # a helper of a replaced helper is not called: no word on it
+            fail = "which fails its own test" if len(used) == 1 else "which fail their own tests"
+            return f"{self.what} (run with the course's {' and '.join(used)} in place of yours, {fail})"
+        them, fail = ("it", "fails its own test") if len(self.failing) == 1 else ("them", "fail their own tests")
+        return (f"{self.what} (your {' and '.join(self.failing)} {fail}, and {self.what} did not call {them} by "
+                "name, so the course's could not stand in)")
+
+    def forms(self) -> str:
+        """How the course's versions that ran are called."""
+        return "; ".join(self.failing[name].form for name in self.failing if name in self.called)
+
+
+def _changed(before: Any, after: Any) -> bool:
+    """Whether ``after``, the copy of ``before`` that the student's code was given, differs from it now.
+
+    Arrays are compared, and the dicts, lists and tuples (caches included) that hold them; other objects
+    (numbers, generators, torch modules) are not.
+    """
+    if isinstance(before, np.ndarray):
+        return not (isinstance(after, np.ndarray) and after.shape == before.shape
+                    and np.array_equal(after, before, equal_nan=before.dtype.kind in "fc"))  # fmt: skip
+    if isinstance(before, Mapping):
+        return not isinstance(after, Mapping) or set(before) != set(after) or any(
+            _changed(before[k], after[k]) for k in before)  # fmt: skip
+    if isinstance(before, (list, tuple)):
+        return not isinstance(after, (list, tuple)) or len(before) != len(after) or any(map(_changed, before, after))
+    return False
+
+
+def _call(fn: Callable[..., Any], what: str, *args: Any, names: Sequence[str] = (), allowed: Sequence[str] = (),
+          substitution: _Substitution | None = None) -> Any:  # fmt: skip
+    """``fn(*copies of args)``, failing if it calls into a reference implementation or changes an argument.
 
     A call from the answer's code into a reference file fails, unless the
     function's public name (``_public_name``) is in ``allowed`` (a forward pass
     the task hands the student, say): until that call returns, nothing is
-    checked. ``substitutes`` (from :func:`_substitutes`) are bound, for the
-    call, to their names among the module globals of ``fn`` that exist there;
-    they may call the reference. The grader's kernel, which runs a remote
-    answer, reads both from the hook.
+    checked. With a ``substitution``, its stand-ins are bound for the call to
+    their names among the module globals of ``fn`` (:func:`_substituted`), and
+    they may call the reference; an exception raised after one ran is reported
+    with the note, as it may come from calling the course's version otherwise
+    than the task says. The grader's kernel, which runs a remote answer, reads
+    ``allowed`` and the stand-ins from the hook. ``names`` name the arguments
+    in messages.
     """
     if not callable(fn):
         raise AssertionError(f"{what} must be a function, got {type(fn).__name__}")
-    args = copy.deepcopy(args)
-    substitutes = dict(substitutes or {})
+    copies = copy.deepcopy(args)
+    stand_ins = substitution.stand_ins() if substitution else {}
+    exempt = frozenset(f.__code__ for f in stand_ins.values())
     files = _reference_files()
-    courses = frozenset(f.__code__ for f in substitutes.values() if hasattr(f, "__code__"))
     called: list[str] = []
     running: list[Any] = []  # the frame of an allowed reference call in progress
 
@@ -182,7 +265,7 @@ def _call(fn: Callable[..., Any], what: str, *args: Any, allowed: Sequence[str] 
         if running:
             if event == "return" and frame is running[0]:
                 running.clear()
-        elif event == "call" and frame.f_code in courses:
+        elif event == "call" and frame.f_code in exempt:
             running.append(frame)
         elif event == "call" and _realpath(frame.f_code.co_filename) in files:
             name = _public_name(frame)
@@ -195,55 +278,43 @@ def _call(fn: Callable[..., Any], what: str, *args: Any, allowed: Sequence[str] 
             if owner.startswith("torch"):
                 called.append(f"torch.{arg.__name__}")
 
-    hook.allowed, hook.substitutes = tuple(allowed), substitutes
+    hook.allowed, hook.substitutes = tuple(allowed), stand_ins
+    label = substitution.label if substitution else lambda: what
     previous = sys.getprofile()
     sys.setprofile(hook)
     try:
-        with _substituted(fn, substitutes):
-            result = fn(*args)
+        with _substituted(fn, stand_ins):
+            result = fn(*copies)
+    except AssertionError:
+        raise
+    except Exception as exc:
+        if not (substitution and substitution.called) or called:
+            raise
+        raise AssertionError(f"{label()}: {type(exc).__name__}: {exc} (the course's version: {substitution.forms()})"
+                             ) from exc  # fmt: skip
     finally:
         sys.setprofile(previous)
         if called:
-            raise AssertionError(f"{what} calls the reference implementation {called[0]}; implement it from the equations")
+            raise AssertionError(f"{label()} calls the reference implementation {called[0]}; implement it from the equations")
+    for k, (before, after) in enumerate(zip(args, copies)):
+        if _changed(before, after):
+            name = names[k] if k < len(names) else f"argument {k + 1}"
+            raise AssertionError(f"{label()} changes its input {name} in place: the caller still needs it, "
+                                 "so compute into new arrays (y = 2 * x, not x *= 2)")
     return result
 
 
 @contextlib.contextmanager
-def _substituted(fn: Callable[..., Any], substitutes: Mapping[str, Callable[..., Any]]) -> Iterator[None]:
+def _substituted(fn: Callable[..., Any], stand_ins: Mapping[str, Callable[..., Any]]) -> Iterator[None]:
     """Within the block, the module globals of ``fn`` (a function or a ``functools.partial`` of one)
-    named in ``substitutes`` that exist there are bound to those functions; all restored on exit."""
+    named in ``stand_ins`` that exist there are bound to those functions; all restored on exit."""
     namespace = getattr(getattr(fn, "func", fn), "__globals__", {})
-    saved = {name: namespace[name] for name in substitutes if name in namespace}
-    namespace.update({name: substitutes[name] for name in saved})
+    saved = {name: namespace[name] for name in stand_ins if name in namespace}
+    namespace.update({name: stand_ins[name] for name in saved})
     try:
         yield
     finally:
         namespace.update(saved)
-
-
-def _substitutes(what: str, helpers: Mapping[str, tuple[Any, Callable[[Any], None], Callable[..., Any]]]) -> tuple[str, dict]:
-    """The course's version of each of the student's helpers that fails its own check: one mistake, one test.
-
-    ``helpers`` maps the name the checked function ``what`` calls a helper by to
-    (the student's helper or None, its check, the course's version). A helper
-    that passes its check is left in place, so that a working helper keeps
-    serving the answer as it is (extra return values and all). Returns the
-    label for the checked function's messages, which names the substitutes,
-    and the substitutes by name, for :func:`_call`.
-    """
-    substitutes = {}
-    for name, (helper, check, course) in helpers.items():
-        if helper is None:
-            continue
-        try:
-            check(helper)
-        except Exception:  # a helper that fails its check in any way: wrong, refused, raising
-            substitutes[name] = course
-    if substitutes:
-        names = " and ".join(substitutes)
-        fail = "which fails its own test" if len(substitutes) == 1 else "which fail their own tests"
-        what += f" (run with the course's {names} in place of yours, {fail})"
-    return what, substitutes
 
 
 # ---------------------------------------------------------------------------
@@ -438,19 +509,19 @@ _OVERFLOW_FROM = 20.0
 
 
 def _check_activation(fn: Activation, what: str, reference: Activation, others: Mapping[str, Activation],
-                      advice: str, seed: int, dtype: np.dtype,
-                      substitutes: Mapping[str, Callable[..., Any]] | None = None) -> None:  # fmt: skip
+                      advice: str, seed: int, dtype: np.dtype, helpers: Mapping[str, _Helper] | None = None) -> None:  # fmt: skip
     """Values on extreme, random and 0-d inputs (overflow warnings silenced), then no overflow at all.
 
     NaN or inf in the output is reported with the inputs that give it. ``advice``
     completes "never evaluate exp of a large positive number, e.g. ..." for an
     output that overflows to NaN or inf, or overflows on the way.
     """
+    substitution = _Substitution(what, helpers or {})
     rng = np.random.default_rng(seed)
     never = f"never evaluate exp of a large positive number, e.g. {advice}"
     for x in (_ACTIVATION_PROBE.astype(dtype), _normal(rng, (3, 4, 5), dtype, 3.0), np.asarray(0.7, dtype)):
         with np.errstate(all="ignore"):
-            got = _call(fn, what, x, substitutes=substitutes)
+            got = _call(fn, what, x, names=("x",), substitution=substitution)
         mistakes = [Mistake(msg, lambda f=f, x=x: {"output": f(x).astype(x.dtype)}) for msg, f in others.items()]
 
         def overflow(bad: np.ndarray, x: np.ndarray = x) -> str:
@@ -460,13 +531,13 @@ def _check_activation(fn: Activation, what: str, reference: Activation, others: 
                 return f"for x = {listed}"
             return f"exp overflows for inputs of large magnitude (x = {listed}); {never}"
 
-        _compare(f"{what} on inputs of shape {x.shape}", {"output": got}, {"output": reference(x)}, mistakes, {},
+        _compare(f"{substitution.label()} on inputs of shape {x.shape}", {"output": got}, {"output": reference(x)}, mistakes, {},
                  explain_nonfinite=overflow)  # fmt: skip
     with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
         try:
-            _call(fn, what, _ACTIVATION_PROBE.astype(dtype), substitutes=substitutes)
+            _call(fn, what, _ACTIVATION_PROBE.astype(dtype), substitution=substitution)
         except FloatingPointError as err:
-            raise AssertionError(f"{what} overflows for large |x| ({err}): {never}") from None
+            raise AssertionError(f"{substitution.label()} overflows for large |x| ({err}): {never}") from None
 
 
 def check_sigmoid(fn: Activation, *, seed: int = 0, dtype: np.dtype = np.float64) -> None:
@@ -487,20 +558,41 @@ def check_tanh(fn: Activation, *, sigmoid: Activation | None = None, seed: int =
     ``check_sigmoid``, ``fn`` runs with the course's in its place.
     """
     dtype = _float_dtype(dtype)
-    what, substitutes = _substitutes("tanh", {"sigmoid": (sigmoid, functools.partial(check_sigmoid, dtype=dtype), expit)})
     others = {
         "returns the sigmoid, not tanh": expit,
         "returns 2 sigmoid(x) - 1 = tanh(x/2): the argument must be 2x": lambda x: 2.0 * expit(x) - 1.0,
         "returns 2 sigmoid(2x) without the - 1": lambda x: 2.0 * expit(2.0 * x),
     }
     advice = "write tanh(x) = 2 sigmoid(2x) - 1 with a sigmoid that never overflows"
-    _check_activation(fn, what, np.tanh, others, advice, seed, dtype, substitutes)
+    _check_activation(fn, "tanh", np.tanh, others, advice, seed, dtype, _activation_helpers(sigmoid, None, seed, dtype))
+
+
+def _course_sigmoid(x: np.ndarray) -> np.ndarray:
+    """The course's ``sigmoid(x)``."""
+    return expit(x)
+
+
+def _course_tanh(x: np.ndarray) -> np.ndarray:
+    """The course's ``tanh(x)``."""
+    return np.tanh(x)
+
+
+def _activation_helpers(sigmoid: Activation | None, tanh: Activation | None, seed: int, dtype: np.dtype,
+                        ) -> dict[str, _Helper]:  # fmt: skip
+    """The student's sigmoid and tanh (which calls sigmoid) as helpers, checked as their test cells check them."""
+    return {
+        "sigmoid": _Helper(sigmoid, functools.partial(check_sigmoid, seed=seed, dtype=dtype), _course_sigmoid,
+                          "sigmoid(x)"),
+        "tanh": _Helper(tanh, functools.partial(check_tanh, sigmoid=sigmoid, seed=seed, dtype=dtype), _course_tanh,
+                       "tanh(x)"),
+    }  # fmt: skip
 
 
 # ---------------------------------------------------------------------------
 # LSTM forward
 
 _STATE_DIMS = {"h": "(N, H)", "c": "(N, H)", "hs": "(N, T, H)", "cs": "(N, T, H)"}
+_STEP_ARGS = ("x", "h_prev", "c_prev", "params")
 
 
 def _course_lstm_step(x: np.ndarray, h_prev: np.ndarray, c_prev: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray]:
@@ -590,13 +682,12 @@ def check_lstm_step(fn: Callable[..., Any], *, sigmoid: Activation | None = None
     its own check is replaced by the course's while ``fn`` runs.
     """
     dtype = _float_dtype(dtype)
-    what, substitutes = _substitutes("lstm_step", {
-        "sigmoid": (sigmoid, functools.partial(check_sigmoid, dtype=dtype), expit),
-        "tanh": (tanh, functools.partial(check_tanh, dtype=dtype), np.tanh),
-    })  # fmt: skip
+    substitution = _Substitution("lstm_step", _activation_helpers(sigmoid, tanh, seed, dtype))
     x, h0, c0, params, _ = _lstm_inputs((N, D), H, seed, dtype)
     expected = dict(zip(("h", "c"), _lstm_step(params)(x, h0, c0)))
-    got = _outputs(what, _call(fn, what, x, h0, c0, params, substitutes=substitutes), ("h", "c"), "(h, c)")
+    result = _call(fn, "lstm_step", x, h0, c0, params, names=_STEP_ARGS, substitution=substitution)
+    what = substitution.label()
+    got = _outputs(what, result, ("h", "c"), "(h, c)")
     mistakes = [
         Mistake(msg, lambda step=step: dict(zip(("h", "c"), step(x, h0, c0))))
         for msg, step in _lstm_step_mistakes(params, D, H)
@@ -620,23 +711,30 @@ def _lstm_sequence(step: Step, x: np.ndarray, h0: np.ndarray, c0: np.ndarray, *,
     return {"hs": np.stack(hs, axis=1), "cs": np.stack(cs, axis=1)}  # (N, T, H) each
 
 
-def check_lstm_forward(fn: Callable[..., Any], *, lstm_step: Callable[..., Any] | None = None, N: int = 2, T: int = 6,
+def check_lstm_forward(fn: Callable[..., Any], *, lstm_step: Callable[..., Any] | None = None,
+                       sigmoid: Activation | None = None, tanh: Activation | None = None, N: int = 2, T: int = 6,
                        D: int = 3, H: int = 4, seed: int = 0, dtype: np.dtype = np.float64) -> None:  # fmt: skip
     """Check a sequence forward ``fn(x, params, h0, c0) -> (hs, cs)`` against ``lstm_ref.lstm_forward``.
 
     x (N, T, D); h0, c0 (N, H) non-zero; hs[:, t] and cs[:, t] (N, H) are the
-    states after the step that reads x[:, t]. ``lstm_step``: the student's,
-    which ``fn`` calls; where it fails ``check_lstm_step`` (its own helpers
-    as they are), ``fn`` runs with the course's step in its place.
+    states after the step that reads x[:, t]. ``lstm_step``, ``sigmoid``,
+    ``tanh``: the student's, which ``fn`` calls (``lstm_step`` calls the
+    other two); one that fails its own check (``check_lstm_step`` with the
+    others, at these N, D, H, seed and dtype) is replaced by the course's while
+    ``fn`` runs.
     """
     dtype = _float_dtype(dtype)
-    what, substitutes = _substitutes(
-        "lstm_forward", {"lstm_step": (lstm_step, functools.partial(check_lstm_step, dtype=dtype), _course_lstm_step)})
+    step = functools.partial(check_lstm_step, sigmoid=sigmoid, tanh=tanh, N=N, D=D, H=H, seed=seed, dtype=dtype)
+    substitution = _Substitution("lstm_forward", {
+        **_activation_helpers(sigmoid, tanh, seed, dtype),
+        "lstm_step": _Helper(lstm_step, step, _course_lstm_step, "lstm_step(x, h_prev, c_prev, params) -> (h, c)"),
+    })  # fmt: skip
     x, h0, c0, params, _ = _lstm_inputs((N, T, D), H, seed, dtype)
     hs, _, cache = lstm_ref.lstm_forward(x, params, h0, c0, variant="standard")
     expected = {"hs": hs, "cs": cache.c[1:].transpose(1, 0, 2)}  # cache.c is time-major (T+1, N, H), c[0] = c0
-    got = _outputs(what, _call(fn, what, x, params, h0, c0, substitutes=substitutes), ("hs", "cs"),
-                   "(hs, cs), each (N, T, H)")
+    result = _call(fn, "lstm_forward", x, params, h0, c0, names=("x", "params", "h0", "c0"), substitution=substitution)
+    what = substitution.label()
+    got = _outputs(what, result, ("hs", "cs"), "(hs, cs), each (N, T, H)")
     ref = _lstm_step(params)
     zeros = np.zeros_like(h0)
 
@@ -711,7 +809,7 @@ def check_gru_step(fn: Callable[..., Any], reset_mode: str = "after-multiplicati
 
     expected = ref(params)()
     what = f"gru_step ({reset_mode})"
-    got = _outputs(what, _call(fn, what, x, h0, params), ("h",), "h")
+    got = _outputs(what, _call(fn, what, x, h0, params, names=("x", "h_prev", "params")), ("h",), "h")
     keys = ("W", "U", "b", "bh") if recurrent_bias else _PARAM_KEYS
     mistakes = [
         Mistake("the update is reversed: h = (1 - z) * n + z * h_prev, not z * n + (1 - z) * h_prev",
@@ -758,7 +856,7 @@ def check_load_gru_cell(fn: Callable[..., Any], *, D: int = 4, H: int = 5, seed:
         return cell
 
     try:
-        loaded = _call(load, "load_gru_cell", cell, p)
+        loaded = _call(load, "load_gru_cell", cell, p, names=("cell", "params"))
     except RuntimeError as err:  # torch refuses to copy an array of another shape
         raise AssertionError(f"load_gru_cell: torch refused a copy ({err}); nn.GRUCell stores "
                              f"weight_ih (3H, D) = W.T and weight_hh (3H, H) = U.T") from None
@@ -811,7 +909,7 @@ def check_rnn_step_backward(fn: Callable[..., Any], *, N: int = 3, D: int = 4, H
 
     expected = ref(dh)
     what = "rnn_step_backward"
-    got = _outputs(what, _call(fn, what, dh, cache), ("dx", "dh_prev", "grads"), "(dx, dh_prev, grads)")
+    got = _outputs(what, _call(fn, what, dh, cache, names=("dh", "cache")), ("dx", "dh_prev", "grads"), "(dx, dh_prev, grads)")
     deriv = 1.0 - h**2  # (N, H) tanh'(a) = 1 - h^2
     mistakes = [
         Mistake("the tanh derivative (1 - h^2) is missing", lambda: ref(dh / deriv)),
@@ -841,7 +939,8 @@ def check_lstm_step_backward(fn: Callable[..., Any], *, N: int = 3, D: int = 4, 
 
     expected = ref(dh, dc)
     what = "lstm_step_backward"
-    got = _outputs(what, _call(fn, what, dh, dc, cache), ("dx", "dh_prev", "dc_prev", "grads"),
+    got = _outputs(what, _call(fn, what, dh, dc, cache, names=("dh", "dc", "cache")),
+                   ("dx", "dh_prev", "dc_prev", "grads"),
                    "(dx, dh_prev, dc_prev, grads)")  # fmt: skip
     _, f, _, o = _blocks(cache.gates, 4)  # activated gates (N, H) each
     through_tanh = dh * o * (1.0 - cache.tanh_c**2)  # (N, H) the part of dh that reaches c
@@ -921,6 +1020,13 @@ def _bptt_model(dhs: np.ndarray, caches: Sequence[Any], *, accumulate: str = "al
     return {"dx": dx, "dh0": dh_next, "dc0": dc_next, **_named_grads(total)}
 
 
+def _step_backward_helper(fn: Any, N: int, D: int, H: int, seed: int, dtype: np.dtype) -> dict[str, _Helper]:
+    """The student's lstm_step_backward as a helper, checked at these sizes, seed and dtype."""
+    check = functools.partial(check_lstm_step_backward, N=N, D=D, H=H, seed=seed, dtype=dtype)
+    form = "lstm_step_backward(dh, dc, cache) -> (dx, dh_prev, dc_prev, grads)"
+    return {"lstm_step_backward": _Helper(fn, check, lstm_ref.lstm_step_backward, form)}
+
+
 def _course_lstm_bptt(dhs: np.ndarray, caches: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """The course's ``lstm_bptt(dhs, caches) -> (dx, dh0, dc0, grads)``, by the reference step backward."""
     out = _bptt_model(dhs, caches)
@@ -935,19 +1041,20 @@ def check_lstm_bptt(fn: Callable[..., Any], *, lstm_step_backward: Callable[...,
     sequence (:func:`lstm_step_caches`), dhs (N, T, H) the upstream gradient of
     every h_t. dx (N, T, D); dh0, dc0 (N, H); grads summed over time.
     ``lstm_step_backward``: the student's, which ``fn`` calls; where it fails
-    ``check_lstm_step_backward``, ``fn`` runs with ``lstm_ref.lstm_step_backward``.
+    ``check_lstm_step_backward`` (at these N, D, H, seed and dtype), ``fn``
+    runs with ``lstm_ref.lstm_step_backward`` in its place.
     """
     dtype = _float_dtype(dtype)
-    what, substitutes = _substitutes("lstm_bptt", {"lstm_step_backward": (
-        lstm_step_backward, functools.partial(check_lstm_step_backward, dtype=dtype), lstm_ref.lstm_step_backward)})
+    substitution = _Substitution("lstm_bptt", _step_backward_helper(lstm_step_backward, N, D, H, seed, dtype))
     x, h0, c0, params, rng = _lstm_inputs((N, T, D), H, seed, dtype)
     dhs = _normal(rng, (N, T, H), x.dtype)
     _, caches = lstm_step_caches(x, params, h0, c0)
     _, _, sequence_cache = lstm_ref.lstm_forward(x, params, h0, c0, variant="standard")
     dx, dh0, dc0, grads = lstm_ref.lstm_backward(dhs, sequence_cache)
     expected = {"dx": dx, "dh0": dh0, "dc0": dc0, **_named_grads(grads)}
-    got = _outputs(what, _call(fn, what, dhs, caches, substitutes=substitutes), ("dx", "dh0", "dc0", "grads"),
-                   "(dx, dh0, dc0, grads)")
+    result = _call(fn, "lstm_bptt", dhs, caches, names=("dhs", "caches"), substitution=substitution)
+    what = substitution.label()
+    got = _outputs(what, result, ("dx", "dh0", "dc0", "grads"), "(dx, dh0, dc0, grads)")
 
     def model(keys: Sequence[str] = tuple(expected), **kw: Any) -> Callable[[], Outputs]:
         return lambda: {k: v for k, v in _bptt_model(dhs, caches, **kw).items() if k in keys}
@@ -1018,26 +1125,35 @@ def _course_bptt_loss(arrays: Mapping[str, np.ndarray], dhs: np.ndarray) -> floa
 
 
 def check_bptt_gradients(loss_fn: Callable[..., Any], grads_fn: Callable[..., Any], *,
-                         lstm_bptt: Callable[..., Any] | None = None, N: int = 2, T: int = 3, D: int = 2, H: int = 3,
-                         seed: int = 0) -> None:  # fmt: skip
+                         lstm_bptt: Callable[..., Any] | None = None,
+                         lstm_step_backward: Callable[..., Any] | None = None, N: int = 2, T: int = 3, D: int = 2,
+                         H: int = 3, seed: int = 0) -> None:  # fmt: skip
     """Check ``grads_fn(arrays, dhs)`` against centred finite differences of ``loss_fn(arrays, dhs)``.
 
     Both take the ``arrays`` of :func:`check_bptt_loss`; ``grads_fn`` returns a
     dict with the same keys and shapes. Every relative error
     (``lstm_ref.gradcheck.gradcheck``, float64) must stay below :data:`GRADCHECK_RTOL`.
-    Where ``loss_fn`` fails :func:`check_bptt_loss`, the finite differences are
-    those of the course's loss; where ``lstm_bptt`` (the student's, which
-    ``grads_fn`` calls) fails :func:`check_lstm_bptt`, ``grads_fn`` runs with the course's.
+    Where ``loss_fn`` fails :func:`check_bptt_loss` (at these sizes and seed),
+    the finite differences are those of the course's loss. ``lstm_bptt``,
+    ``lstm_step_backward``: the student's, which ``grads_fn`` calls
+    (``lstm_bptt`` calls the other); one that fails its own check is replaced by
+    the course's while ``grads_fn`` runs.
     """
-    what, substitutes = _substitutes("bptt_gradients", {"lstm_bptt": (lstm_bptt, check_lstm_bptt, _course_lstm_bptt)})
+    bptt = functools.partial(check_lstm_bptt, lstm_step_backward=lstm_step_backward, N=N, T=T, D=D, H=H, seed=seed)
+    substitution = _Substitution("bptt_gradients", {
+        **_step_backward_helper(lstm_step_backward, N, D, H, seed, np.dtype(np.float64)),
+        "lstm_bptt": _Helper(lstm_bptt, bptt, _course_lstm_bptt, "lstm_bptt(dhs, caches) -> (dx, dh0, dc0, grads)"),
+    })  # fmt: skip
     of_loss = "bptt_loss"
     try:
-        check_bptt_loss(loss_fn)
-    except Exception:  # as in _substitutes
+        check_bptt_loss(loss_fn, N=N, T=T, D=D, H=H, seed=seed)
+    except Exception:  # as for a helper (_Substitution)
         loss_fn, of_loss = _course_bptt_loss, "the course's bptt_loss (yours fails its own test)"
     arrays, dhs = _bptt_problem(N, T, D, H, seed)
     # The forward pass is given (lstm_step_caches); the gradients must come from the student's own BPTT.
-    analytic = _call(grads_fn, what, arrays, dhs, allowed=_FORWARD_PASSES, substitutes=substitutes)
+    analytic = _call(grads_fn, "bptt_gradients", arrays, dhs, names=("arrays", "dhs"), allowed=_FORWARD_PASSES,
+                     substitution=substitution)  # fmt: skip
+    what = substitution.label()
     if not isinstance(analytic, Mapping) or set(analytic) != set(arrays):
         keys = sorted(analytic) if isinstance(analytic, Mapping) else type(analytic).__name__
         raise AssertionError(f"{what} must return a dict with the keys {sorted(arrays)}, got {keys}")
@@ -1073,14 +1189,15 @@ def check_windows(fn: Callable[..., Any], series: Any, window: int, horizon: int
         X, y = data.windows(series, window, horizon)
     except ValueError:
         try:
-            _call(fn, "make_windows", series, window, horizon)
+            _call(fn, "make_windows", series, window, horizon, names=("series",))
         except ValueError as err:
             if "series" not in str(err):
                 raise AssertionError(f"make_windows: the ValueError should name series, got: {err}") from None
             return
         raise AssertionError(f"make_windows accepted a series of length {len(series)} for window={window}, "
                              f"horizon={horizon}: it must raise a ValueError naming series") from None
-    got = _outputs("make_windows", _call(fn, "make_windows", series, window, horizon), ("X", "y"), "(X, y)")
+    got = _outputs("make_windows", _call(fn, "make_windows", series, window, horizon, names=("series",)), ("X", "y"),
+                   "(X, y)")
     N, D = len(X), X.shape[2]
     mistakes = [
         Mistake("y is the last value of each window: y_k is the value right after window k",

@@ -419,15 +419,23 @@ def test_profiler_is_restored_after_a_check():
         sys.setprofile(None)
 
 
-def test_student_cannot_change_what_the_reference_sees():
+def test_an_answer_that_changes_its_inputs_in_place_fails():
+    # The student's function gets copies, so the reference never sees the change; the change is
+    # a mistake of its own, as a caller still needs what it passed (tanh(c) in lstm_step, say).
     def vandal(dh, dc, cache):
         result = lstm_step_backward(dh, dc, cache)
         cache.gates[...] = 0.0
         cache.params["W"][...] = 0.0
-        dh[...] = 0.0
         return result
 
-    checkers.check_lstm_step_backward(vandal)
+    _fails_with(checkers.check_lstm_step_backward, vandal, "lstm_step_backward changes its input cache in place")
+
+    def doubling_tanh(x):
+        x *= 2
+        return 2 * sigmoid(x) - 1
+
+    _fails_with(checkers.check_tanh, doubling_tanh, "tanh changes its input x in place")
+    checkers.check_tanh(lambda x: 2 * sigmoid(2 * x) - 1)
 
 
 def test_checker_arguments_are_validated():
@@ -584,18 +592,76 @@ def test_a_failing_helper_costs_only_its_own_test(dtype):
     assert nb == before, "the student's own functions are back in place"
 
 
+OFF_BY_ONE_FORWARD = "def lstm_forward" + GATES_ANSWERS.split("def lstm_forward")[1].replace(
+    "        h, c = lstm_step(x[:, t], h, c, params)\n        hs.append(h)\n        cs.append(c)\n",
+    "        hs.append(h)\n        cs.append(c)\n        h, c = lstm_step(x[:, t], h, c, params)\n")
+
+
 def test_a_function_judged_with_the_course_helper_says_so_and_may_still_fail():
-    off_by_one = GATES_ANSWERS.split("def lstm_forward")[1].replace(
-        "        h, c = lstm_step(x[:, t], h, c, params)\n        hs.append(h)\n        cs.append(c)\n",
-        "        hs.append(h)\n        cs.append(c)\n        h, c = lstm_step(x[:, t], h, c, params)\n")
-    nb = notebook(GATES_ANSWERS, lstm_step=STILL_STEP, lstm_forward="def lstm_forward" + off_by_one)
+    gates = {"lstm_step": "lstm_step", "sigmoid": "sigmoid", "tanh": "tanh"}
+    nb = notebook(GATES_ANSWERS, lstm_step=STILL_STEP, lstm_forward=OFF_BY_ONE_FORWARD)
     _fails_with(checkers.check_lstm_forward, nb["lstm_forward"],
                 "lstm_forward (run with the course's lstm_step in place of yours, which fails its own test): "
-                "off by one in time", lstm_step=nb["lstm_step"])
-    nb = notebook(GATES_ANSWERS.replace("return o * tanh(c), c", "return c, o * tanh(c)"), sigmoid=FLIPPED_SIGMOID)
+                "off by one in time", **{k: nb[v] for k, v in gates.items()})
+    nb = notebook(GATES_ANSWERS, sigmoid=FLIPPED_SIGMOID, lstm_step=STILL_STEP, lstm_forward=OFF_BY_ONE_FORWARD)
+    _fails_with(checkers.check_lstm_forward, nb["lstm_forward"],
+                "lstm_forward (run with the course's lstm_step in place of yours, which fails its own test): "
+                "off by one in time", **{k: nb[v] for k, v in gates.items()})
+    # A step that is right given a right sigmoid keeps serving the forward pass: only the sigmoid stands in.
+    nb = notebook(GATES_ANSWERS, sigmoid=FLIPPED_SIGMOID, lstm_forward=OFF_BY_ONE_FORWARD)
+    _fails_with(checkers.check_lstm_forward, nb["lstm_forward"],
+                "lstm_forward (run with the course's sigmoid in place of yours, which fails its own test): "
+                "off by one in time", **{k: nb[v] for k, v in gates.items()})
+    swapped = GATES_ANSWERS.replace("return o * tanh(c), c", "return c, o * tanh(c)")
+    nb = notebook(swapped, sigmoid=FLIPPED_SIGMOID)
+    _fails_with(checkers.check_lstm_step, nb["lstm_step"],
+                "lstm_step (run with the course's sigmoid in place of yours, which fails its own test): "
+                "h and c are swapped", sigmoid=nb["sigmoid"], tanh=nb["tanh"])
+    nb = notebook(swapped, sigmoid=FLIPPED_SIGMOID, tanh="def tanh(x):\n    return 2 * sigmoid(2 * x)\n")
     _fails_with(checkers.check_lstm_step, nb["lstm_step"],
                 "lstm_step (run with the course's sigmoid and tanh in place of yours, which fail their own tests): "
                 "h and c are swapped", sigmoid=nb["sigmoid"], tanh=nb["tanh"])
+
+
+def test_a_helper_reached_otherwise_than_by_its_name_is_named_as_such():
+    nb = notebook(GATES_ANSWERS, sigmoid=FLIPPED_SIGMOID, tanh="sig = sigmoid\ndef tanh(x):\n    return 2 * sig(2 * x) - 1\n")
+    _fails_with(checkers.check_tanh, nb["tanh"], "tanh (your sigmoid fails its own test, and tanh did not call it by "
+                "name, so the course's could not stand in)", sigmoid=nb["sigmoid"])
+    nb = notebook(GATES_ANSWERS, sigmoid=FLIPPED_SIGMOID, tanh="def tanh(x):\n    return 2 * sigmoid(x=2 * x) - 1\n")
+    checkers.check_tanh(nb["tanh"], sigmoid=nb["sigmoid"])  # the course's version takes keywords too
+
+
+def test_an_error_with_the_course_helper_names_how_it_is_called():
+    # The student's step returns (h, c, z) and their forward pass unpacks three values.
+    three = GATES_ANSWERS.replace("c = f * c_prev", "c = c_prev").replace("return o * tanh(c), c", "return o * tanh(c), c, z")
+    nb = notebook(three.replace("h, c = lstm_step(x[:, t], h, c, params)", "h, c, _ = lstm_step(x[:, t], h, c, params)"))
+    _fails_with(checkers.check_lstm_forward, nb["lstm_forward"],
+                "lstm_forward (run with the course's lstm_step in place of yours, which fails its own test): "
+                "ValueError: not enough values to unpack (expected 3, got 2) (the course's version: "
+                "lstm_step(x, h_prev, c_prev, params) -> (h, c))", lstm_step=nb["lstm_step"])
+
+
+def test_the_helper_is_checked_at_the_sizes_of_the_call():
+    # A step that breaks for a batch of one: the forward pass over a batch of one is judged with the course's step.
+    squeezed = GATES_ANSWERS.replace("    c = f * c_prev + i * tanh(z[:, 2 * H : 3 * H])\n",
+                                     "    c = np.squeeze(f * c_prev + i * tanh(z[:, 2 * H : 3 * H]))\n")
+    nb = notebook(squeezed)
+    checkers.check_lstm_step(nb["lstm_step"])
+    _fails_with(checkers.check_lstm_step, nb["lstm_step"], "c has shape (2,)", N=1, D=6, H=2, seed=102)
+    checkers.check_lstm_forward(nb["lstm_forward"], lstm_step=nb["lstm_step"], N=1, T=1, D=2, H=3, seed=202)
+
+
+def test_calling_the_course_version_or_the_reference_directly_is_refused_when_a_helper_fails():
+    cheat = BPTT_ANSWERS.replace("= lstm_step_backward(", "= lstm_ref.lstm_step_backward(")
+    nb = notebook("import lstm_ref\n" + cheat)
+    nb["lstm_step_backward"] = functools.partial(lstm_step_backward, use_dc=False)
+    _fails_with(checkers.check_lstm_bptt, nb["lstm_bptt"], "calls the reference implementation "
+                "lstm_ref.lstm_step_backward", lstm_step_backward=nb["lstm_step_backward"])
+    nb = notebook(GATES_ANSWERS, lstm_step=STILL_STEP,
+                  lstm_forward=OFF_BY_ONE_FORWARD.replace("lstm_step(", "checkers._course_lstm_step("))
+    nb["checkers"] = checkers
+    _fails_with(checkers.check_lstm_forward, nb["lstm_forward"], "calls the reference implementation "
+                "lstm_ref.lstm_step_forward", lstm_step=nb["lstm_step"])
 
 
 def test_a_working_helper_is_kept_as_it_is():
