@@ -247,8 +247,9 @@ def _guarded(fn, args, kwargs, allowed, substitutes):
     to them meanwhile; what it does to its arguments stays on them."""
     try:
         from lstm_ref.checkers import _call, _substituted
-    except ImportError:
-        return fn(*args, **kwargs)
+    except ImportError as exc:  # the grader's checkers are lstm_ref's: a kernel without it grades wrong
+        raise RuntimeError(f"the student's kernel cannot import lstm_ref.checkers ({exc}): the grading "
+                           "environment is broken; fix the installation, then autograde again with --force") from None
     # No arguments through _call, which would copy them: the grader copies back what the call did to them.
     with _substituted(fn, substitutes):
         return _call(lambda: fn(*args, **kwargs), getattr(fn, "__name__", "the function"), allowed=tuple(allowed))

@@ -179,7 +179,7 @@ def main(argv: list | None = None) -> int:
         parser.exit(2, f"{parser.prog} {args.command}: error: {exc}\n")
     except KeyboardInterrupt:
         parser.exit(130, f"{parser.prog} {args.command}: interrupted; what was saved stays, and the same "
-                         "command goes on from there\n")
+                         "command (without --force) goes on from there\n")
     return 0
 
 
@@ -198,7 +198,11 @@ def run(args) -> None:
         for path in course.release(args.assignment):
             print(path)
     elif args.command == "import":
-        print(_import_summary(course.import_submissions(args.assignment, args.source), args.assignment))
+        report = course.import_submissions(args.assignment, args.source)
+        print(_import_summary(report, args.assignment))
+        if not report.imported:
+            raise UsageError(f"no submission found in {args.source}: no notebook of {args.assignment} with a "
+                             "student id in its name or its folder's")
     elif args.command == "autograde":
         print(describe_protections())
         states = course.autograde(args.assignment, args.student, force=args.force)

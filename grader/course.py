@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -37,17 +38,22 @@ import stat
 import sys
 import tempfile
 import time
+import unicodedata
 import warnings
 import zipfile
+import zlib
 
 from .config import RELEASE, SOURCE, course_config
 from .sandbox import Limits, sandboxes_root
 
 WORK = "grader_work"
-# Canvas: <student>_[LATE_]<user id>_<submission id>_<file name>; Moodle folders:
-# <student>_<id>_assignsubmission_file_/<file name>. The student id is the first field.
-_STUDENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9.\-]*)")
+# Canvas files: <student>_[LATE_]<user id>_<submission id>_<file name>, the student a login-like name.
+_CANVAS = re.compile(r"^([^_/]+)_(late_)?(\d+)_(\d+)_", re.IGNORECASE)
+# Moodle folders: <Full Name>_<participant id>_assignsubmission_<plugin>_/<file name>.
+_MOODLE = re.compile(r"^(.+)_(\d+)_assignsubmission_[a-z]+_?$")
 _NUMBERS = re.compile(r"_(\d+)")
+# A kernel that never started: the machine's fault, not the submission's (graded again on the next run).
+_NO_KERNEL = re.compile(r"Kernel died before replying to kernel_info|NoSuchKernel|No such kernel")
 _RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b(:|$)")
 _IGNORED = ("__MACOSX/", ".DS_Store", "Thumbs.db")
 
@@ -203,33 +209,53 @@ class Course:
         return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".ipynb"))
 
     def feedback(self, assignment: str) -> list:
-        """``nbgrader generate_feedback`` for every graded student; the HTML files."""
+        """``nbgrader generate_feedback`` for every graded student; the HTML files.
+
+        A graded student without an HTML file afterwards (their autograded
+        notebook is gone) is an error naming them: grade them again.
+        """
+        graded = sorted(s for s, state in self.states(assignment).items() if state["status"] == "graded")
+        if not graded:
+            raise ValueError(f"no graded submission of {assignment!r} yet: run autograde first")
         self._check(self.api().generate_feedback(assignment), "generate_feedback")
         folder = os.path.join(self.root, "feedback")
-        return sorted(os.path.join(d, f) for d, _, files in os.walk(folder) for f in files
+        html = sorted(os.path.join(d, f) for d, _, files in os.walk(folder) for f in files
                       if f.endswith(".html") and os.path.basename(d) == assignment)
+        missing = [s for s in graded if not os.path.isdir(os.path.join(folder, s, assignment))]
+        if missing:
+            raise ValueError(f"no feedback for {', '.join(missing)}: their autograded notebooks are missing; run "
+                             f"autograde {assignment} --force --student <id> for each")
+        return html
 
     # -- import ---------------------------------------------------------------
     def import_submissions(self, assignment: str, source: str) -> ImportReport:
         """Copy the notebooks of an LMS zip or folder into ``submitted/<student>/<assignment>/``.
 
-        The student id is the first ``_``-separated field of the file's name, or
-        of its top folder's name (Canvas and Moodle downloads). Several files for
-        one notebook: the one with the highest submission number in its name
-        (else the last by name) is taken, the others are reported as duplicates.
-        Other files are reported as stray and not copied: nothing a student
-        ships next to the notebook reaches the grader's kernels. Symbolic links
-        (to files or folders, in a folder or a zip) are reported as stray and
-        never followed: a link to a solution or the gradebook is no submission.
+        The student id (:func:`student_of`) comes from the top folder's name or
+        the file's: Moodle's "Full Name_<participant id>_assignsubmission_file_"
+        folders give "Full-Name-<id>" (two students of one name stay apart),
+        Canvas's "<student>_[LATE_]<ids>_<file>" files the student field and the
+        late mark, any other "<student>_..." name or "<student>/" folder its
+        first field. Several files for one notebook: one named as the notebook
+        wins, then the highest submission numbers in the name, then the last by
+        name; the others are reported as duplicates. A notebook named as another
+        assignment's, and every other file, is reported as stray and not
+        copied: nothing a student ships next to the notebook reaches the
+        grader's kernels. Symbolic links (to files or folders, in a folder or a
+        zip) are reported as stray and never followed: a link to a solution or
+        the gradebook is no submission. The late marks of earlier imports stay
+        for the students this one does not import again.
         """
         names = {os.path.basename(p) for p in self.notebooks(assignment)}
         if not names:
             raise ValueError(f"assignment {assignment!r} has no released notebook; run release first")
+        release = os.path.join(self.root, RELEASE)
+        others = {name: other for other in sorted(os.listdir(release)) if other != assignment
+                  for name in os.listdir(os.path.join(release, other)) if name.endswith(".ipynb")}
         report = ImportReport()
-        chosen = {}
+        chosen, late = {}, set()
         for entry, data in _entries(source):
             base = os.path.basename(entry)
-            top = entry.split("/")[0]
             if isinstance(data, str):  # refused unread: a symbolic link or a special file
                 report.stray.append({"file": entry, "reason": data})
                 continue
@@ -239,19 +265,21 @@ class Course:
             if not base.endswith(".ipynb"):
                 report.stray.append({"file": entry, "reason": "not a notebook (not copied)"})
                 continue
-            match = _STUDENT.match(top)
+            student, is_late = student_of(entry)
             notebook = _notebook_for(base, names)
-            if match is None or notebook is None:
-                why = "no student id in its name" if match is None else f"matches none of {sorted(names)}"
+            elsewhere = None if any(base.endswith(n) for n in names) else next(
+                (n for n in others if base.endswith(n)), None)  # fmt: skip
+            if student is None or notebook is None or elsewhere:
+                why = ("no student id in its name" if student is None else f"matches none of {sorted(names)}"
+                       if notebook is None else f"is {elsewhere}, a notebook of assignment {others[elsewhere]!r}")
                 report.stray.append({"file": entry, "reason": why})
                 continue
-            student = match.group(1)
             key = (student, notebook)
-            if "_late" in entry.lower():
-                report.late.append({"student": student, "file": entry})
-            order = ([int(n) for n in _NUMBERS.findall(top)], entry)
+            if is_late:
+                late.add(key)
+            order = (base.endswith(notebook), [int(n) for n in _NUMBERS.findall(entry)], entry)
             if key in chosen:
-                keep, drop = (chosen[key], (order, entry, data)) if chosen[key][0] > order else ((order, entry, data), chosen[key])
+                keep, drop = sorted([chosen[key], (order, entry, data)], key=lambda c: c[0], reverse=True)
                 report.duplicates.append({"student": student, "file": drop[1],
                                           "reason": f"another file for {notebook}: kept {keep[1]}"})
                 chosen[key] = keep
@@ -264,6 +292,11 @@ class Course:
                 fh.write(data)
             os.replace(dest + ".tmp", dest)
             report.imported.setdefault(student, []).append(entry)
+            if (student, notebook) in late:
+                report.late.append({"student": student, "file": entry})
+        earlier = _read_json(os.path.join(self.root, WORK, assignment, "import.json"), {})
+        kept = [e for e in earlier.get("late", []) if e["student"] not in report.imported]
+        report.late = sorted(kept + report.late, key=lambda e: e["student"])
         _write_json(os.path.join(self.root, WORK, assignment, "import.json"), dataclasses.asdict(report))
         return report
 
@@ -297,12 +330,19 @@ class Course:
         """
         from tqdm import tqdm
 
-        students = students if students is not None else self.students(assignment)
+        known = self.students(assignment)
+        unknown = sorted(set(students or ()) - set(known))
+        if unknown:
+            raise ValueError(f"no submission of {', '.join(unknown)} for {assignment} in submitted/ "
+                             f"(run import first; submissions there: {len(known)})")
+        students = students if students is not None else known
+        if not students:
+            raise ValueError(f"no submissions of {assignment} in submitted/: run import first")
         states, todo, kept = {}, [], 0
         for student in students:
             fingerprint = self._fingerprint(assignment, student)
             state = _read_json(self._state_path(assignment, student))
-            if not force and state and state.get("fingerprint") == fingerprint:
+            if not force and state and state.get("fingerprint") == fingerprint and not state.get("retry"):
                 states[student] = state
                 kept += 1
                 continue
@@ -311,6 +351,9 @@ class Course:
                 states[student] = self._save_state(assignment, student, fingerprint, "ungradable", problem)
             else:
                 todo.append((student, fingerprint))
+        for student, _ in todo:  # graded anew: until then no state, so an interrupted run grades them again
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._state_path(assignment, student))
         if kept and progress:
             print(f"autograde {assignment}: {kept} submission{'s' if kept > 1 else ''} unchanged since the "
                   "last run, kept (--force grades again)", file=sys.stderr)
@@ -330,6 +373,11 @@ class Course:
                     bar.update()
             finally:
                 bar.close()
+        no_kernel = [s for s, st in states.items() if st.get("retry")]
+        if no_kernel:
+            print(f"autograde {assignment}: no kernel started for {len(no_kernel)} submission"
+                  f"{'s' if len(no_kernel) > 1 else ''} ({states[no_kernel[0]]['reason']}): check the installation "
+                  "and `python -m grader protections`; the next run grades them again", file=sys.stderr)
         return dict(sorted(states.items()))
 
     def _grade_in_pool(self, assignment: str, todo: list, states: dict, bar) -> tuple:
@@ -386,15 +434,23 @@ class Course:
         """Save a submission as graded, or as ungradable with the reason nbgrader failed."""
         if result["success"]:
             return self._save_graded(assignment, student, fingerprint, result["seconds"])
-        return self._save_state(assignment, student, fingerprint, "ungradable", _failure_reason(result))
+        reason = _failure_reason(result)
+        extra = {"retry": True} if _NO_KERNEL.search(reason) else {}
+        return self._save_state(assignment, student, fingerprint, "ungradable", reason, **extra)
 
     def _submission_problem(self, assignment: str, student: str) -> str:
+        """Why the submission cannot be graded ("" when it can): a notebook that is none (see
+        :func:`notebook_problem`), or that holds none of its release's graded cells (another one)."""
         folder = os.path.join(self.root, "submitted", student, assignment)
         problems = []
         for name in sorted(os.listdir(folder)):
             if name.endswith(".ipynb"):
-                with open(os.path.join(folder, name), "rb") as fh:
-                    problem = notebook_problem(fh.read())
+                data = _read_bytes(os.path.join(folder, name))
+                problem = notebook_problem(data)
+                release = os.path.join(self.root, RELEASE, assignment, name)
+                if not problem and os.path.isfile(release) and _grade_ids(_read_bytes(release)) and not (
+                        _grade_ids(data) & _grade_ids(_read_bytes(release))):
+                    problem = f"none of the cells of {assignment}'s {name} (another assignment's notebook?)"
                 if problem:
                     problems.append(f"{name}: {problem}")
         return "; ".join(problems)
@@ -437,12 +493,14 @@ class Course:
         return {f[:-5]: _read_json(os.path.join(folder, f)) for f in sorted(os.listdir(folder)) if f.endswith(".json")}
 
     def late(self, assignment: str) -> set:
-        """The students whose file the last import found late (its name says so, as LMS downloads do)."""
+        """The students whose imported file is late (its name says so, as Canvas downloads do)."""
         report = _read_json(os.path.join(self.root, WORK, assignment, "import.json"), {})
         return {entry["student"] for entry in report.get("late", [])}
 
     def export_csv(self, assignment: str, path: str) -> str:
         """One row per submission: status, score, max score, late ("yes" or ""), points per test, reason."""
+        if os.path.isdir(path):
+            raise ValueError(f"{path} is a folder; give the CSV file's name")
         states, late = self.states(assignment), self.late(assignment)
         test_ids = sorted({t["grade_id"] for s in states.values() for t in s.get("tests", [])})
         buf = io.StringIO()
@@ -521,12 +579,44 @@ def format_grades(states: dict, late: set = frozenset()) -> str:
     return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip() for r in rows)
 
 
+def _slug(name: str) -> str:
+    """``name`` as a student id: accents dropped, runs of other characters than letters, digits, "." and "-" as "-"."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^A-Za-z0-9.\-]+", "-", ascii_name).strip("-.")
+
+
+def student_of(entry: str) -> tuple[str | None, bool]:
+    """``(student id or None, late)`` for a file at ``entry`` ("folder/.../file") of an LMS download.
+
+    Moodle's "Full Name_<participant id>_assignsubmission_file_/..." folders give
+    "Full-Name-<id>"; Canvas's "<student>_[LATE_]<user id>_<submission id>_<file>"
+    files give "<student>" and the late mark; otherwise a folder's name or,
+    for a file at the top, the part of its name before the first "_".
+    """
+    top, _, rest = entry.partition("/")
+    moodle = _MOODLE.match(top) if rest else None
+    if moodle:
+        return _slug(f"{moodle.group(1)}-{moodle.group(2)}") or None, False
+    canvas = _CANVAS.match(os.path.basename(entry))
+    if canvas:
+        return _slug(canvas.group(1)) or None, bool(canvas.group(2))
+    field = top if rest else top.partition("_")[0] if "_" in top else ""
+    return _slug(field) or None, False
+
+
 def _notebook_for(filename: str, names: set) -> str | None:
     """The released notebook a submitted file stands for (the only one, or by name suffix)."""
     if len(names) == 1:
         return next(iter(names))
     matches = [n for n in names if filename.endswith(n) or filename.endswith(n.replace(".ipynb", "") + ".ipynb")]
     return matches[0] if len(matches) == 1 else None
+
+
+def _grade_ids(data: bytes) -> set:
+    """The nbgrader ids of the answer and test cells of a notebook (valid JSON, format 4)."""
+    cells = json.loads(data.decode("utf-8")).get("cells", [])
+    return {c["metadata"]["nbgrader"].get("grade_id") for c in cells if isinstance(c, dict)
+            and isinstance(c.get("metadata", {}).get("nbgrader"), dict)} - {None}  # fmt: skip
 
 
 def _read_bytes(path: str) -> bytes:
@@ -544,7 +634,12 @@ def _entries(source: str):
                 if stat.S_ISLNK(info.external_attr >> 16):
                     yield info.filename, "symbolic link"
                 elif not info.is_dir():
-                    yield info.filename, archive.read(info)
+                    try:
+                        data = archive.read(info)
+                    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                        raise ValueError(f"{source}: its member {info.filename} cannot be read ({exc}); "
+                                         "nothing was imported; download the archive again") from None
+                    yield info.filename, data
     elif os.path.isdir(source):
         # os.walk lists a link to a folder among the folders, without entering it
         paths = [os.path.join(folder, name) for folder, dirs, files in os.walk(source)
@@ -557,5 +652,7 @@ def _entries(source: str):
                 yield rel, "not a regular file"
             else:
                 yield rel, _read_bytes(path)
+    elif os.path.exists(source):
+        raise ValueError(f"source must be a .zip file or a folder; {source!r} is neither (a damaged download?)")
     else:
-        raise ValueError(f"source must be a .zip file or a folder, got {source!r}")
+        raise ValueError(f"source must be a .zip file or a folder; {source!r} does not exist")

@@ -410,7 +410,7 @@ class Sandbox:
         # functions, which run here when the student's code calls them);
         # and under the test's NumPy error handling (e.g. overflow raising).
         hook = sys.getprofile()
-        guard = None if hook is None else list(getattr(hook, "allowed", ()))
+        guard = list(hook.allowed) if hasattr(hook, "allowed") else None  # None: no checker's hook
         substitutes = dict(getattr(hook, "substitutes", {}))
         return self._request({"op": "call", "target": target, "args": list(args), "kwargs": kwargs,
                               "guard": guard, "substitutes": substitutes, "errstate": np.geterr()})["result"]

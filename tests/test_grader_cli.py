@@ -1,6 +1,7 @@
 """The instructor's commands on the toy course: import rules, interrupted runs, reports, CLI."""
 import contextlib
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -59,12 +60,18 @@ def test_import_from_zip_and_folder_agree_and_report_everything(toy, tmp_path):
     release = toy["release"]
     good = toy_submission(release, SOLUTION_SIGMOID, SOLUTION_SQUARED)
     folder = tmp_path / "moodle"
-    (folder / "Eve_301_assignsubmission_file_").mkdir(parents=True)
-    (folder / "Eve_301_assignsubmission_file_" / "toy.ipynb").write_bytes(good)
+    for moodle in ("Eve_301", "John Smith_304", "John Doe_305", "José García_306"):  # one first name, two students
+        (folder / f"{moodle}_assignsubmission_file_").mkdir(parents=True)
+        (folder / f"{moodle}_assignsubmission_file_" / "toy.ipynb").write_bytes(good)
     (folder / "fay_LATE_302_400_toy.ipynb").write_bytes(good)
     (folder / "gus_303_401_toy.ipynb").write_bytes(good)
     (folder / "gus_303_402_toy.ipynb").write_bytes(good)
     (folder / "gus_303_402_helpers.py").write_bytes(b"x = 1\n")
+    (folder / "kim_307_410_toy.ipynb").write_bytes(good)
+    (folder / "kim_307_411_scratch.ipynb").write_bytes(good)  # a later number, but not the notebook's name
+    (folder / "erin_308_412_toy_latest.ipynb").write_bytes(good)  # "_late" in a name is no late mark
+    (folder / "toy.ipynb").write_bytes(good)
+    (folder / "ivan_309_413_other.ipynb").write_bytes(good)
     (folder / "__MACOSX").mkdir()
     (folder / "__MACOSX" / "._gus_303_402_toy.ipynb").write_bytes(b"\0")
     archive = tmp_path / "canvas.zip"
@@ -75,20 +82,39 @@ def test_import_from_zip_and_folder_agree_and_report_everything(toy, tmp_path):
     reports = []
     for source in (str(archive), str(folder)):
         course = Course(str(tmp_path / f"course_{len(reports)}"))
-        os.makedirs(os.path.join(course.root, "course", ASSIGNMENT))
-        nbformat.write(release, os.path.join(course.root, "course", ASSIGNMENT, "toy.ipynb"))
+        for name in (ASSIGNMENT, "other"):
+            os.makedirs(os.path.join(course.root, "course", name))
+            nbformat.write(release, os.path.join(course.root, "course", name, f"{name}.ipynb"))
         reports.append(course.import_submissions(ASSIGNMENT, source))
-        assert course.students(ASSIGNMENT) == ["Eve", "fay", "gus"]
+        assert course.students(ASSIGNMENT) == ["Eve-301", "John-Doe-305", "John-Smith-304", "Jose-Garcia-306",
+                                               "erin", "fay", "gus", "kim"]
     zipped, walked = reports
     assert zipped == walked
     assert zipped.late == [{"student": "fay", "file": "fay_LATE_302_400_toy.ipynb"}]
-    assert zipped.duplicates == [{"student": "gus", "file": "gus_303_401_toy.ipynb",
-                                  "reason": "another file for toy.ipynb: kept gus_303_402_toy.ipynb"}]
+    assert zipped.duplicates == [
+        {"student": "gus", "file": "gus_303_401_toy.ipynb", "reason": "another file for toy.ipynb: kept gus_303_402_toy.ipynb"},
+        {"student": "kim", "file": "kim_307_411_scratch.ipynb",
+         "reason": "another file for toy.ipynb: kept kim_307_410_toy.ipynb"}]  # fmt: skip
     assert {s["file"]: s["reason"] for s in zipped.stray} == {
         "__MACOSX/._gus_303_402_toy.ipynb": "system file",
-        "gus_303_402_helpers.py": "not a notebook (not copied)"}
-    with pytest.raises(ValueError, match="source must be a .zip file or a folder"):
+        "gus_303_402_helpers.py": "not a notebook (not copied)",
+        "toy.ipynb": "no student id in its name",
+        "ivan_309_413_other.ipynb": "is other.ipynb, a notebook of assignment 'other'"}
+    # A later import keeps the earlier late marks of the students it does not import again.
+    later = tmp_path / "later"
+    later.mkdir()
+    (later / "hal_310_414_toy.ipynb").write_bytes(good)
+    assert course.import_submissions(ASSIGNMENT, str(later)).late == zipped.late
+    assert course.late(ASSIGNMENT) == {"fay"}
+    (later / "fay_310_415_toy.ipynb").write_bytes(good)  # fay again, on time
+    course.import_submissions(ASSIGNMENT, str(later))
+    assert course.late(ASSIGNMENT) == set()
+    with pytest.raises(ValueError, match="source must be a .zip file or a folder; .* does not exist"):
         course.import_submissions(ASSIGNMENT, str(tmp_path / "missing.zip"))
+    damaged = tmp_path / "damaged.zip"
+    damaged.write_bytes(archive.read_bytes().replace(b"nbformat", b"nbf0rmat"))
+    with pytest.raises(ValueError, match="its member .* cannot be read"):
+        course.import_submissions(ASSIGNMENT, str(damaged))
 
 
 def test_import_never_follows_symbolic_links(toy, tmp_path):
@@ -143,6 +169,18 @@ def test_notebook_problems_are_named():
     assert "no list of cells" in notebook_problem(b"[1, 2]")
 
 
+def test_another_assignments_notebook_is_ungradable_with_its_reason(toy, tmp_path):
+    course = Course(str(tmp_path / "course"))
+    os.makedirs(os.path.join(course.root, "course", ASSIGNMENT))
+    nbformat.write(toy["release"], os.path.join(course.root, "course", ASSIGNMENT, "toy.ipynb"))
+    for student, nb in (("ada", toy["release"]), ("zed", nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]))):
+        os.makedirs(os.path.join(course.root, "submitted", student, ASSIGNMENT))
+        nbformat.write(nb, os.path.join(course.root, "submitted", student, ASSIGNMENT, "toy.ipynb"))
+    assert course._submission_problem(ASSIGNMENT, "ada") == ""
+    assert course._submission_problem(ASSIGNMENT, "zed") == (
+        "toy.ipynb: none of the cells of toy's toy.ipynb (another assignment's notebook?)")
+
+
 def _cli(root: str, *args: str, **kwargs) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "grader", "--root", root, "--cell-timeout", "20", *args]
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
@@ -182,6 +220,21 @@ def test_interrupted_autograde_resumes_without_grading_twice(toy, kernel_process
     assert all(st["max_score"] == 7.0 for st in states.values())  # 6 autograded + 1 written
     again, _ = _cli(root, "autograde", ASSIGNMENT).communicate(timeout=120)
     assert f"{len(TOY)} submissions unchanged since the last run, kept (--force grades again)" in again, again
+    # Interrupted while grading everything again, a run leaves the others without a state: the next run
+    # grades them, and every student gets feedback.
+    graded = max(os.stat(os.path.join(state_dir, f)).st_mtime_ns for f in os.listdir(state_dir))
+    forced = _cli(root, "--workers", "1", "autograde", ASSIGNMENT, "--force", start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not any(
+            os.stat(os.path.join(state_dir, f)).st_mtime_ns > graded for f in os.listdir(state_dir)):
+        time.sleep(0.2)
+    os.killpg(forced.pid, signal.SIGINT)
+    output, _ = forced.communicate(timeout=120)
+    assert forced.returncode == 130, output[-3000:]
+    assert 1 <= len(os.listdir(state_dir)) < len(TOY)
+    states = course.autograde(ASSIGNMENT, progress=False)
+    assert {s: st["score"] for s, st in states.items()} == {s: v[2] for s, v in TOY.items()}
+    assert len(course.feedback(ASSIGNMENT)) == len(TOY)
 
 
 # The victim's kernel leaves this file in its folder, then sleeps: the sign for the test to kill its grader.
@@ -347,6 +400,42 @@ def test_commands_on_an_assignment_not_released_end_in_one_line(tmp_path):
         assert run.returncode == 2, (args, run.stdout, run.stderr)
         assert message in run.stderr and "Traceback" not in run.stderr, (args, run.stderr)
     assert not (root / "grader_work").exists()
+
+
+def test_requests_that_cannot_be_met_end_in_one_line_and_leave_nothing(tmp_path):
+    """Nothing to import, grade or give feedback on, or a folder as the CSV: one error line, exit status 2."""
+    root = tmp_path / "fresh"
+    write_course(str(root))
+    release = subprocess.run([sys.executable, "-m", "grader", "--root", str(root), "release", ASSIGNMENT], cwd=REPO,
+                             capture_output=True, text=True)  # fmt: skip
+    assert release.returncode == 0, release.stderr
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "out").mkdir()
+    for args, message in ((["import", ASSIGNMENT, str(tmp_path / "empty")], "no submission found in"),
+                          (["autograde", ASSIGNMENT], "no submissions of toy in submitted/: run import first"),
+                          (["autograde", ASSIGNMENT, "--student", "nobody"], "no submission of nobody for toy"),
+                          (["feedback", ASSIGNMENT], "no graded submission of 'toy' yet: run autograde first"),
+                          (["export", ASSIGNMENT, "-o", str(tmp_path / "out")], "is a folder; give the CSV file's name")):
+        run = subprocess.run([sys.executable, "-m", "grader", "--root", str(root), *args], cwd=REPO,
+                             capture_output=True, text=True)
+        assert run.returncode == 2, (args, run.stdout, run.stderr)
+        assert message in run.stderr and "Traceback" not in run.stderr, (args, run.stderr)
+    assert os.listdir(tmp_path / "out") == [] and not (tmp_path / "out.tmp").exists()
+
+
+def test_a_submission_no_kernel_started_for_is_graded_again_on_the_next_run(toy, tmp_path, capsys):
+    root = tmp_path / "course"
+    write_course(str(root))
+    # A memory cap no kernel starts under stands for a broken installation.
+    course = Course(str(root), limits=dataclasses.replace(LIMITS, memory_mb=1), workers=1)
+    course.release(ASSIGNMENT)
+    os.makedirs(root / "submitted" / "kay" / ASSIGNMENT)
+    (root / "submitted" / "kay" / ASSIGNMENT / "toy.ipynb").write_bytes(
+        toy_submission(toy["release"], SOLUTION_SIGMOID, SOLUTION_SQUARED))
+    for _ in range(2):
+        state = course.autograde(ASSIGNMENT, progress=False)["kay"]
+        assert state["status"] == "ungradable" and state["retry"], state
+        assert "the next run grades them again" in capsys.readouterr().err
 
 
 def test_the_grade_table_names_the_answers_left_to_grade_by_hand():
