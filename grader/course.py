@@ -49,8 +49,8 @@ from .sandbox import Limits, sandboxes_root
 WORK = "grader_work"
 # Canvas files: <student>_[LATE_]<user id>_<submission id>_<file name>, the student a login-like name.
 _CANVAS = re.compile(r"^([^_/]+)_(late_)?(\d+)_(\d+)_", re.IGNORECASE)
-# Moodle folders: <Full Name>_<participant id>_assignsubmission_<plugin>_/<file name>.
-_MOODLE = re.compile(r"^(.+)_(\d+)_assignsubmission_[a-z]+_?$")
+# Moodle: <Full Name>_<participant id>_assignsubmission_<plugin>_ as a folder (/<file name>) or a file's prefix.
+_MOODLE = re.compile(r"^(.+?)_(\d+)_assignsubmission_[a-z]+_")
 _NUMBERS = re.compile(r"_(\d+)")
 # A kernel that never started: the machine's fault, not the submission's (graded again on the next run).
 _NO_KERNEL = re.compile(r"Kernel died before replying to kernel_info|NoSuchKernel|No such kernel")
@@ -588,13 +588,13 @@ def _slug(name: str) -> str:
 def student_of(entry: str) -> tuple[str | None, bool]:
     """``(student id or None, late)`` for a file at ``entry`` ("folder/.../file") of an LMS download.
 
-    Moodle's "Full Name_<participant id>_assignsubmission_file_/..." folders give
-    "Full-Name-<id>"; Canvas's "<student>_[LATE_]<user id>_<submission id>_<file>"
+    Moodle's "Full Name_<participant id>_assignsubmission_file_" folders (or
+    file name prefixes) give "Full-Name-<id>"; Canvas's "<student>_[LATE_]<user id>_<submission id>_<file>"
     files give "<student>" and the late mark; otherwise a folder's name or,
     for a file at the top, the part of its name before the first "_".
     """
     top, _, rest = entry.partition("/")
-    moodle = _MOODLE.match(top) if rest else None
+    moodle = _MOODLE.match(top)
     if moodle:
         return _slug(f"{moodle.group(1)}-{moodle.group(2)}") or None, False
     canvas = _CANVAS.match(os.path.basename(entry))

@@ -63,6 +63,7 @@ def test_import_from_zip_and_folder_agree_and_report_everything(toy, tmp_path):
     for moodle in ("Eve_301", "John Smith_304", "John Doe_305", "José García_306"):  # one first name, two students
         (folder / f"{moodle}_assignsubmission_file_").mkdir(parents=True)
         (folder / f"{moodle}_assignsubmission_file_" / "toy.ipynb").write_bytes(good)
+    (folder / "Ann Lee_311_assignsubmission_file_toy.ipynb").write_bytes(good)  # Moodle without folders
     (folder / "fay_LATE_302_400_toy.ipynb").write_bytes(good)
     (folder / "gus_303_401_toy.ipynb").write_bytes(good)
     (folder / "gus_303_402_toy.ipynb").write_bytes(good)
@@ -86,7 +87,7 @@ def test_import_from_zip_and_folder_agree_and_report_everything(toy, tmp_path):
             os.makedirs(os.path.join(course.root, "course", name))
             nbformat.write(release, os.path.join(course.root, "course", name, f"{name}.ipynb"))
         reports.append(course.import_submissions(ASSIGNMENT, source))
-        assert course.students(ASSIGNMENT) == ["Eve-301", "John-Doe-305", "John-Smith-304", "Jose-Garcia-306",
+        assert course.students(ASSIGNMENT) == ["Ann-Lee-311", "Eve-301", "John-Doe-305", "John-Smith-304", "Jose-Garcia-306",
                                                "erin", "fay", "gus", "kim"]
     zipped, walked = reports
     assert zipped == walked
