@@ -251,9 +251,10 @@ class Course:
             raise ValueError(f"assignment {assignment!r} has no released notebook; run release first")
         release = os.path.join(self.root, RELEASE)
         others = {name: other for other in sorted(os.listdir(release)) if other != assignment
-                  for name in os.listdir(os.path.join(release, other)) if name.endswith(".ipynb")}
+                  and os.path.isdir(os.path.join(release, other))
+                  for name in os.listdir(os.path.join(release, other)) if name.endswith(".ipynb")}  # fmt: skip
         report = ImportReport()
-        chosen, late = {}, set()
+        chosen, late = {}, set()  # late: the files marked late
         for entry, data in _entries(source):
             base = os.path.basename(entry)
             if isinstance(data, str):  # refused unread: a symbolic link or a special file
@@ -269,14 +270,17 @@ class Course:
             notebook = _notebook_for(base, names)
             elsewhere = None if any(base.endswith(n) for n in names) else next(
                 (n for n in others if base.endswith(n)), None)  # fmt: skip
-            if student is None or notebook is None or elsewhere:
-                why = ("no student id in its name" if student is None else f"matches none of {sorted(names)}"
-                       if notebook is None else f"is {elsewhere}, a notebook of assignment {others[elsewhere]!r}")
+            if student is None:
+                report.stray.append({"file": entry, "reason": "no student id in its name"})
+                continue
+            if notebook is None or elsewhere:
+                why = f"is {elsewhere}, a notebook of assignment {others[elsewhere]!r}" if elsewhere else (
+                    f"matches none of {sorted(names)}")
                 report.stray.append({"file": entry, "reason": why})
                 continue
             key = (student, notebook)
             if is_late:
-                late.add(key)
+                late.add(entry)
             order = (base.endswith(notebook), [int(n) for n in _NUMBERS.findall(entry)], entry)
             if key in chosen:
                 keep, drop = sorted([chosen[key], (order, entry, data)], key=lambda c: c[0], reverse=True)
@@ -292,7 +296,7 @@ class Course:
                 fh.write(data)
             os.replace(dest + ".tmp", dest)
             report.imported.setdefault(student, []).append(entry)
-            if (student, notebook) in late:
+            if entry in late:
                 report.late.append({"student": student, "file": entry})
         earlier = _read_json(os.path.join(self.root, WORK, assignment, "import.json"), {})
         kept = [e for e in earlier.get("late", []) if e["student"] not in report.imported]

@@ -65,6 +65,8 @@ def test_import_from_zip_and_folder_agree_and_report_everything(toy, tmp_path):
         (folder / f"{moodle}_assignsubmission_file_" / "toy.ipynb").write_bytes(good)
     (folder / "Ann Lee_311_assignsubmission_file_toy.ipynb").write_bytes(good)  # Moodle without folders
     (folder / "fay_LATE_302_400_toy.ipynb").write_bytes(good)
+    (folder / "ida_LATE_321_498_toy.ipynb").write_bytes(good)  # late, then resubmitted: the later file counts
+    (folder / "ida_321_499_toy.ipynb").write_bytes(good)
     (folder / "gus_303_401_toy.ipynb").write_bytes(good)
     (folder / "gus_303_402_toy.ipynb").write_bytes(good)
     (folder / "gus_303_402_helpers.py").write_bytes(b"x = 1\n")
@@ -88,12 +90,13 @@ def test_import_from_zip_and_folder_agree_and_report_everything(toy, tmp_path):
             nbformat.write(release, os.path.join(course.root, "course", name, f"{name}.ipynb"))
         reports.append(course.import_submissions(ASSIGNMENT, source))
         assert course.students(ASSIGNMENT) == ["Ann-Lee-311", "Eve-301", "John-Doe-305", "John-Smith-304", "Jose-Garcia-306",
-                                               "erin", "fay", "gus", "kim"]
+                                               "erin", "fay", "gus", "ida", "kim"]
     zipped, walked = reports
     assert zipped == walked
     assert zipped.late == [{"student": "fay", "file": "fay_LATE_302_400_toy.ipynb"}]
     assert zipped.duplicates == [
         {"student": "gus", "file": "gus_303_401_toy.ipynb", "reason": "another file for toy.ipynb: kept gus_303_402_toy.ipynb"},
+        {"student": "ida", "file": "ida_LATE_321_498_toy.ipynb", "reason": "another file for toy.ipynb: kept ida_321_499_toy.ipynb"},
         {"student": "kim", "file": "kim_307_411_scratch.ipynb",
          "reason": "another file for toy.ipynb: kept kim_307_410_toy.ipynb"}]  # fmt: skip
     assert {s["file"]: s["reason"] for s in zipped.stray} == {
