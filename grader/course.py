@@ -55,7 +55,7 @@ _NUMBERS = re.compile(r"_(\d+)")
 # A kernel that never started: the machine's fault, not the submission's (graded again on the next run).
 _NO_KERNEL = re.compile(r"Kernel died before replying to kernel_info|NoSuchKernel|No such kernel")
 _RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b(:|$)")
-_IGNORED = ("__MACOSX/", ".DS_Store", "Thumbs.db")
+_IGNORED = ("__MACOSX/", ".DS_Store", "Thumbs.db", ".ipynb_checkpoints/")
 
 
 def _ensure_tools_on_path() -> None:
@@ -281,7 +281,8 @@ class Course:
             key = (student, notebook)
             if is_late:
                 late.add(entry)
-            order = (base.endswith(notebook), [int(n) for n in _NUMBERS.findall(entry)], entry)
+            # the notebook's own name, then the shallowest (not a copy in a subfolder), then the latest numbers
+            order = (base.endswith(notebook), -entry.count("/"), [int(n) for n in _NUMBERS.findall(entry)], entry)
             if key in chosen:
                 keep, drop = sorted([chosen[key], (order, entry, data)], key=lambda c: c[0], reverse=True)
                 report.duplicates.append({"student": student, "file": drop[1],
@@ -298,9 +299,9 @@ class Course:
             report.imported.setdefault(student, []).append(entry)
             if entry in late:
                 report.late.append({"student": student, "file": entry})
-        earlier = _read_json(os.path.join(self.root, WORK, assignment, "import.json"), {})
-        kept = [e for e in earlier.get("late", []) if e["student"] not in report.imported]
-        report.late = sorted(kept + report.late, key=lambda e: e["student"])
+        late_path = os.path.join(self.root, WORK, assignment, "late.json")
+        kept = [e for e in _read_json(late_path, []) if e["student"] not in report.imported]
+        _write_json(late_path, sorted(kept + report.late, key=lambda e: e["student"]))
         _write_json(os.path.join(self.root, WORK, assignment, "import.json"), dataclasses.asdict(report))
         return report
 
@@ -497,13 +498,12 @@ class Course:
         return {f[:-5]: _read_json(os.path.join(folder, f)) for f in sorted(os.listdir(folder)) if f.endswith(".json")}
 
     def late(self, assignment: str) -> set:
-        """The students whose imported file is late (its name says so, as Canvas downloads do)."""
-        report = _read_json(os.path.join(self.root, WORK, assignment, "import.json"), {})
-        return {entry["student"] for entry in report.get("late", [])}
+        """The students whose imported file is late (its name says so, as Canvas downloads do), over every import."""
+        return {entry["student"] for entry in _read_json(os.path.join(self.root, WORK, assignment, "late.json"), [])}
 
     def export_csv(self, assignment: str, path: str) -> str:
         """One row per submission: status, score, max score, late ("yes" or ""), points per test, reason."""
-        if os.path.isdir(path):
+        if os.path.isdir(path) or path.endswith(os.sep):
             raise ValueError(f"{path} is a folder; give the CSV file's name")
         states, late = self.states(assignment), self.late(assignment)
         test_ids = sorted({t["grade_id"] for s in states.values() for t in s.get("tests", [])})
@@ -592,13 +592,13 @@ def _slug(name: str) -> str:
 def student_of(entry: str) -> tuple[str | None, bool]:
     """``(student id or None, late)`` for a file at ``entry`` ("folder/.../file") of an LMS download.
 
-    Moodle's "Full Name_<participant id>_assignsubmission_file_" folders (or
-    file name prefixes) give "Full-Name-<id>"; Canvas's "<student>_[LATE_]<user id>_<submission id>_<file>"
+    Moodle's "Full Name_<participant id>_assignsubmission_file_" folders (at
+    any depth) or file name prefixes give "Full-Name-<id>"; Canvas's "<student>_[LATE_]<user id>_<submission id>_<file>"
     files give "<student>" and the late mark; otherwise a folder's name or,
     for a file at the top, the part of its name before the first "_".
     """
     top, _, rest = entry.partition("/")
-    moodle = _MOODLE.match(top)
+    moodle = next(filter(None, map(_MOODLE.match, entry.split("/"))), None)
     if moodle:
         return _slug(f"{moodle.group(1)}-{moodle.group(2)}") or None, False
     canvas = _CANVAS.match(os.path.basename(entry))
@@ -617,10 +617,12 @@ def _notebook_for(filename: str, names: set) -> str | None:
 
 
 def _grade_ids(data: bytes) -> set:
-    """The nbgrader ids of the answer and test cells of a notebook (valid JSON, format 4)."""
+    """The nbgrader ids of the answer and graded cells of a notebook (valid JSON, format 4); not of the
+    locked instruction and setup cells, whose ids ("intro", "setup") assignments share."""
     cells = json.loads(data.decode("utf-8")).get("cells", [])
-    return {c["metadata"]["nbgrader"].get("grade_id") for c in cells if isinstance(c, dict)
-            and isinstance(c.get("metadata", {}).get("nbgrader"), dict)} - {None}  # fmt: skip
+    marks = [c["metadata"]["nbgrader"] for c in cells if isinstance(c, dict)
+             and isinstance(c.get("metadata", {}).get("nbgrader"), dict)]  # fmt: skip
+    return {m.get("grade_id") for m in marks if m.get("solution") or m.get("grade")} - {None}
 
 
 def _read_bytes(path: str) -> bytes:
@@ -634,6 +636,10 @@ def _entries(source: str):
     a file, and a special file (a FIFO would block the reading) is not opened."""
     if zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as archive:
+            for info in archive.infolist():
+                if not info.flag_bits & 0x800:  # no UTF-8 flag: zipfile read the name as cp437
+                    with contextlib.suppress(UnicodeError):
+                        info.filename = info.filename.encode("cp437").decode("utf-8")
             for info in sorted(archive.infolist(), key=lambda i: i.filename):
                 if stat.S_ISLNK(info.external_attr >> 16):
                     yield info.filename, "symbolic link"

@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -64,6 +65,12 @@ def test_import_from_zip_and_folder_agree_and_report_everything(toy, tmp_path):
         (folder / f"{moodle}_assignsubmission_file_").mkdir(parents=True)
         (folder / f"{moodle}_assignsubmission_file_" / "toy.ipynb").write_bytes(good)
     (folder / "Ann Lee_311_assignsubmission_file_toy.ipynb").write_bytes(good)  # Moodle without folders
+    wrapped = folder / "toy-12345" / "Bo Chen_312_assignsubmission_file_"  # a download extracted into a folder
+    (wrapped / "old").mkdir(parents=True)
+    (wrapped / "toy.ipynb").write_bytes(good)
+    (wrapped / "old" / "toy.ipynb").write_bytes(good)  # an older copy in a subfolder
+    (wrapped / ".ipynb_checkpoints").mkdir()
+    (wrapped / ".ipynb_checkpoints" / "toy-checkpoint.ipynb").write_bytes(good)
     (folder / "fay_LATE_302_400_toy.ipynb").write_bytes(good)
     (folder / "ida_LATE_321_498_toy.ipynb").write_bytes(good)  # late, then resubmitted: the later file counts
     (folder / "ida_321_499_toy.ipynb").write_bytes(good)
@@ -89,7 +96,7 @@ def test_import_from_zip_and_folder_agree_and_report_everything(toy, tmp_path):
             os.makedirs(os.path.join(course.root, "course", name))
             nbformat.write(release, os.path.join(course.root, "course", name, f"{name}.ipynb"))
         reports.append(course.import_submissions(ASSIGNMENT, source))
-        assert course.students(ASSIGNMENT) == ["Ann-Lee-311", "Eve-301", "John-Doe-305", "John-Smith-304", "Jose-Garcia-306",
+        assert course.students(ASSIGNMENT) == ["Ann-Lee-311", "Bo-Chen-312", "Eve-301", "John-Doe-305", "John-Smith-304", "Jose-Garcia-306",
                                                "erin", "fay", "gus", "ida", "kim"]
     zipped, walked = reports
     assert zipped == walked
@@ -98,17 +105,27 @@ def test_import_from_zip_and_folder_agree_and_report_everything(toy, tmp_path):
         {"student": "gus", "file": "gus_303_401_toy.ipynb", "reason": "another file for toy.ipynb: kept gus_303_402_toy.ipynb"},
         {"student": "ida", "file": "ida_LATE_321_498_toy.ipynb", "reason": "another file for toy.ipynb: kept ida_321_499_toy.ipynb"},
         {"student": "kim", "file": "kim_307_411_scratch.ipynb",
-         "reason": "another file for toy.ipynb: kept kim_307_410_toy.ipynb"}]  # fmt: skip
+         "reason": "another file for toy.ipynb: kept kim_307_410_toy.ipynb"},
+        {"student": "Bo-Chen-312", "file": "toy-12345/Bo Chen_312_assignsubmission_file_/old/toy.ipynb",
+         "reason": "another file for toy.ipynb: kept toy-12345/Bo Chen_312_assignsubmission_file_/toy.ipynb"}]  # fmt: skip
     assert {s["file"]: s["reason"] for s in zipped.stray} == {
         "__MACOSX/._gus_303_402_toy.ipynb": "system file",
+        "toy-12345/Bo Chen_312_assignsubmission_file_/.ipynb_checkpoints/toy-checkpoint.ipynb": "system file",
         "gus_303_402_helpers.py": "not a notebook (not copied)",
         "toy.ipynb": "no student id in its name",
         "ivan_309_413_other.ipynb": "is other.ipynb, a notebook of assignment 'other'"}
+    # Linux zip stores UTF-8 names without zip's UTF-8 flag: read as written, the name gives the same id.
+    legacy = tmp_path / "legacy.zip"
+    name = "José García".encode()
+    with zipfile.ZipFile(legacy, "w") as zf:  # an ASCII name of that length, its bytes replaced below
+        zf.writestr(f"{'x' * len(name)}_306_assignsubmission_file_/toy.ipynb", good)
+    legacy.write_bytes(legacy.read_bytes().replace(b"x" * len(name), name))
+    assert list(course.import_submissions(ASSIGNMENT, str(legacy)).imported) == ["Jose-Garcia-306"]
     # A later import keeps the earlier late marks of the students it does not import again.
     later = tmp_path / "later"
     later.mkdir()
     (later / "hal_310_414_toy.ipynb").write_bytes(good)
-    assert course.import_submissions(ASSIGNMENT, str(later)).late == zipped.late
+    assert course.import_submissions(ASSIGNMENT, str(later)).late == []  # this import's own late files
     assert course.late(ASSIGNMENT) == {"fay"}
     (later / "fay_310_415_toy.ipynb").write_bytes(good)  # fay again, on time
     course.import_submissions(ASSIGNMENT, str(later))
@@ -183,6 +200,15 @@ def test_another_assignments_notebook_is_ungradable_with_its_reason(toy, tmp_pat
     assert course._submission_problem(ASSIGNMENT, "ada") == ""
     assert course._submission_problem(ASSIGNMENT, "zed") == (
         "toy.ipynb: none of the cells of toy's toy.ipynb (another assignment's notebook?)")
+    # The course's assignments share their instruction cells' ids ("intro", "setup"), not their answers'.
+    os.makedirs(os.path.join(course.root, "course", "gates"))
+    shutil.copy(os.path.join(REPO, "course", "gates", "gates.ipynb"), os.path.join(course.root, "course", "gates"))
+    for student, notebook in (("ada", "gates"), ("zed", "bptt")):
+        os.makedirs(os.path.join(course.root, "submitted", student, "gates"))
+        shutil.copy(os.path.join(REPO, "course", notebook, f"{notebook}.ipynb"),
+                    os.path.join(course.root, "submitted", student, "gates", "gates.ipynb"))
+    assert course._submission_problem("gates", "ada") == ""
+    assert "none of the cells of gates's gates.ipynb" in course._submission_problem("gates", "zed")
 
 
 def _cli(root: str, *args: str, **kwargs) -> subprocess.Popen:
