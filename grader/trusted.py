@@ -109,6 +109,11 @@ class Remote:
     def __repr__(self) -> str:
         return f"<student's {self._handle['type']} (runs in the student's kernel)>"
 
+    @property
+    def __kernel_type__(self) -> str:
+        """The object's type name in the kernel, for messages ("h is Tensor; expected a float numpy array")."""
+        return str(self._handle["type"])
+
     def __getattr__(self, name: str):
         # A failure, not a reason to run the test in the kernel: the student's code chose this
         # object, and would then decide the test (np.shape(x) reads x.shape first).

@@ -351,7 +351,9 @@ def _shape_problem(name: str, got: Any, expected: np.ndarray, dims: Mapping[str,
     if got is None:
         return f"{name} is None: return an array of shape {want}"
     if not isinstance(got, np.ndarray) or got.dtype.kind != "f":
-        kind = f"an array of dtype {got.dtype}" if isinstance(got, np.ndarray) else type(got).__name__
+        # An object that stays in the grader's student kernel names its type there (grader.trusted.Remote).
+        kind = f"an array of dtype {got.dtype}" if isinstance(got, np.ndarray) else (
+            getattr(got, "__kernel_type__", None) or type(got).__name__)
         return f"{name} is {kind}; expected a float numpy array of shape {want}"
     if got.shape != expected.shape:
         hint = ""

@@ -317,3 +317,15 @@ def test_a_failed_public_test_shows_its_own_lines_and_the_diagnosis_only(sandbox
     assert "<test cell t>" in text and "check_lstm_param_count(lstm_param_count)" in text
     assert "that is a vanilla RNN's count" in text
     assert "checkers.py" not in text and os.sep + "grader" + os.sep not in text, text
+
+
+def test_an_object_kept_in_the_kernel_is_named_by_its_type_there(sandbox):
+    result, cell, _ = _test(sandbox, (
+        "import torch\n"
+        "def lstm_step(x, h_prev, c_prev, params):\n"
+        "    return torch.as_tensor(h_prev), torch.as_tensor(c_prev)\n"), (
+        "from lstm_ref import checkers\n"
+        "checkers.check_lstm_step(lstm_step)\n"))
+    assert not result["passed"]
+    (error,) = [o for o in cell.outputs if o.output_type == "error"]
+    assert "lstm_step: h is Tensor; expected a float numpy array of shape (N, H) = (3, 5)" in error.evalue, error
