@@ -155,6 +155,15 @@ def _public_name(frame: Any) -> str:
     return f"{module}.{qualname}"
 
 
+def _fails(check: Callable[[Any], None], fn: Any) -> bool:
+    """Whether ``check(fn)`` fails in any way: a wrong answer, a refused one, one that raises."""
+    try:
+        check(fn)
+    except Exception:
+        return True
+    return False
+
+
 class _Helper(NamedTuple):
     """A function of the student's that a checked function calls by its name, and what stands in for it."""
 
@@ -176,14 +185,7 @@ class _Substitution:
 
     def __init__(self, what: str, helpers: Mapping[str, _Helper]) -> None:
         self.what = what
-        self.failing: dict[str, _Helper] = {}
-        for name, helper in helpers.items():
-            if helper.fn is None:
-                continue
-            try:
-                helper.check(helper.fn)
-            except Exception:  # a helper that fails its check in any way: wrong, refused, raising
-                self.failing[name] = helper
+        self.failing = {name: h for name, h in helpers.items() if h.fn is not None and _fails(h.check, h.fn)}
         self.called: set[str] = set()
 
     def stand_ins(self) -> dict[str, Callable[..., Any]]:
@@ -511,7 +513,8 @@ _OVERFLOW_FROM = 20.0
 
 
 def _check_activation(fn: Activation, what: str, reference: Activation, others: Mapping[str, Activation],
-                      advice: str, seed: int, dtype: np.dtype, helpers: Mapping[str, _Helper] | None = None) -> None:  # fmt: skip
+                      advice: str, seed: int, dtype: np.dtype,
+                      helpers: Mapping[str, _Helper] | None = None) -> None:  # fmt: skip
     """Values on extreme, random and 0-d inputs (overflow warnings silenced), then no overflow at all.
 
     NaN or inf in the output is reported with the inputs that give it. ``advice``
@@ -533,11 +536,11 @@ def _check_activation(fn: Activation, what: str, reference: Activation, others: 
                 return f"for x = {listed}"
             return f"exp overflows for inputs of large magnitude (x = {listed}); {never}"
 
-        _compare(f"{substitution.label()} on inputs of shape {x.shape}", {"output": got}, {"output": reference(x)}, mistakes, {},
-                 explain_nonfinite=overflow)  # fmt: skip
+        _compare(f"{substitution.label()} on inputs of shape {x.shape}", {"output": got}, {"output": reference(x)},
+                 mistakes, {}, explain_nonfinite=overflow)  # fmt: skip
     with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
         try:
-            _call(fn, what, _ACTIVATION_PROBE.astype(dtype), substitution=substitution)
+            _call(fn, what, _ACTIVATION_PROBE.astype(dtype), names=("x",), substitution=substitution)
         except FloatingPointError as err:
             raise AssertionError(f"{substitution.label()} overflows for large |x| ({err}): {never}") from None
 
@@ -597,7 +600,8 @@ _STATE_DIMS = {"h": "(N, H)", "c": "(N, H)", "hs": "(N, T, H)", "cs": "(N, T, H)
 _STEP_ARGS = ("x", "h_prev", "c_prev", "params")
 
 
-def _course_lstm_step(x: np.ndarray, h_prev: np.ndarray, c_prev: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray]:
+def _course_lstm_step(x: np.ndarray, h_prev: np.ndarray, c_prev: np.ndarray,
+                      params: Params) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The course's ``lstm_step(x, h_prev, c_prev, params) -> (h, c)``: ``lstm_ref.lstm_step_forward``'s states."""
     h, c, _ = lstm_ref.lstm_step_forward(x, h_prev, c_prev, params)
     return h, c
@@ -726,10 +730,11 @@ def check_lstm_forward(fn: Callable[..., Any], *, lstm_step: Callable[..., Any] 
     ``fn`` runs.
     """
     dtype = _float_dtype(dtype)
-    step = functools.partial(check_lstm_step, sigmoid=sigmoid, tanh=tanh, N=N, D=D, H=H, seed=seed, dtype=dtype)
+    check_step = functools.partial(check_lstm_step, sigmoid=sigmoid, tanh=tanh, N=N, D=D, H=H, seed=seed, dtype=dtype)
+    form = "lstm_step(x, h_prev, c_prev, params) -> (h, c)"
     substitution = _Substitution("lstm_forward", {
         **_activation_helpers(sigmoid, tanh, seed, dtype),
-        "lstm_step": _Helper(lstm_step, step, _course_lstm_step, "lstm_step(x, h_prev, c_prev, params) -> (h, c)"),
+        "lstm_step": _Helper(lstm_step, check_step, _course_lstm_step, form),
     })  # fmt: skip
     x, h0, c0, params, _ = _lstm_inputs((N, T, D), H, seed, dtype)
     hs, _, cache = lstm_ref.lstm_forward(x, params, h0, c0, variant="standard")
@@ -911,7 +916,8 @@ def check_rnn_step_backward(fn: Callable[..., Any], *, N: int = 3, D: int = 4, H
 
     expected = ref(dh)
     what = "rnn_step_backward"
-    got = _outputs(what, _call(fn, what, dh, cache, names=("dh", "cache")), ("dx", "dh_prev", "grads"), "(dx, dh_prev, grads)")
+    got = _outputs(what, _call(fn, what, dh, cache, names=("dh", "cache")), ("dx", "dh_prev", "grads"),
+                   "(dx, dh_prev, grads)")
     deriv = 1.0 - h**2  # (N, H) tanh'(a) = 1 - h^2
     mistakes = [
         Mistake("the tanh derivative (1 - h^2) is missing", lambda: ref(dh / deriv)),
@@ -1141,15 +1147,15 @@ def check_bptt_gradients(loss_fn: Callable[..., Any], grads_fn: Callable[..., An
     (``lstm_bptt`` calls the other); one that fails its own check is replaced by
     the course's while ``grads_fn`` runs.
     """
-    bptt = functools.partial(check_lstm_bptt, lstm_step_backward=lstm_step_backward, N=N, T=T, D=D, H=H, seed=seed)
+    check_bptt = functools.partial(check_lstm_bptt, lstm_step_backward=lstm_step_backward, N=N, T=T, D=D, H=H,
+                                   seed=seed)  # fmt: skip
+    form = "lstm_bptt(dhs, caches) -> (dx, dh0, dc0, grads)"
     substitution = _Substitution("bptt_gradients", {
         **_step_backward_helper(lstm_step_backward, N, D, H, seed, np.dtype(np.float64)),
-        "lstm_bptt": _Helper(lstm_bptt, bptt, _course_lstm_bptt, "lstm_bptt(dhs, caches) -> (dx, dh0, dc0, grads)"),
+        "lstm_bptt": _Helper(lstm_bptt, check_bptt, _course_lstm_bptt, form),
     })  # fmt: skip
     of_loss = "bptt_loss"
-    try:
-        check_bptt_loss(loss_fn, N=N, T=T, D=D, H=H, seed=seed)
-    except Exception:  # as for a helper (_Substitution)
+    if _fails(functools.partial(check_bptt_loss, N=N, T=T, D=D, H=H, seed=seed), loss_fn):
         loss_fn, of_loss = _course_bptt_loss, "the course's bptt_loss (yours fails its own test)"
     arrays, dhs = _bptt_problem(N, T, D, H, seed)
     # The forward pass is given (lstm_step_caches); the gradients must come from the student's own BPTT.
