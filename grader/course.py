@@ -236,7 +236,8 @@ class Course:
         folders give "Full-Name-<id>" (two students of one name stay apart),
         Canvas's "<student>_[LATE_]<ids>_<file>" files the student field and the
         late mark, any other "<student>_..." name or "<student>/" folder its
-        first field. Several files for one notebook: one named as the notebook
+        first field; folders around every notebook ("class/" of "class/ada/...",
+        "class/ben/...") are passed over. Several files for one notebook: one named as the notebook
         wins, then the highest submission numbers in the name, then the last by
         name; the others are reported as duplicates. A notebook named as another
         assignment's, and every other file, is reported as stray and not
@@ -255,18 +256,15 @@ class Course:
                   for name in os.listdir(os.path.join(release, other)) if name.endswith(".ipynb")}  # fmt: skip
         report = ImportReport()
         chosen, late = {}, set()  # late: the files marked late
-        for entry, data in _entries(source):
+        files = list(_entries(source))
+        wrapper = _wrapper([entry for entry, data in files if _unread(entry, data) is None])
+        for entry, data in files:
             base = os.path.basename(entry)
-            if isinstance(data, str):  # refused unread: a symbolic link or a special file
-                report.stray.append({"file": entry, "reason": data})
+            reason = _unread(entry, data)
+            if reason:
+                report.stray.append({"file": entry, "reason": reason})
                 continue
-            if any(part in entry for part in _IGNORED) or base.startswith("."):
-                report.stray.append({"file": entry, "reason": "system file"})
-                continue
-            if not base.endswith(".ipynb"):
-                report.stray.append({"file": entry, "reason": "not a notebook (not copied)"})
-                continue
-            student, is_late = student_of(entry)
+            student, is_late = student_of(entry[len(wrapper):])
             notebook = _notebook_for(base, names)
             elsewhere = None if any(base.endswith(n) for n in names) else next(
                 (n for n in others if base.endswith(n)), None)  # fmt: skip
@@ -606,6 +604,34 @@ def student_of(entry: str) -> tuple[str | None, bool]:
         return _slug(canvas.group(1)) or None, bool(canvas.group(2))
     field = top if rest else top.partition("_")[0] if "_" in top else ""
     return _slug(field) or None, False
+
+
+def _unread(entry: str, data: bytes | str) -> str | None:
+    """Why a file of a download is not read as a notebook (``data`` is that reason already for a
+    symbolic link or a special file), or None."""
+    base = os.path.basename(entry)
+    if isinstance(data, str):
+        return data
+    if any(part in entry for part in _IGNORED) or base.startswith("."):
+        return "system file"
+    return None if base.endswith(".ipynb") else "not a notebook (not copied)"
+
+
+def _wrapper(notebooks: list) -> str:
+    """The folders around every notebook of a download that name no student: "class/" of
+    "class/ada/gates.ipynb" and "class/ben/gates.ipynb", when the notebooks, read without them, name
+    two students or more and none is left without a name; else ""."""
+    prefix = ""
+    while notebooks:
+        top = notebooks[0][len(prefix):].partition("/")[0] + "/"
+        inside = [e[len(prefix) + len(top):] for e in notebooks if e[len(prefix):].startswith(top)]
+        if len(inside) < len(notebooks):
+            break
+        students = {student_of(e)[0] for e in inside}
+        if None in students or len(students) < 2:
+            break
+        prefix += top
+    return prefix
 
 
 def _notebook_for(filename: str, names: set) -> str | None:

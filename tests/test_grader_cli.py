@@ -121,6 +121,18 @@ def test_import_from_zip_and_folder_agree_and_report_everything(toy, tmp_path):
         zf.writestr(f"{'x' * len(name)}_306_assignsubmission_file_/toy.ipynb", good)
     legacy.write_bytes(legacy.read_bytes().replace(b"x" * len(name), name))
     assert list(course.import_submissions(ASSIGNMENT, str(legacy)).imported) == ["Jose-Garcia-306"]
+    # A class's folders zipped from the folder above them: the folders around them all name no student.
+    wrapped = tmp_path / "wrapped.zip"
+    with zipfile.ZipFile(wrapped, "w") as zf:
+        for name in ("2026/class/lin/toy.ipynb", "2026/class/mo/toy.ipynb", "2026/class/mo/old/toy.ipynb",
+                     "2026/class/nia_500_600_toy.ipynb", "__MACOSX/2026/class/._nia_500_600_toy.ipynb"):
+            zf.writestr(name, good)
+    assert sorted(course.import_submissions(ASSIGNMENT, str(wrapped)).imported) == ["lin", "mo", "nia"]
+    alone = tmp_path / "alone.zip"  # one student's folder with a copy inside: the folder is the student
+    with zipfile.ZipFile(alone, "w") as zf:
+        for name in ("pia/toy.ipynb", "pia/old/toy.ipynb"):
+            zf.writestr(name, good)
+    assert list(course.import_submissions(ASSIGNMENT, str(alone)).imported) == ["pia"]
     # A later import keeps the earlier late marks of the students it does not import again.
     later = tmp_path / "later"
     later.mkdir()
