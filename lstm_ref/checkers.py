@@ -183,9 +183,12 @@ class _Substitution:
     note on the course's versions it ran with, or could not reach.
     """
 
-    def __init__(self, what: str, helpers: Mapping[str, _Helper]) -> None:
-        self.what = what
-        self.failing = {name: h for name, h in helpers.items() if h.fn is not None and _fails(h.check, h.fn)}
+    def __init__(self, what: str, helpers: Mapping[str, _Helper], *, judged: bool = True) -> None:
+        """``judged=False``: the course's versions stand in for every helper given, failing or not (to
+        see whether the checked function calls them)."""
+        self.what, self.judged = what, judged
+        self.failing = {name: h for name, h in helpers.items()
+                        if h.fn is not None and (not judged or _fails(h.check, h.fn))}  # fmt: skip
         self.called: set[str] = set()
 
     def stand_ins(self) -> dict[str, Callable[..., Any]]:
@@ -209,8 +212,10 @@ class _Substitution:
             return self.what
         used = [name for name in self.failing if name in self.called]
         if used:  # a helper of a replaced helper is not called: no word on it
-            fail = "which fails its own test" if len(used) == 1 else "which fail their own tests"
-            return f"{self.what} (run with the course's {' and '.join(used)} in place of yours, {fail})"
+            fail = ", which fails its own test" if len(used) == 1 else ", which fail their own tests"
+            return f"{self.what} (run with the course's {' and '.join(used)} in place of yours{fail * self.judged})"
+        if not self.judged:
+            return self.what
         them, fail = ("it", "fails its own test") if len(self.failing) == 1 else ("them", "fail their own tests")
         return (f"{self.what} (your {' and '.join(self.failing)} {fail}, and {self.what} did not call {them} by "
                 "name, so the course's could not stand in)")
@@ -559,8 +564,9 @@ def check_tanh(fn: Activation, *, sigmoid: Activation | None = None, seed: int =
                dtype: np.dtype = np.float64) -> None:  # fmt: skip
     """Check ``fn(x) = tanh(x) = 2 sigmoid(2x) - 1`` elementwise, without overflow for |x| up to 1000.
 
-    ``sigmoid``: the student's sigmoid, which ``fn`` calls; where it fails
-    ``check_sigmoid``, ``fn`` runs with the course's in its place.
+    ``sigmoid``: the student's sigmoid, which ``fn`` must call by that name
+    (the task: tanh in terms of sigmoid); where it fails ``check_sigmoid``,
+    ``fn`` runs with the course's in its place.
     """
     dtype = _float_dtype(dtype)
     others = {
@@ -569,7 +575,14 @@ def check_tanh(fn: Activation, *, sigmoid: Activation | None = None, seed: int =
         "returns 2 sigmoid(2x) without the - 1": lambda x: 2.0 * expit(2.0 * x),
     }
     advice = "write tanh(x) = 2 sigmoid(2x) - 1 with a sigmoid that never overflows"
-    _check_activation(fn, "tanh", np.tanh, others, advice, seed, dtype, _activation_helpers(sigmoid, None, seed, dtype))
+    helpers = _activation_helpers(sigmoid, None, seed, dtype)
+    _check_activation(fn, "tanh", np.tanh, others, advice, seed, dtype, helpers)
+    if sigmoid is not None:  # right values: from sigmoid, as the task asks, or from another tanh?
+        spy = _Substitution("tanh", {"sigmoid": helpers["sigmoid"]}, judged=False)
+        _call(fn, "tanh", _ACTIVATION_PROBE.astype(dtype), names=("x",), substitution=spy)
+        if not spy.called:
+            raise AssertionError("tanh gives the right values but does not call sigmoid (by that name): write "
+                                 "tanh(x) = 2 sigmoid(2x) - 1 with your sigmoid, as the task asks")
 
 
 def _course_sigmoid(x: np.ndarray) -> np.ndarray:

@@ -631,6 +631,20 @@ def test_a_helper_reached_otherwise_than_by_its_name_is_named_as_such():
     checkers.check_tanh(nb["tanh"], sigmoid=nb["sigmoid"])  # the course's version takes keywords too
 
 
+def test_tanh_must_come_from_sigmoid():
+    message = "tanh gives the right values but does not call sigmoid (by that name)"
+    for tanh in ("def tanh(x):\n    return np.tanh(x)\n", "sig = sigmoid\ndef tanh(x):\n    return 2 * sig(2 * x) - 1\n"):
+        nb = notebook(GATES_ANSWERS, tanh=tanh)
+        _fails_with(checkers.check_tanh, nb["tanh"], message, sigmoid=nb["sigmoid"])
+        checkers.check_tanh(nb["tanh"])  # no sigmoid given: values only
+        # the step that calls it is judged with the course's tanh, and passes
+        checkers.check_lstm_step(nb["lstm_step"], sigmoid=nb["sigmoid"], tanh=nb["tanh"])
+    nb = notebook(GATES_ANSWERS)
+    before = dict(nb)
+    checkers.check_tanh(nb["tanh"], sigmoid=nb["sigmoid"], dtype=np.float32)
+    assert nb == before, "the student's sigmoid is back in place"
+
+
 def test_an_error_with_the_course_helper_names_how_it_is_called():
     # The student's step returns (h, c, z) and their forward pass unpacks three values.
     three = GATES_ANSWERS.replace("c = f * c_prev", "c = c_prev").replace("return o * tanh(c), c", "return o * tanh(c), c, z")

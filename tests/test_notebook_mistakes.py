@@ -59,6 +59,8 @@ GATES = [
     Planted("swapped_gates", "lstm_step", "i = sigmoid(z[:, 0 * H : 1 * H])  # (N, H)\n    f = sigmoid(z[:, 1 * H : 2 * H])",
             "i = sigmoid(z[:, 1 * H : 2 * H])\n    f = sigmoid(z[:, 0 * H : 1 * H])",
             {"test_lstm_step": "lstm_step: the i and f gate blocks look swapped"}),  # lstm_forward: the course's step
+    Planted("missing_bias", "tanh", "return 2 * sigmoid(2 * x) - 1", "return np.tanh(x)",
+            {"test_tanh": "tanh gives the right values but does not call sigmoid"}),  # lstm_step: the course's tanh
     Planted("missing_bias", "lstm_step", 'z = xh @ WU + params["b"]', "z = xh @ WU",
             {"test_lstm_step": "the bias b is missing"}),
     Planted("doubled_bias", "lstm_step", 'z = xh @ WU + params["b"]', 'z = xh @ WU + 2 * params["b"]',
