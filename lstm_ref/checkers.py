@@ -370,7 +370,7 @@ def _shape_problem(name: str, got: Any, expected: np.ndarray, dims: Mapping[str,
             hint = " (sum over the batch axis N)"
         return f"{name} has shape {got.shape}, expected {want}{hint}"
     if got.dtype != expected.dtype:
-        hint = f": check that every function it calls ({calls} too) keeps the input's dtype" if calls else ""
+        hint = ": build new arrays in the inputs' dtype" + (f" and check the dtype returned by {calls}" if calls else "")
         return f"{name} has dtype {got.dtype}; for {expected.dtype} inputs it must be {expected.dtype}{hint}"
     return None
 
@@ -827,6 +827,10 @@ def check_gru_step(fn: Callable[..., Any], reset_mode: str = "after-multiplicati
     def ref(p: Params, mode: str = reset_mode) -> Callable[[], Outputs]:
         return lambda: {"h": lstm_ref.gru_step_forward(x, h0, p, mode)[0]}
 
+    def r_in_update() -> Outputs:  # h = (1 - z) n + z r h_prev
+        r, z, n = np.split(lstm_ref.gru_step_forward(x, h0, params, reset_mode)[1].gates, 3, axis=1)
+        return {"h": (1 - z) * n + z * r * h0}
+
     expected = ref(params)()
     what = f"gru_step ({reset_mode})"
     got = _outputs(what, _call(fn, what, x, h0, params, names=("x", "h_prev", "params")), ("h",), "h")
@@ -837,22 +841,28 @@ def check_gru_step(fn: Callable[..., Any], reset_mode: str = "after-multiplicati
         Mistake("the reset gate is not applied (as if r = 1)", ref(_gate_forced_to_one(params, 0, 3))),
         Mistake("the bias b is missing", ref({**params, "b": np.zeros_like(params["b"])})),
         Mistake("the bias b is added twice", ref({**params, "b": 2 * params["b"]})),
+        Mistake("the update uses r: h = (1 - z) * n + z * h_prev, without the reset gate", r_in_update),
     ]
+    # the other placements, with bh (where given) added to b in every block: outside r in the candidate
+    summed = {"W": params["W"], "U": params["U"], "b": params["b"] + params.get("bh", 0)}
     if recurrent_bias:
         bh_n_only = {**params, "bh": np.concatenate([np.zeros(2 * H, dtype), params["bh"][2 * H :]])}  # r, z blocks 0
         mistakes += [
             Mistake("the recurrent bias bh is missing", ref({**params, "bh": np.zeros_like(params["bh"])})),
             Mistake("the recurrent bias bh is added to the n block only: h_prev U + bh for the r and z blocks too",
                     ref(bh_n_only)),
+            Mistake("bh_n is added outside the reset gate: n = tanh(x W_n + b_n + r * (h_prev U_n + bh_n))",
+                    ref(summed, "after-multiplication")),
         ]  # fmt: skip
     without_bh = {k: v for k, v in params.items() if k != "bh"}
     mistakes += [
-        Mistake(f"the reset gate is placed as in '{mode}', not '{reset_mode}'", ref(without_bh, mode))
+        Mistake(f"the reset gate is placed as in '{mode}', not '{reset_mode}'", ref(p, mode))
         for mode in ("after-multiplication", "before-multiplication")
+        for p in (without_bh, summed)
         if mode != reset_mode
     ]
     mistakes += [Mistake(_permutation_message(GRU_GATES, src), ref(_permuted(params, src, keys))) for src in _permutations(3)]
-    _compare(what, got, expected, mistakes, _STATE_DIMS, calls="sigmoid and tanh")
+    _compare(what, got, expected, mistakes, _STATE_DIMS)
 
 
 def check_load_gru_cell(fn: Callable[..., Any], *, D: int = 4, H: int = 5, seed: int = 0) -> None:
@@ -877,9 +887,12 @@ def check_load_gru_cell(fn: Callable[..., Any], *, D: int = 4, H: int = 5, seed:
 
     try:
         loaded = _call(load, "load_gru_cell", cell, p, names=("cell", "params"))
-    except RuntimeError as err:  # torch refuses to copy an array of another shape
-        raise AssertionError(f"load_gru_cell: torch refused a copy ({err}); nn.GRUCell stores "
-                             f"weight_ih (3H, D) = W.T and weight_hh (3H, H) = U.T") from None
+    except NotImplementedError:
+        raise
+    except RuntimeError as err:  # torch refuses the copy: another shape, or a parameter that records gradients
+        how = ("copy inside `with torch.no_grad():`, as the parameters record gradients" if "requires grad" in str(err)
+               else "nn.GRUCell stores weight_ih (3H, D) = W.T and weight_hh (3H, H) = U.T")  # fmt: skip
+        raise AssertionError(f"load_gru_cell: torch refused a copy ({err}); {how}") from None
     got = {name: value.detach().numpy() for name, value in loaded.named_parameters()}
     expected = {"weight_ih": p["W"].T, "weight_hh": p["U"].T, "bias_ih": p["b"], "bias_hh": p["bh"]}
     rz_swapped = np.r_[H : 2 * H, 0:H, 2 * H : 3 * H]  # the z block first: Keras' order z, r, h
@@ -1221,8 +1234,8 @@ def check_windows(fn: Callable[..., Any], series: Any, window: int, horizon: int
                    "(X, y)")
     N, D = len(X), X.shape[2]
     mistakes = [
-        Mistake("y is the last value of each window: y_k is the value right after window k",
-                lambda: {"X": X, "y": np.tile(X[:, -1], horizon)}),
+        Mistake("y is shifted back one step (it starts at the last value of each window): y_k holds the "
+                "values right after window k", lambda: {"X": X, "y": np.concatenate([X[:, -1], y[:, :-D]], axis=1)}),
         Mistake("y is feature-major: y[:, j*D:(j+1)*D] must hold the values j + 1 steps after the window",
                 lambda: {"X": X, "y": y.reshape(N, horizon, D).transpose(0, 2, 1).reshape(N, -1)}),
     ]

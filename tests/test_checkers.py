@@ -60,7 +60,7 @@ def lstm_forward(x, params, h0, c0, *, step=lstm_step, carry="hc", before=False,
 
 
 def gru_step(x, h_prev, params, *, mode="after-multiplication", order="rzn", flip_update=False, reset=True, bias=1.0,
-             bh_rz=True):  # fmt: skip
+             bh_rz=True, bh_n_outside=False, r_in_update=False):  # fmt: skip
     H = h_prev.shape[1]
     blocks = {name: slice(k * H, (k + 1) * H) for name, k in zip("rzn", map("rzn".index, order))}
     W, U, b = params["W"], params["U"], bias * params["b"]
@@ -69,12 +69,13 @@ def gru_step(x, h_prev, params, *, mode="after-multiplication", order="rzn", fli
         bh[blocks["r"]] = bh[blocks["z"]] = 0.0
     r = 1.0 if not reset else sigmoid(x @ W[:, blocks["r"]] + b[blocks["r"]] + h_prev @ U[:, blocks["r"]] + bh[blocks["r"]])
     z = sigmoid(x @ W[:, blocks["z"]] + b[blocks["z"]] + h_prev @ U[:, blocks["z"]] + bh[blocks["z"]])
-    xn = x @ W[:, blocks["n"]] + b[blocks["n"]]
+    xn = x @ W[:, blocks["n"]] + b[blocks["n"]] + (bh[blocks["n"]] if bh_n_outside else 0.0)
     if mode == "before-multiplication":
         n = np.tanh(xn + (r * h_prev) @ U[:, blocks["n"]])
     else:
-        n = np.tanh(xn + r * (h_prev @ U[:, blocks["n"]] + bh[blocks["n"]]))
-    return z * n + (1 - z) * h_prev if flip_update else (1 - z) * n + z * h_prev
+        n = np.tanh(xn + r * (h_prev @ U[:, blocks["n"]] + (0.0 if bh_n_outside else bh[blocks["n"]])))
+    kept = z * r * h_prev if r_in_update else z * h_prev
+    return z * n + (1 - z) * h_prev if flip_update else (1 - z) * n + kept
 
 
 def rnn_step_backward(dh, cache, *, deriv="1-h^2", sign=1.0, transpose_dU=False, sum_db=True, transpose_dW=False):
@@ -252,23 +253,24 @@ def _float64(fn):
     "check, fn, message",
     [
         (checkers.check_lstm_step, lstm_step, "lstm_step: h has dtype float64; for float32 inputs it must be float32: "
-         "check that every function it calls (your sigmoid and tanh too) keeps the input's dtype"),
+         "build new arrays in the inputs' dtype and check the dtype returned by your sigmoid and tanh"),
         (checkers.check_lstm_forward, lstm_forward, "hs has dtype float64; for float32 inputs it must be float32: "
-         "check that every function it calls (your lstm_step, sigmoid and tanh too) keeps the input's dtype"),
-        (checkers.check_gru_step, gru_step, "(sigmoid and tanh too) keeps the input's dtype"),
-        (checkers.check_lstm_bptt, lstm_bptt, "(your lstm_step_backward too) keeps the input's dtype"),
+         "build new arrays in the inputs' dtype and check the dtype returned by your lstm_step, sigmoid and tanh"),
+        (checkers.check_lstm_bptt, lstm_bptt, "check the dtype returned by your lstm_step_backward"),
     ],
 )  # fmt: skip
 def test_dtype_of_a_composite_function_points_at_its_helpers(check, fn, message):
     _fails_with(check, _float64(fn), message, dtype=np.float32)
 
 
-@pytest.mark.parametrize("check, fn", [(checkers.check_lstm_step_backward, lstm_step_backward),
-                                       (checkers.check_rnn_step_backward, rnn_step_backward)])  # fmt: skip
-def test_dtype_of_a_function_without_helpers_has_no_hint(check, fn):
+@pytest.mark.parametrize("check, fn, name", [(checkers.check_lstm_step_backward, lstm_step_backward, "dx"),
+                                             (checkers.check_rnn_step_backward, rnn_step_backward, "dx"),
+                                             (checkers.check_gru_step, gru_step, "h")])  # fmt: skip
+def test_dtype_of_a_function_without_helpers_names_no_helper(check, fn, name):
     with pytest.raises(AssertionError) as err:
         check(_float64(fn), dtype=np.float32)
-    assert str(err.value).endswith("dx has dtype float64; for float32 inputs it must be float32"), str(err.value)
+    assert str(err.value).endswith(f"{name} has dtype float64; for float32 inputs it must be float32: build new "
+                                   "arrays in the inputs' dtype"), str(err.value)
 
 
 @pytest.mark.parametrize("mistake, message", LSTM_STEP_MISTAKES[:4])
@@ -361,6 +363,11 @@ def test_lstm_bptt_skipping_step_0_is_named_for_two_steps():
         ("after-multiplication", dict(mode="before-multiplication"), "placed as in 'before-multiplication'"),
         ("before-multiplication", dict(mode="after-multiplication"), "placed as in 'after-multiplication'"),
         ("recurrent-bias-after-multiplication", dict(bh_rz=False), "the recurrent bias bh is added to the n block only"),
+        ("recurrent-bias-after-multiplication", dict(bh_n_outside=True), "bh_n is added outside the reset gate"),
+        ("recurrent-bias-after-multiplication", dict(mode="before-multiplication", bh_n_outside=True),
+         "placed as in 'before-multiplication'"),
+        ("after-multiplication", dict(r_in_update=True), "the update uses r"),
+        ("recurrent-bias-after-multiplication", dict(r_in_update=True), "the update uses r"),
     ],
 )
 def test_gru_step_mistakes(mode, mistake, message):
@@ -486,14 +493,14 @@ def test_bptt_gradients_may_run_the_given_forward_pass_but_not_the_reference_bac
                 "bptt_gradients calls the reference implementation lstm_ref.lstm_backward")
 
 
-def _windows(series, window, horizon=1, *, target=None):
+def _windows(series, window, horizon=1):
     s = np.asarray(series, dtype=float).reshape(len(series), -1)  # (T, D)
     n = len(s) - window - horizon + 1
     if n < 1:
         raise ValueError(f"series too short: {len(s)} steps")
     X = np.stack([s[k : k + window] for k in range(n)])  # (N, W, D)
     y = np.stack([s[k + window : k + window + horizon].ravel() for k in range(n)])  # (N, horizon * D)
-    return X, (y if target is None else target(X, horizon))
+    return X, y
 
 
 @pytest.mark.parametrize("series, window, horizon", [
@@ -505,9 +512,13 @@ def test_windows(series, window, horizon):
 
 def test_windows_mistakes_and_the_reference():
     series = np.random.default_rng(1).normal(size=(20, 2))
-    last = functools.partial(_windows, target=lambda X, horizon: np.tile(X[:, -1], horizon))
-    _fails_with(functools.partial(checkers.check_windows, series=series, window=4), last,
-                "y is the last value of each window")
+    def shifted(s, w, h):  # y_k = s[k + W - 1 : k + W - 1 + h]
+        X, _ = _windows(s, w, h)
+        return X, np.stack([s[k + w - 1 : k + w - 1 + h].reshape(-1) for k in range(len(X))])
+
+    for horizon in (1, 3):
+        _fails_with(functools.partial(checkers.check_windows, series=series, window=4, horizon=horizon), shifted,
+                    "y is shifted back one step (it starts at the last value of each window)")
     _fails_with(functools.partial(checkers.check_windows, series=series, window=4), lambda s, w, h: _windows(s, w + 1, h),
                 "X has shape (15, 5, 2), expected (N, W, D) = (16, 4, 2)")
     _fails_with(functools.partial(checkers.check_windows, series=np.zeros(3), window=3), lambda s, w, h: (s, s),
@@ -537,6 +548,17 @@ def test_load_gru_cell():
         cell.load_state_dict(interop.to_torch(params, "gru"), strict=False)
 
     _fails_with(checkers.check_load_gru_cell, converted, "load_gru_cell calls the reference implementation")
+
+    def with_grad(cell, params):  # the copy outside torch.no_grad()
+        cell.weight_ih.copy_(torch.as_tensor(params["W"].T))
+
+    _fails_with(checkers.check_load_gru_cell, with_grad, "copy inside `with torch.no_grad():`")
+
+    def blank(cell, params):  # the release's answer cell
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedError):
+        checkers.check_load_gru_cell(blank)
 
 
 # ---------------------------------------------------------------------------
