@@ -1,9 +1,11 @@
-"""Shared input validation for the NumPy backend.
+"""Shared input validation for the NumPy backend, and the argument checks the other modules share.
 
 Every public function checks its inputs here so that a wrong shape, a
 non-float dtype, a NaN or an unknown option name fails at once with a
 message that names the argument and the expected form (shapes in the
-named sizes N, T, D, H), instead of broadcasting silently.
+named sizes N, T, D, H), instead of broadcasting silently. Seeds, counts,
+dtypes and data of real numbers are checked here for the whole package
+(initialisers, data generators, training engine and front ends) alike.
 """
 
 from __future__ import annotations
@@ -33,6 +35,55 @@ def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
             f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}"
         )
     return value
+
+
+def rng_from_seed(seed: object) -> np.random.Generator:
+    """A generator from ``seed``: a non-negative int (not a bool), or a ``numpy.random.Generator`` used as is."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed}")
+        return np.random.default_rng(int(seed))
+    raise TypeError(f"seed must be an int or a numpy.random.Generator, got {type(seed).__name__}")
+
+
+def is_real_number(value: object) -> bool:
+    """Whether ``value`` is one real number: a Python or NumPy int or float, not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """``value`` as an int if it is a Python or NumPy integer >= 1 (not a bool), else raise ValueError."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def check_float_dtype(name: str, dtype: object) -> np.dtype:
+    """``dtype`` (a NumPy dtype, type or name) as float32 or float64, the backends' dtypes, else TypeError.
+
+    None is refused, although ``np.dtype(None)`` is float64.
+    """
+    try:
+        ok = dtype is not None and np.dtype(dtype) in FLOAT_DTYPES
+    except TypeError:
+        ok = False
+    if not ok:
+        raise TypeError(f"{name} must be float32 or float64 (the backends' dtypes), got {dtype!r}")
+    return np.dtype(dtype)
+
+
+def check_real(name: str, a: object) -> np.ndarray:
+    """``a`` as a NumPy array of real numbers (bool, int or float), else ValueError.
+
+    Complex values would lose their imaginary part in a cast to float, and
+    strings be parsed as numbers or fail later in a framework's own words.
+    """
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "biuf":  # bool, signed and unsigned int, float
+        raise ValueError(f"{name} must hold real numbers (bool, int or float), got dtype {arr.dtype}")
+    return arr
 
 
 def check_dtype(name: str, a: object) -> np.dtype:

@@ -34,6 +34,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._validate import rng_from_seed
+
 Seed = int | np.random.Generator
 
 
@@ -51,14 +53,6 @@ class MonthlySeries(NamedTuple):
 
     values: np.ndarray
     dates: np.ndarray
-
-
-def _rng(seed: Seed) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        return np.random.default_rng(int(seed))
-    raise TypeError(f"seed must be an int or a numpy.random.Generator, got {type(seed).__name__}")
 
 
 def _count(name: str, value: int, minimum: int = 1) -> int:
@@ -81,7 +75,7 @@ def sum_of_sequence(n_samples: int = 1000, n_steps: int = 10, *, seed: Seed) -> 
     """
     n = _count("n_samples", n_samples)
     t = _count("n_steps", n_steps)
-    X = _rng(seed).standard_normal((n, t, 1))  # (N, T, 1)
+    X = rng_from_seed(seed).standard_normal((n, t, 1))  # (N, T, 1)
     return X, X.sum(axis=1)  # (N, 1)
 
 
@@ -138,7 +132,7 @@ def _random_split(X: np.ndarray, y: np.ndarray, test_fraction: float, seed: Seed
     n_test = math.ceil(test_fraction * len(X))
     if n_test >= len(X):
         raise ValueError(f"test_fraction={test_fraction} leaves no training samples out of {len(X)}")
-    perm = _rng(seed).permutation(len(X))
+    perm = rng_from_seed(seed).permutation(len(X))
     test, train = perm[:n_test], perm[n_test:]
     return Split(X[train], y[train], X[test], y[test])
 
@@ -180,7 +174,7 @@ def adding_problem(n_samples: int = 1000, n_steps: int = 100, *, seed: Seed) -> 
     """
     n = _count("n_samples", n_samples)
     t = _count("n_steps", n_steps, minimum=2)
-    rng = _rng(seed)
+    rng = rng_from_seed(seed)
     values = rng.uniform(0.0, 1.0, size=(n, t))  # (N, T)
     half = t // 2
     first = rng.integers(0, half, size=n)
@@ -222,7 +216,7 @@ def copy_task(
     k = _count("n_symbols", n_symbols)
     n_copy = _count("length", length)
     t = 2 * n_copy + d
-    symbols = _rng(seed).integers(1, k + 1, size=(n, n_copy))  # (N, L)
+    symbols = rng_from_seed(seed).integers(1, k + 1, size=(n, n_copy))  # (N, L)
     tokens = np.zeros((n, t), dtype=np.int64)
     tokens[:, :n_copy] = symbols
     tokens[:, n_copy + d - 1] = k + 1
@@ -255,7 +249,7 @@ def embedding_classification(
     n = _count("n_samples", n_samples)
     t = _count("n_steps", n_steps, minimum=2)
     v = _count("vocab_size", vocab_size, minimum=4)
-    rng = _rng(seed)
+    rng = rng_from_seed(seed)
     X = rng.integers(3, v, size=(n, t))  # (N, T)
     # argsort of uniform keys gives a random permutation per row; its first two entries are the A and B steps.
     steps = np.argsort(rng.random((n, t)), axis=1)[:, :2]  # (N, 2)

@@ -86,8 +86,12 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     so that elements that are zero (or nearly) do not turn rounding noise
     into a large relative error. A NaN or infinity in either array gives
     inf, so that ``max(errors.values()) < tol`` fails (``max`` passes over a
-    NaN that is not first).
+    NaN that is not first). The two must have one shape: broadcasting
+    (3,) against (3, 1) would compare every element with every other.
     """
+    if np.shape(analytic) != np.shape(numeric):
+        raise ValueError(f"analytic and numeric must have the same shape, got {np.shape(analytic)} and "
+                         f"{np.shape(numeric)}")
     if not (np.isfinite(analytic).all() and np.isfinite(numeric).all()):
         return float("inf")
     scale = max(np.abs(analytic).max(), np.abs(numeric).max())

@@ -45,31 +45,15 @@ import numpy as np
 from ._gru import gru_param_dims
 from ._lstm import LSTM_VARIANTS, lstm_param_dims
 from ._rnn import rnn_param_dims
-from ._validate import FLOAT_DTYPES, check_choice
+from ._validate import check_choice, check_float_dtype, rng_from_seed
 
 SCHEMES = ("keras", "matlab", "pytorch")
 
 
 
-def _rng(seed: int | np.random.Generator) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        if seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed}")
-        return np.random.default_rng(int(seed))
-    raise TypeError(f"seed must be an int or a numpy.random.Generator, got {type(seed).__name__}")
-
-
 def _as(dtype: object, a: np.ndarray) -> np.ndarray:
     """``a`` cast to ``dtype``, which must be one of the backends' float32 and float64."""
-    try:
-        ok = np.dtype(dtype) in FLOAT_DTYPES
-    except TypeError:
-        ok = False
-    if not ok:
-        raise TypeError(f"dtype must be float32 or float64 (the backends' dtypes), got {dtype!r}")
-    return a.astype(dtype)
+    return a.astype(check_float_dtype("dtype", dtype))
 
 
 def _shape(shape: tuple[int, ...], ndim: int | None = None) -> tuple[int, ...]:
@@ -86,7 +70,7 @@ def glorot_uniform(
     """Glorot (Xavier) uniform on (fan_in, fan_out) = ``shape``: U(-a, a), a = sqrt(6 / (fan_in + fan_out))."""
     fan_in, fan_out = _shape(shape, 2)
     a = np.sqrt(6.0 / (fan_in + fan_out))
-    return _as(dtype, _rng(seed).uniform(-a, a, size=shape))
+    return _as(dtype, rng_from_seed(seed).uniform(-a, a, size=shape))
 
 
 def _qr_orthogonal(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -101,7 +85,7 @@ def orthogonal(
 ) -> np.ndarray:
     """A random orthogonal matrix: orthonormal columns (tall) or rows (wide), times ``gain``."""
     rows, cols = _shape(shape, 2)
-    a = _rng(seed).standard_normal((max(rows, cols), min(rows, cols)))
+    a = rng_from_seed(seed).standard_normal((max(rows, cols), min(rows, cols)))
     return _as(dtype, gain * _qr_orthogonal(a, (rows, cols)))
 
 
@@ -122,7 +106,7 @@ def pytorch_uniform(
     """PyTorch's default for recurrent layers: U(-1/sqrt(H), 1/sqrt(H)) for every parameter."""
     shape = _shape(shape)
     k = 1.0 / np.sqrt(_shape((H,))[0])
-    return _as(dtype, _rng(seed).uniform(-k, k, size=shape))
+    return _as(dtype, rng_from_seed(seed).uniform(-k, k, size=shape))
 
 
 def _draw(dims: dict, scheme: str, H: int, rng: np.random.Generator, bias, dtype) -> dict[str, np.ndarray]:
@@ -156,7 +140,7 @@ def init_lstm_params(
 ) -> dict[str, np.ndarray]:
     """LSTM params (W (D, G*H), U (H, G*H), b (G*H,), peepholes) drawn as ``scheme`` does."""
     dims = lstm_param_dims(*_shape((D, H)), variant)
-    return _draw(dims, scheme, H, _rng(seed), lambda: unit_forget_bias(H, variant), dtype)
+    return _draw(dims, scheme, H, rng_from_seed(seed), lambda: unit_forget_bias(H, variant), dtype)
 
 
 def init_gru_params(
@@ -170,7 +154,7 @@ def init_gru_params(
 ) -> dict[str, np.ndarray]:
     """GRU params (W (D, 3H), U (H, 3H), b (3H,), and bh (3H,) in the recurrent-bias mode)."""
     dims = gru_param_dims(*_shape((D, H)), reset_mode)
-    return _draw(dims, scheme, H, _rng(seed), lambda: np.zeros(3 * H), dtype)
+    return _draw(dims, scheme, H, rng_from_seed(seed), lambda: np.zeros(3 * H), dtype)
 
 
 def init_rnn_params(
@@ -178,4 +162,4 @@ def init_rnn_params(
 ) -> dict[str, np.ndarray]:
     """Tanh RNN params (W (D, H), U (H, H), b (H,)); Keras SimpleRNN's defaults for "keras"/"matlab"."""
     dims = rnn_param_dims(*_shape((D, H)))
-    return _draw(dims, scheme, H, _rng(seed), lambda: np.zeros(H), dtype)
+    return _draw(dims, scheme, H, rng_from_seed(seed), lambda: np.zeros(H), dtype)

@@ -47,11 +47,14 @@ GRU's (2, 3H) bias is one variable), ``global_clipnorm`` and ``clipvalue``
 (``_Clipping``); ``callbacks=[EarlyStopping(...)]`` with Keras' rules.
 ``compile`` takes the spellings Keras 3 takes ('Adam', 'MSE',
 'MeanSquaredError', 'acc', ...) and refuses others with the list; History
-keys are the metric names as given ('acc' and 'val_acc'). Bad data is named
-before training: strings in x or y (Keras: "Invalid dtype"), sparse class
-labels outside [0, classes) and Embedding ids outside [0, input_dim) (Keras on
-PyTorch fails inside torch for both, and reads id -1 as the last row, which
-this refuses).
+keys are the metric names as given ('acc' and 'val_acc'). Lists of x or y are
+converted as ``np.asarray`` converts them; integer or bool features are cast to
+float, as Keras casts them, and token ids for an Embedding stay integer. Bad
+data is named before training: a ragged list (Keras refuses it; pad it with
+``pad_sequences``), strings (Keras: "Invalid dtype") or complex numbers in x
+or y, sparse class labels outside [0, classes) and Embedding ids outside
+[0, input_dim) (Keras on PyTorch fails inside torch for both, and reads id -1
+as the last row, which this refuses).
 
 Randomness (initialisers, shuffling, dropout) draws from one generator,
 seeded with 0 at import and reseeded by ``utils.set_random_seed`` (Keras'
@@ -72,15 +75,17 @@ import torch
 from lstm_ref import init, interop
 from lstm_ref import layers as L
 from lstm_ref import training
+from lstm_ref._validate import check_positive_int, check_real, is_real_number, rng_from_seed
 from lstm_ref.presets import preset
 
 _rng = np.random.default_rng(0)
 
 
 def set_random_seed(seed: int) -> None:
-    """Reseed the generator behind initialisers, shuffling and dropout."""
+    """Reseed the generator behind initialisers, shuffling and dropout with a non-negative int (Keras, too,
+    refuses floats and None)."""
     global _rng
-    _rng = np.random.default_rng(seed)
+    _rng = rng_from_seed(seed)
 
 
 def pad_sequences(sequences: Sequence, maxlen: int | None = None, dtype: str = "int32", padding: str = "pre",
@@ -282,7 +287,7 @@ class Dense(Layer):
                  kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
                  **kwargs) -> None:
         super().__init__(**kwargs)
-        self.units = _positive_int("units", units)
+        self.units = check_positive_int("units", units)
         self.activation = _keras_activation(activation)
         self.use_bias = use_bias
         self.initializers = (kernel_initializer, bias_initializer)
@@ -318,8 +323,8 @@ class Embedding(Layer):
     def __init__(self, input_dim: int, output_dim: int,
                  embeddings_initializer: str = "uniform", mask_zero: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.input_dim = _positive_int("input_dim", input_dim)
-        self.output_dim = _positive_int("output_dim", output_dim)
+        self.input_dim = check_positive_int("input_dim", input_dim)
+        self.output_dim = check_positive_int("output_dim", output_dim)
         self.initializer = embeddings_initializer
         self.mask_zero = bool(mask_zero)
 
@@ -368,7 +373,7 @@ class Masking(Layer):
 
     def __init__(self, mask_value: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
-        if isinstance(mask_value, bool) or not isinstance(mask_value, (int, float, np.integer, np.floating)):
+        if not is_real_number(mask_value):
             raise TypeError(f"mask_value must be a number (the value padded steps hold in every feature), "
                             f"got {type(mask_value).__name__} {mask_value!r}")
         if math.isnan(mask_value):
@@ -392,9 +397,9 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, **kwargs) -> None:
         super().__init__(**kwargs)
-        if not 0.0 <= rate <= 1.0:  # Keras 3 takes 1 too (every value dropped)
-            raise ValueError(f"rate must be in [0, 1], got {rate!r}")
-        self.rate = rate
+        if not (is_real_number(rate) and 0.0 <= rate <= 1.0):  # Keras 3 takes 1 too (every value dropped)
+            raise ValueError(f"rate must be a number in [0, 1], got {rate!r}")
+        self.rate = float(rate)
 
     def build(self, input_shape):
         self.module = torch.nn.Dropout(self.rate)
@@ -424,7 +429,7 @@ class _RNN(Layer):
         super().__init__(**kwargs)
         self.dropout = L.dropout_rate("dropout", dropout)
         self.recurrent_dropout = L.dropout_rate("recurrent_dropout", recurrent_dropout)
-        self.units = _positive_int("units", units)
+        self.units = check_positive_int("units", units)
         self.activation = _keras_activation(activation)
         self.use_bias = use_bias
         self.initializers = (kernel_initializer, recurrent_initializer, bias_initializer)
@@ -639,12 +644,6 @@ class Input:
         self.shape = tuple(shape)
 
 
-def _positive_int(name: str, value: object) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 # Keras activation name -> lstm_ref.layers.ACTIVATIONS name; None is "linear", as in Keras.
 ACTIVATIONS = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "softsign": "softsign", "linear": "linear",
                "softmax": "softmax", "hard_sigmoid": "hard_sigmoid_keras"}
@@ -750,24 +749,24 @@ def _get_metric(name: str):
     return METRICS[name]
 
 
-def _check_numeric(name: str, a: object) -> None:
-    """Strings are refused as Keras refuses them ("Invalid dtype: str32"), saying what to do instead."""
-    dtype = np.asarray(a[:1]).dtype  # the first sample (or sequence) tells
-    if dtype.kind in "SU":
-        raise ValueError(f"{name} holds strings (dtype {dtype}); Keras takes numbers only: give class ids, e.g. "
+def _as_array(name: str, a: object) -> np.ndarray:
+    """x or y as a NumPy array, a list converted as ``np.asarray`` converts it (integer ids stay integer).
+
+    A ragged list (samples of different shapes) is refused, as Keras refuses it, and so are strings
+    (Keras: "Invalid dtype: str32"), each saying what to do instead, and complex numbers (``check_real``).
+    """
+    try:
+        a = np.asarray(a)
+    except ValueError:  # NumPy: "setting an array element with a sequence ... inhomogeneous shape"
+        raise ValueError(f"{name} is a ragged list (samples of different shapes, such as sequences of different "
+                         f"lengths), which Keras refuses: pad them to one length first, e.g. {name} = "
+                         f"pad_sequences({name}, padding='post', dtype='float32') (lstm_ref.keras.pad_sequences; "
+                         f"the default dtype 'int32' for token ids), with Masking() or Embedding(mask_zero=True) "
+                         f"to skip the padding") from None
+    if a.dtype.kind in "SU":
+        raise ValueError(f"{name} holds strings (dtype {a.dtype}); Keras takes numbers only: give class ids, e.g. "
                          f"classes, {name} = np.unique({name}, return_inverse=True)")
-
-
-def _check_class_ids(y: np.ndarray, n_classes: int) -> None:
-    """Class ids must lie in [0, n_classes), as the sparse crossentropy reads them (cast to int, as
-    Keras casts them). Keras on PyTorch fails in torch's nll_loss with "Target 3 is out of bounds."
-    (IndexError); this names the label and the range before training starts."""
-    ids = y.astype(np.int64)
-    outside = ids[(ids < 0) | (ids >= n_classes)]
-    if outside.size:
-        raise IndexError(f"Received a label value of {outside.flat[0]} which is outside the valid range of "
-                         f"[0, {n_classes}): the model outputs {n_classes} classes, so sparse labels must be "
-                         f"class ids 0..{n_classes - 1}")
+    return check_real(name, a)
 
 
 OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop, "sgd": SGD}  # by name in any case, as Keras' optimizers.get
@@ -953,16 +952,20 @@ class Sequential:
             shape = layer.output_shape
         self.module = _Stack(self.layers)
 
-    def _ensure_built(self, x: object) -> None:
-        """Build for x's samples if not built yet; else check them against the input shape (None: any size)."""
-        _check_numeric("x", x)
-        sample = np.shape(x[0]) if isinstance(x, (list, tuple)) else np.shape(x)[1:]
+    def _inputs(self, x: object) -> np.ndarray:
+        """x as an array (``_as_array``), the model built for its samples if not built yet, else checked
+        against the input shape (None: any size). Integers and bools are cast to float, as Keras casts them,
+        unless the first layer is an Embedding, which reads them as token ids."""
+        x = _as_array("x", x)
+        sample = x.shape[1:]
         if self.module is None:
             self.build(sample)
         expected = self._input_shape
         if len(sample) != len(expected) or any(e is not None and e != s for e, s in zip(expected, sample)):
             raise ValueError(f"x holds samples of shape {sample}, but the model takes samples of shape "
                              f"{expected} (x of shape (batch, {', '.join(map(str, expected))}))")
+        token_ids = bool(self.layers) and isinstance(self.layers[0], Embedding)
+        return x if token_ids or x.dtype.kind not in "biu" else x.astype(np.float32)  # the layers' dtype
 
     def compile(self, optimizer: str | training.Optimizer = "rmsprop",
                 loss: str | None = None, metrics: Sequence[str] | None = None) -> None:
@@ -974,11 +977,11 @@ class Sequential:
         'accuracy'/'acc' in any case. The History keys are the metric names as
         given ('acc', 'val_acc'), as in Keras.
         """
-        if isinstance(optimizer, str):
-            if optimizer.lower() not in OPTIMIZERS:
-                raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)} (any case) or an optimizer object, "
-                                 f"got {optimizer!r}")
+        if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:
             optimizer = OPTIMIZERS[optimizer.lower()]()
+        elif not isinstance(optimizer, training.Optimizer):
+            raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)} (any case) or an optimizer object, "
+                             f"got {optimizer!r}")
         self._compiled = {"optimizer": optimizer, "loss": _get_loss(loss),
                           "metrics": {name: _get_metric(name) for name in metrics or []}}
 
@@ -986,14 +989,15 @@ class Sequential:
     def optimizer(self):
         return None if self._compiled is None else self._compiled["optimizer"]
 
-    def _check_targets(self, y: object) -> None:
-        """y must be numbers; for a crossentropy with class-id targets, ids of the output's classes."""
-        _check_numeric("y", y)
-        y = np.asarray(y)
+    def _targets(self, y: object) -> np.ndarray:
+        """y as an array (``_as_array``); for a crossentropy with class-id targets, checked to hold ids of
+        the output's classes (cast to int, as Keras casts them) before training starts."""
+        y = _as_array("y", y)
         n_classes, rank = self.layers[-1].output_shape[-1], 1 + len(self.layers[-1].output_shape)
         sparse = y.ndim < rank or (y.shape[-1] == 1 and n_classes > 1)  # compile_utils.is_binary_or_sparse_categorical
         if self._compiled["loss"] in (training.crossentropy, _crossentropy) and n_classes > 1 and sparse:
-            _check_class_ids(y, n_classes)
+            training.check_class_ids(y.astype(np.int64), n_classes)
+        return y
 
     def _learnables(self) -> dict[str, str]:
         """``training.fit``'s learnables: the model's parameters that make one Keras variable (a GRU's bias)."""
@@ -1023,14 +1027,14 @@ class Sequential:
             raise TypeError(f"callbacks: lstm_ref.keras implements EarlyStopping only, got {', '.join(others)}")
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
-        if validation_split and validation_data is None:
-            n = len(x)
-            split = int(math.floor(n * (1.0 - validation_split)))  # Keras: the last fraction
+        x, y = self._inputs(x), self._targets(y)
+        if validation_data is not None:
+            x_val, y_val = training.validation_pair(validation_data)
+            validation_data = (self._inputs(x_val), self._targets(y_val))
+        elif validation_split:
+            split = int(math.floor(len(x) * (1.0 - validation_split)))  # Keras: the last fraction
             validation_data = (x[split:], y[split:])
             x, y = x[:split], y[:split]
-        self._ensure_built(x)
-        for targets in (y, *([] if validation_data is None else [validation_data[1]])):
-            self._check_targets(targets)
         optimizer = self._compiled["optimizer"]
         clipping = optimizer.clipping() if isinstance(optimizer, _Clipping) else {}
         config = preset(KERAS, shuffle="every-epoch" if shuffle else "never", **clipping)
@@ -1061,7 +1065,7 @@ class Sequential:
 
     def predict(self, x: object, batch_size: int | None = None, verbose: str | int = "auto") -> np.ndarray:
         """Outputs for x, batch by batch (dropout off)."""
-        self._ensure_built(x)
+        x = self._inputs(x)  # builds the model on first use
         return training.predict(self.module, x, batch_size=32 if batch_size is None else batch_size)
 
     def evaluate(self, x: object, y: object, batch_size: int | None = None,
@@ -1069,9 +1073,9 @@ class Sequential:
         """The loss (and metrics, as a list ``[loss, *metrics]``) on x, y; masked as in ``fit``."""
         if self._compiled is None:
             raise RuntimeError("call compile(optimizer, loss) before evaluate")
-        self._ensure_built(x)
+        x = self._inputs(x)
         if y is not None:
-            self._check_targets(y)
+            y = self._targets(y)
         scores = training.evaluate(self.module, x, y, loss=self._compiled["loss"],
                                    metrics=self._compiled["metrics"],
                                    batch_size=32 if batch_size is None else batch_size,

@@ -66,6 +66,7 @@ import torch
 from torch import nn
 
 from lstm_ref import init, interop, layers as tl, training
+from lstm_ref._validate import check_float_dtype, check_real, is_real_number, rng_from_seed
 from lstm_ref.presets import preset
 
 # ------------------------------------------------------------- argument parsing
@@ -96,23 +97,33 @@ def _layer_size(func: str, name: str, value: object) -> int:
         raise ValueError(f"{func}: {e}") from None
 
 
-def _nonnegative(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value >= 0:
-        raise ValueError(f"'{name}' must be a nonnegative number, got {value!r}")
+def _real(name: str, value: object, within: Callable[[float], bool], expected: str) -> float:
+    """A real number (not a bool) for which ``within`` holds (False for NaN), as a float."""
+    if not (is_real_number(value) and within(value)):
+        raise ValueError(f"'{name}' must be {expected}, got {value!r}")
     return float(value)
+
+
+def _nonnegative(name: str, value: object) -> float:
+    return _real(name, value, lambda v: 0 <= v < math.inf, "a finite nonnegative number")
 
 
 def _positive(name: str, value: object) -> float:
-    """A positive number, Inf allowed (MATLAB's GradientThreshold)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value > 0:
-        raise ValueError(f"'{name}' must be a positive number (Inf allowed), got {value!r}")
-    return float(value)
+    return _real(name, value, lambda v: 0 < v < math.inf, "a finite positive number")
+
+
+def _threshold(name: str, value: object) -> float:
+    """A positive number, Inf allowed (MATLAB's GradientThreshold: Inf clips nothing)."""
+    return _real(name, value, lambda v: v > 0, "a positive number (Inf allowed)")
 
 
 def _fraction(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 <= value < 1:
-        raise ValueError(f"'{name}' must be a number in [0, 1), got {value!r}")
-    return float(value)
+    return _real(name, value, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def _factor(name: str, value: object) -> float:
+    """A number in [0, 1] (MATLAB's LearnRateDropFactor)."""
+    return _real(name, value, lambda v: 0 <= v <= 1, "a number in [0, 1]")
 
 
 def _logical(name: str, value: object) -> bool:
@@ -593,10 +604,10 @@ _COMMON_OPTIONS: Spec = {
     "MiniBatchSize": (128, _positive_int),
     "Shuffle": ("once", _choice("once", "never", "every-epoch")),
     "L2Regularization": (1e-4, _nonnegative),
-    "GradientThreshold": (math.inf, _positive),
+    "GradientThreshold": (math.inf, _threshold),
     "GradientThresholdMethod": ("l2norm", _choice("l2norm", "global-l2norm", "absolute-value")),
     "LearnRateSchedule": ("none", _choice("none", "piecewise")),
-    "LearnRateDropFactor": (0.1, _nonnegative),
+    "LearnRateDropFactor": (0.1, _factor),
     "LearnRateDropPeriod": (10, _positive_int),
     "SequenceLength": ("longest", _sequence_length),
     "SequencePaddingDirection": ("right", _choice("right", "left")),
@@ -799,13 +810,13 @@ def _regression_targets(Y: object, arch: _Architecture, sequences: list[np.ndarr
         if isinstance(Y, (list, tuple)):
             raise ValueError(f"Invalid {what}. The network outputs one time step per sequence "
                              f"('OutputMode','last'): responses must be an N-by-R numeric matrix, not a cell array")
-        y = np.asarray(Y, dtype=np.float64)
+        y = _real_responses(Y, what)
         y = y[:, None] if y.ndim == 1 else y
         if y.shape != (n, arch.R):
             raise ValueError(f"Invalid {what}. Responses must be {n}-by-{arch.R} (N-by-R: one row per sequence, "
                              f"R = the OutputSize of the last fullyConnectedLayer), got {_size(y.shape)}")
         return _finite_responses(y, what)
-    responses = [np.asarray(Y, dtype=np.float64)] if single else Y
+    responses = [Y] if single else Y
     if not single and not isinstance(Y, (list, tuple)):
         shape = _size(np.shape(Y))
         raise ValueError(
@@ -816,7 +827,7 @@ def _regression_targets(Y: object, arch: _Architecture, sequences: list[np.ndarr
         raise ValueError(f"Invalid {what}. There are {n} sequences but {len(responses)} responses")
     out = []
     for k, (x, r) in enumerate(zip(sequences, responses)):
-        r = np.asarray(r, dtype=np.float64)
+        r = _real_responses(r, what)
         if r.shape != (arch.R, x.shape[0]):
             raise ValueError(f"Invalid {what}. Response {k} must be {arch.R}-by-{x.shape[0]} (R-by-S, as its "
                              f"sequence), got {_size(r.shape)}")
@@ -825,6 +836,11 @@ def _regression_targets(Y: object, arch: _Architecture, sequences: list[np.ndarr
         raise ValueError(f"Invalid {what}. Sequence-to-sequence training needs sequences of one length here "
                          f"(padded responses are not masked); got lengths {sorted({len(r) for r in out})}")
     return _finite_responses(np.stack(out), what)  # (N, S, R)
+
+
+def _real_responses(Y: object, what: str) -> np.ndarray:
+    """Regression responses as float64; complex numbers and strings are refused, not cast or parsed."""
+    return check_real(f"Invalid {what}. Responses (Y)", Y).astype(np.float64)
 
 
 def _finite_responses(y: np.ndarray, what: str) -> np.ndarray:
@@ -1070,6 +1086,13 @@ class SeriesNetwork:
 
 
 # ------------------------------------------------------------------- training
+def _torch_float(dtype: object) -> torch.dtype:
+    """trainNetwork's dtype, float32 or float64 given as a torch or NumPy dtype or a name, as a torch dtype."""
+    if dtype in (torch.float32, torch.float64):
+        return dtype
+    return torch.float64 if check_float_dtype("dtype", dtype) == np.float64 else torch.float32
+
+
 def _device(environment: str) -> torch.device:
     if environment == "gpu" and not torch.cuda.is_available():
         raise ValueError("'ExecutionEnvironment' is 'gpu' but no CUDA device is available; use 'auto' or 'cpu'")
@@ -1229,7 +1252,7 @@ class TrainingInfo:
 
 def trainNetwork(X: object, Y: object, layers: Sequence[Layer], options: TrainingOptions, *,
                  seed: int | np.random.Generator = 0,
-                 dtype: torch.dtype = torch.float32) -> tuple[SeriesNetwork, TrainingInfo]:
+                 dtype: torch.dtype | np.dtype | str = torch.float32) -> tuple[SeriesNetwork, TrainingInfo]:
     """Train a layer array on MATLAB-layout data as MATLAB's trainNetwork does.
 
     Args:
@@ -1238,14 +1261,16 @@ def trainNetwork(X: object, Y: object, layers: Sequence[Layer], options: Trainin
             sequences (OutputMode 'sequence'); classification: N labels.
         layers: [sequenceInputLayer(C), ..., regressionLayer()] or [..., softmaxLayer(), classificationLayer()].
         options: from :func:`trainingOptions`.
-        seed: seeds initialisation, shuffling and dropout (MATLAB uses its global rng).
-        dtype: torch.float32 (MATLAB's single precision) or torch.float64.
+        seed: a non-negative int or a ``numpy.random.Generator``; seeds initialisation, shuffling and
+            dropout (MATLAB uses its global rng).
+        dtype: float32 (MATLAB's single precision) or float64, as a torch or NumPy dtype or a name.
     Returns:
         (net, info): a :class:`SeriesNetwork` and a :class:`TrainingInfo`.
     """
     if not isinstance(options, TrainingOptions):
         raise TypeError(f"options must come from trainingOptions(...), got {type(options).__name__}")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = rng_from_seed(seed)
+    dtype = _torch_float(dtype)
     device = _device(options.ExecutionEnvironment)
     model, slots, roles, arch = _build(layers, rng, dtype)
     model.to(device)

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lstm_ref._validate import check_positive_int, check_real, rng_from_seed
 from lstm_ref.presets import PADDINGS, SEQUENCE_LENGTHS, Preset, preset as make_preset
 
 Tensor = torch.Tensor
@@ -122,7 +123,8 @@ def crossentropy(y_pred: Tensor, y: Tensor, mask: Tensor | None = None, *, from_
     """Categorical cross-entropy, mean over the observations (or the kept steps of ``mask``, see ``masked_mean``).
 
     ``y`` holds class indices (sparse, shape of y_pred without its last axis,
-    or with a trailing 1) or one-hot rows (the shape of y_pred). ``y_pred``
+    or with a trailing 1; on the CPU an index outside the K classes is an
+    IndexError, ``check_class_ids``) or one-hot rows (the shape of y_pred). ``y_pred``
     holds logits when ``from_logits`` else probabilities, which are
     renormalised and clipped to [1e-7, 1 - 1e-7] before the log, as Keras does
     (keras/src/backend/torch/nn.py).
@@ -142,7 +144,20 @@ def crossentropy(y_pred: Tensor, y: Tensor, mask: Tensor | None = None, *, from_
             f"{tuple(y_pred.shape[:-1])} or one-hot of shape {tuple(y_pred.shape)}, "
             f"got {tuple(y.shape)}"
         )
-    return masked_mean(-log_p.gather(-1, y.long().unsqueeze(-1)).squeeze(-1), mask)
+    ids = y.long()
+    if ids.device.type == "cpu":  # on an accelerator the check would wait for the device at every batch
+        check_class_ids(ids, y_pred.shape[-1])
+    return masked_mean(-log_p.gather(-1, ids.unsqueeze(-1)).squeeze(-1), mask)
+
+
+def check_class_ids(ids: Tensor | np.ndarray, n_classes: int) -> None:
+    """Sparse class ids (integers) must lie in [0, n_classes), else an IndexError naming the first outside,
+    in Keras' words (torch's nll_loss on Keras' PyTorch backend: "Target 3 is out of bounds.")."""
+    outside = ids[(ids < 0) | (ids >= n_classes)]
+    if len(outside):
+        raise IndexError(f"Received a label value of {int(outside[0])} which is outside the valid range of "
+                         f"[0, {n_classes}): the model outputs {n_classes} classes, so sparse labels must be "
+                         f"class ids 0..{n_classes - 1}")
 
 
 def binary_crossentropy(y_pred: Tensor, y: Tensor, mask: Tensor | None = None, *,
@@ -476,9 +491,9 @@ class Data:
 
 def _to_tensor(a: object, name: str, dtype: torch.dtype, device: torch.device, *,
                keep_integers: bool) -> Tensor:
-    arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-    if arr.dtype == object or arr.size == 0:
-        raise ValueError(f"{name} must be a non-empty numeric array, got dtype {arr.dtype}")
+    arr = check_real(name, a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a)
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or Inf")
     integer = np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_)
@@ -609,6 +624,7 @@ def evaluate(
     """
     if y is None:
         raise ValueError("y must hold the targets to score the predictions against, got None")
+    batch_size = check_positive_int("batch_size", batch_size)
     param = next(model.parameters())
     data = prepare_data(x, y, param.dtype, param.device)
     return _evaluate(model, forward_with_mask or _unmasked(model), data, get_loss(loss), metrics or {},
@@ -640,6 +656,15 @@ def _add_metrics(sums: dict[str, list[float]], metrics: Mapping[str, MetricFn], 
 def _metric_results(sums: Mapping[str, list[float]]) -> dict[str, float]:
     """total / count per metric, 0 where nothing was counted (Keras' divide_no_nan)."""
     return {name: total / count if count else 0.0 for name, (total, count) in sums.items()}
+
+
+def validation_pair(validation_data: object) -> tuple[object, object]:
+    """``validation_data`` as the pair (x_val, y_val) it must be."""
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        got = (f"a {type(validation_data).__name__} of length {len(validation_data)}"
+               if isinstance(validation_data, (tuple, list)) else type(validation_data).__name__)
+        raise ValueError(f"validation_data must be a pair (x_val, y_val), got {got}")
+    return validation_data[0], validation_data[1]
 
 
 def fit(
@@ -692,8 +717,9 @@ def fit(
             one name are clipped together (default: each parameter alone).
         learning_rate_schedule: epoch (from 0) -> multiplier of the optimiser's
             base learning rate (MATLAB 'piecewise': ``lambda e: 0.2 ** (e // 125)``).
-        seed: seeds the shuffling and the torch RNG used by dropout (the
-            global torch RNG is restored afterwards).
+        seed: a non-negative int or a ``numpy.random.Generator``; seeds the
+            shuffling and the torch RNG used by dropout (the global torch RNG
+            is restored afterwards).
         verbose: 0 silent; otherwise a tqdm progress bar over the iterations.
         callback: called with an ``IterationInfo`` after every iteration; a
             true return value ends training there (MATLAB's ValidationPatience).
@@ -713,11 +739,9 @@ def fit(
         raise ValueError("y must hold the targets to train on, got None")
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    epochs = config.epochs if epochs is None else epochs
-    batch_size = config.batch_size if batch_size is None else batch_size
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    epochs = check_positive_int("epochs", config.epochs if epochs is None else epochs)
+    batch_size = check_positive_int("batch_size", config.batch_size if batch_size is None else batch_size)
+    rng = rng_from_seed(seed)
     loss_fn = get_loss(config.loss if loss is None else loss)
     metrics = dict(metrics or {})
     forward = forward_with_mask or _unmasked(model)
@@ -729,10 +753,10 @@ def fit(
     if groups is not None:  # indexed once here, not at every step's clipping
         groups = torch.as_tensor(groups, device=params[0].device)
     data = prepare_data(x, y, params[0].dtype, params[0].device, config.padding, config.sequence_length)
-    val = (prepare_data(*validation_data, params[0].dtype, params[0].device, config.padding, config.sequence_length)
+    val = (prepare_data(*validation_pair(validation_data), params[0].dtype, params[0].device, config.padding,
+                        config.sequence_length)
            if validation_data is not None else None)
     n = data.x.shape[0]
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     orders = epoch_orders(n, epochs, config.shuffle, rng)
     batches_per_epoch = n_batches(n, batch_size, config.drop_last)
     if batches_per_epoch == 0:
@@ -826,6 +850,7 @@ def predict(model: torch.nn.Module, x: object, *, batch_size: int = 32, padding:
     model with sequence outputs, a list of N (T_n, R) arrays cropped to each
     sequence's length (to its mini-batch's shortest, with "shortest").
     """
+    batch_size = check_positive_int("batch_size", batch_size)
     param = next(model.parameters())
     data = prepare_data(x, None, param.dtype, param.device, padding, sequence_length)
     model.eval()

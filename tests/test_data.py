@@ -155,6 +155,7 @@ def test_standardize_round_trip_and_reuse():
         (lambda: data.sum_of_sequence(0, seed=0), ValueError, "n_samples"),
         (lambda: data.sum_of_sequence(10, 2.5, seed=0), TypeError, "n_steps"),
         (lambda: data.sum_of_sequence(10, seed="0"), TypeError, "seed"),
+        (lambda: data.copy_task(10, seed=-1), ValueError, "seed must be a non-negative int, got -1"),
         (lambda: data.sine_wave(periods=0), ValueError, "periods"),
         (lambda: data.sine_windows(test_fraction=1.0, seed=0), ValueError, "test_fraction"),
         (lambda: data.windows(np.zeros(5), window=5), ValueError, "too short"),

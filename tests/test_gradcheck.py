@@ -51,6 +51,12 @@ def test_relative_error_is_safe_for_zeros():
     assert relative_error(np.array([1.0, 0.0]), np.array([1.0, 0.5])) == pytest.approx(0.5)
 
 
+def test_relative_error_refuses_arrays_of_different_shapes():
+    """(3,) against (3, 1) would broadcast to a (3, 3) difference, 0 for these ones, and pass any check."""
+    with pytest.raises(ValueError, match=r"analytic and numeric must have the same shape, got \(3,\) and \(3, 1\)"):
+        relative_error(np.ones(3), np.ones((3, 1)))
+
+
 def test_a_nan_or_infinite_gradient_fails_the_check(rng):
     """max() over the errors passes over a NaN that is not first: a non-finite gradient must give inf."""
     a = rng.standard_normal(3)

@@ -141,7 +141,7 @@ def test_bad_arguments():
         init.unit_forget_bias(3, "gru")
     with pytest.raises(ValueError, match="seed must be a non-negative int, got -1"):
         init.init_rnn_params(2, 3, seed=-1)
-    for dtype in (np.int64, np.float16, "complex128", "no such dtype"):
+    for dtype in (np.int64, np.float16, "complex128", "no such dtype", None):  # np.dtype(None) is float64
         with pytest.raises(TypeError, match="dtype must be float32 or float64"):
             init.init_lstm_params(2, 3, seed=0, dtype=dtype)
         with pytest.raises(TypeError, match="dtype must be float32 or float64"):

@@ -164,9 +164,13 @@ def test_bad_arguments_are_named():
         model.compile(optimizer="adagrad", loss="mse")
     with pytest.raises(TypeError, match="Embedding input must hold integer token ids"):
         Sequential([Input((None,)), Embedding(5, 2)]).module(torch.zeros(2, 3))
-    with pytest.raises(ValueError, match=re.escape("rate must be in [0, 1], got 1.5")):
-        Dropout(1.5)
+    for rate in (1.5, "0.5", True):
+        with pytest.raises(ValueError, match=re.escape(f"rate must be a number in [0, 1], got {rate!r}")):
+            Dropout(rate)
     assert Dropout(1.0).rate == 1.0  # as in Keras 3: every value dropped
+    with pytest.raises(ValueError, match=re.escape("optimizer must be one of ('adam', 'rmsprop', 'sgd') (any case) "
+                                                   "or an optimizer object, got 3")):
+        model.compile(optimizer=3, loss="mse")  # at compile, not at fit
     with pytest.raises(TypeError, match="LSTM: lstm_ref.keras does not implement Keras' return_state"):
         LSTM(2, return_state=True, dropout=0.1)
     model.compile(optimizer="adam", loss="mse")
@@ -348,3 +352,71 @@ def test_bad_dropout_rates_are_refused_naming_the_argument():
         with pytest.raises(ValueError, match=re.escape(f"{name} must be a number in [0, 1), got {rate!r}")):
             make(2, **{name: rate})
     assert LSTM(2, dropout=0, recurrent_dropout=0.99).recurrent_dropout == 0.99
+
+
+def test_lists_are_converted_as_np_asarray_converts_them_and_ragged_lists_refused():
+    """A list of token id lists stays integer (Embedding), a list of float sequences is one array; a ragged
+    list, which Keras refuses, is refused here too, pointing to pad_sequences (it is never padded silently)."""
+    lk.set_random_seed(0)
+    ids = np.random.default_rng(0).integers(1, 10, size=(8, 6))
+    classifier = Sequential([Embedding(10, 4), LSTM(3), Dense(1, activation="sigmoid")])
+    classifier.compile(optimizer="adam", loss="binary_crossentropy")
+    np.testing.assert_array_equal(classifier.predict(ids.tolist()), classifier.predict(ids))
+    assert len(classifier.fit(ids.tolist(), [0, 1] * 4, verbose=0).history["loss"]) == 1
+    X, y = sum_of_sequence(n_samples=8, n_steps=5, seed=0)
+    model = Sequential([LSTM(3, input_shape=(None, 1)), Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    np.testing.assert_array_equal(model.predict(X.tolist()), model.predict(X))
+    with pytest.raises(ValueError, match=re.escape("x is a ragged list (samples of different shapes, such as "
+                                                   "sequences of different lengths), which Keras refuses: pad "
+                                                   "them to one length first, e.g. x = pad_sequences(x")):
+        model.predict([np.ones((5, 1)), np.ones((3, 1))])
+
+
+def test_integer_and_bool_features_are_cast_to_float_as_keras_casts_them():
+    lk.set_random_seed(0)
+    X, y = sum_of_sequence(n_samples=16, n_steps=5, seed=0)
+    counts = np.round(3 * X).astype(np.int64)
+    model = Sequential([LSTM(3, input_shape=(None, 1)), Dense(1)])
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    np.testing.assert_array_equal(model.predict(counts), model.predict(counts.astype(np.float32)))
+    np.testing.assert_array_equal(model.predict(X > 0), model.predict((X > 0).astype(np.float32)))
+    assert model.evaluate(counts, y) == model.evaluate(counts.astype(np.float32), y)
+    assert len(model.fit(counts, y, validation_data=(X > 0, y), verbose=0).history["val_loss"]) == 1
+
+
+def test_complex_numbers_are_refused_not_cast_to_their_real_part():
+    model = Sequential([LSTM(3, input_shape=(None, 1)), Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    X, y = sum_of_sequence(n_samples=8, n_steps=5, seed=0)
+    with pytest.raises(ValueError, match=re.escape("x must hold real numbers (bool, int or float), got dtype "
+                                                   "complex128")):
+        model.predict(X + 1j)
+    with pytest.raises(ValueError, match=re.escape("y must hold real numbers (bool, int or float), got dtype "
+                                                   "complex128")):
+        model.fit(X, y + 1j, verbose=0)
+
+
+def test_set_random_seed_takes_non_negative_ints_only():
+    """Keras' set_random_seed refuses floats and None; a bool is refused too, as every seed in lstm_ref."""
+    lk.set_random_seed(np.int64(3))
+    for seed, error, message in ((1.5, TypeError, "got float"), (None, TypeError, "got NoneType"),
+                                 (True, TypeError, "got bool"), (-1, ValueError, "a non-negative int, got -1")):
+        with pytest.raises(error, match=f"seed must be .*{message}"):
+            lk.set_random_seed(seed)
+
+
+def test_numpy_integer_counts_are_taken_and_bad_batch_sizes_named_in_predict_and_evaluate():
+    X, y = sum_of_sequence(n_samples=8, n_steps=5, seed=0)
+    model = Sequential([LSTM(3, input_shape=(None, 1)), Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    history = model.fit(X, y, epochs=np.int64(2), batch_size=np.int64(4), verbose=0)
+    assert len(history.history["loss"]) == 2 and history.params["steps"] == 2
+    for batch_size in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match=re.escape(f"batch_size must be a positive int, got {batch_size!r}")):
+            model.predict(X, batch_size=batch_size)
+        with pytest.raises(ValueError, match=re.escape(f"batch_size must be a positive int, got {batch_size!r}")):
+            model.evaluate(X, y, batch_size=batch_size)
+    with pytest.raises(ValueError, match=re.escape("validation_data must be a pair (x_val, y_val), got a tuple of "
+                                                   "length 1")):
+        model.fit(X, y, validation_data=(X,), verbose=0)

@@ -5,6 +5,7 @@ the quantities compared (losses, weight updates, outputs) are exact to 1e-9.
 """
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -126,11 +127,66 @@ def test_name_value_pairs_are_case_insensitive_and_keywords_work():
          ValueError, "'Bias' must be 24-by-1"),
         (lambda: m.dropoutLayer(1.0), ValueError, "probability"),
         (lambda: m.sequenceInputLayer(1, "Normalization", "l2"), ValueError, "'Normalization'"),
+        (lambda: m.trainingOptions("adam", "InitialLearnRate", math.inf), ValueError,
+         r"^trainingOptions: 'InitialLearnRate' must be a finite positive number, got inf$"),
+        (lambda: m.trainingOptions("adam", "L2Regularization", math.inf), ValueError,
+         r"^trainingOptions: 'L2Regularization' must be a finite nonnegative number, got inf$"),
+        (lambda: m.trainingOptions("rmsprop", "Epsilon", math.inf), ValueError,
+         r"^trainingOptions: 'Epsilon' must be a finite positive number, got inf$"),
+        (lambda: m.trainingOptions("adam", "LearnRateDropFactor", 5), ValueError,
+         r"^trainingOptions: 'LearnRateDropFactor' must be a number in \[0, 1\], got 5$"),
+        (lambda: m.trainingOptions("adam", "GradientThreshold", -math.inf), ValueError,
+         r"^trainingOptions: 'GradientThreshold' must be a positive number \(Inf allowed\), got -inf$"),
     ],
 )
 def test_bad_arguments_get_matlab_like_errors(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_only_gradient_threshold_may_be_inf_and_the_drop_factor_may_be_1():
+    o = m.trainingOptions("adam", "GradientThreshold", math.inf, "LearnRateDropFactor", 1)
+    assert (o.GradientThreshold, o.LearnRateDropFactor) == (math.inf, 1.0)
+
+
+@pytest.mark.parametrize(("keywords", "error", "message"), [
+    ({"seed": True}, TypeError, "seed must be an int or a numpy.random.Generator, got bool"),
+    ({"seed": 1.5}, TypeError, "seed must be an int or a numpy.random.Generator, got float"),
+    ({"seed": -1}, ValueError, "seed must be a non-negative int, got -1"),
+    ({"dtype": torch.float16}, TypeError, "dtype must be float32 or float64 (the backends' dtypes), got torch.float16"),
+    ({"dtype": torch.int32}, TypeError, "dtype must be float32 or float64 (the backends' dtypes), got torch.int32"),
+])
+def test_train_network_checks_its_seed_and_dtype(keywords, error, message):
+    layers = [m.sequenceInputLayer(1), m.lstmLayer(2, "OutputMode", "last"), m.fullyConnectedLayer(1),
+              m.regressionLayer()]
+    with pytest.raises(error, match=re.escape(message)):
+        m.trainNetwork(_cell(4, 1, 3, 0), np.zeros((4, 1)), layers, _quiet("adam", "MaxEpochs", 1), **keywords)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, "float64", torch.float64, np.dtype(np.float32), "float32"])
+def test_train_network_takes_float_dtypes_by_numpy_torch_or_name(dtype):
+    layers = [m.sequenceInputLayer(1), m.lstmLayer(2, "OutputMode", "last"), m.fullyConnectedLayer(1),
+              m.regressionLayer()]
+    net, _ = m.trainNetwork(_cell(4, 1, 3, 0), np.zeros((4, 1)), layers, _quiet("adam", "MaxEpochs", 1),
+                            dtype=dtype)
+    expected = torch.float32 if "32" in str(dtype) else torch.float64
+    assert all(p.dtype == expected for p in net.module.parameters())
+
+
+@pytest.mark.parametrize(("Y", "kind"), [
+    (np.zeros((4, 1)) + 1j, "complex128"), (np.full((4, 1), "1.5"), "<U3"), (np.zeros((4, 1), dtype=object), "object"),
+])
+def test_complex_or_text_regression_responses_are_refused_not_cast_or_parsed(Y, kind):
+    layers = [m.sequenceInputLayer(1), m.lstmLayer(2, "OutputMode", "last"), m.fullyConnectedLayer(1),
+              m.regressionLayer()]
+    with pytest.raises(ValueError, match=re.escape(f"Invalid training data. Responses (Y) must hold real numbers "
+                                                   f"(bool, int or float), got dtype {kind}")):
+        _train(_cell(4, 1, 3, 0), Y, layers, "adam", "MaxEpochs", 1)
+    sequence_layers = [m.sequenceInputLayer(1), m.lstmLayer(2), m.fullyConnectedLayer(1), m.regressionLayer()]
+    with pytest.raises(ValueError, match=re.escape(f"Responses (Y) must hold real numbers (bool, int or float), "
+                                                   f"got dtype {kind}")):
+        _train(_cell(4, 1, 3, 0), [np.repeat(Y[k], 3)[None] for k in range(4)], sequence_layers, "adam",
+               "MaxEpochs", 1)
 
 
 # ------------------------------------------------------------ data layouts

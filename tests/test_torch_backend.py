@@ -147,6 +147,31 @@ def test_bad_input_names_the_argument(rng):
         tb.gru_forward_fast(torch.zeros(N, T, D), p, reset_mode="before-multiplication")
 
 
+@pytest.mark.parametrize(("cell", "options", "form"), FORMS, ids=FORM_IDS)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_nan_or_inf_input_is_refused_as_in_the_numpy_backend(cell, options, form, bad, rng):
+    kind = next(iter(options.values()), "")
+    params = {k: torch.from_numpy(v) for k, v in _params(cell, kind, rng).items()}
+    x = torch.zeros(N, T, D, dtype=torch.float64)
+    x[1, 2, 3] = bad
+    with pytest.raises(ValueError, match="^x contains NaN or inf$"):
+        _torch_forward(cell, form, x, params, (), options, True)
+    if cell == "rnn":
+        with pytest.raises(ValueError, match="^x contains NaN or inf$"):
+            tb.rnn_forward_fast(x, params)
+
+
+def test_an_activation_must_be_a_function_not_its_name(rng):
+    q = {k: torch.from_numpy(v) for k, v in _params("rnn", "", rng).items()}
+    x = torch.zeros(N, T, D, dtype=torch.float64)
+    with pytest.raises(TypeError, match="activation must be a function of a tensor, such as torch.tanh or "
+                                        "torch.relu, got 'relu'"):
+        tb.rnn_forward(x, q, activation="relu")
+    np.testing.assert_allclose(tb.rnn_forward(x, q, activation=torch.relu)[0].numpy(),
+                               tb.rnn_forward_fast(x, q, nonlinearity="relu")[0].numpy(), rtol=RTOL, atol=ATOL,
+                               err_msg="rnn_forward(activation=torch.relu) against the fused relu kernel")
+
+
 @pytest.mark.parametrize("form", ["teaching", "fused"])
 def test_nothing_is_broadcast_or_dropped_silently(rng, form):
     """A state of the wrong shape, a bias with an extra axis, a key the cell would ignore or a

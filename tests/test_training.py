@@ -1,6 +1,7 @@
 """Every training semantic of lstm_ref.training, checked against a hand computation or torch itself."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -70,6 +71,15 @@ def test_crossentropy_sparse_one_hot_logits_and_probabilities_agree():
                   training.crossentropy(probs, labels[:, None].double()),
                   training.crossentropy(probs, one_hot)):
         assert value.item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_crossentropy_names_a_class_id_outside_the_classes():
+    """As the Keras front end names it; torch's gather would fail with an index error (a device assert on CUDA)."""
+    probs = torch.full((4, 3), 1 / 3, dtype=torch.float64)
+    for bad in (5, -1):
+        with pytest.raises(IndexError, match=f"Received a label value of {bad} which is outside the valid range "
+                                             "of \\[0, 3\\)"):
+            training.crossentropy(probs, torch.tensor([0, 1, 2, bad]))
 
 
 def test_binary_crossentropy_clips_probabilities_like_keras():
@@ -424,6 +434,46 @@ def test_bad_arguments_are_named():
         training.fit(IndexTarget(), x, y, optimizer="adagrad", verbose=0)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         training.fit(lambda v: v, x, y)
+    with pytest.raises(ValueError, match=re.escape("validation_data must be a pair (x_val, y_val), got a tuple "
+                                                   "of length 1")):
+        training.fit(IndexTarget(), x, y, validation_data=(x,), verbose=0)
+
+
+def test_batch_sizes_and_counts_are_checked_as_fit_checks_them():
+    """predict and evaluate take the batch_size that fit takes; NumPy integers count, bools do not."""
+    x, y = np.zeros((8, 2, 1)), np.ones((8, 1))
+    history = training.fit(IndexTarget(), x, y, epochs=np.int64(2), batch_size=np.int64(4), verbose=0)
+    assert len(history.loss) == 2 and len(history.iteration_loss) == 4
+    for batch_size in (0, -2, 2.5, True):
+        message = re.escape(f"batch_size must be a positive int, got {batch_size!r}")
+        with pytest.raises(ValueError, match=message):
+            training.predict(IndexTarget(), x, batch_size=batch_size)
+        with pytest.raises(ValueError, match=message):
+            training.evaluate(IndexTarget(), x, y, batch_size=batch_size)
+        with pytest.raises(ValueError, match=message):
+            training.fit(IndexTarget(), x, y, batch_size=batch_size, verbose=0)
+
+
+@pytest.mark.parametrize(("seed", "error", "message"), [
+    (True, TypeError, "seed must be an int or a numpy.random.Generator, got bool"),
+    (None, TypeError, "seed must be an int or a numpy.random.Generator, got NoneType"),
+    (1.5, TypeError, "seed must be an int or a numpy.random.Generator, got float"),
+    (-1, ValueError, "seed must be a non-negative int, got -1"),
+])
+def test_seeds_are_checked_as_the_initialisers_check_them(seed, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        training.fit(IndexTarget(), np.zeros((8, 2, 1)), np.ones((8, 1)), seed=seed, verbose=0)
+
+
+@pytest.mark.parametrize(("x", "y", "message"), [
+    (np.zeros((8, 2, 1)) + 1j, np.ones((8, 1)), "x must hold real numbers (bool, int or float), got dtype complex128"),
+    (np.zeros((8, 2, 1)), np.ones((8, 1)) + 0j, "y must hold real numbers (bool, int or float), got dtype complex128"),
+    (np.zeros((8, 2, 1)), np.full((8, 1), "1.5"), "y must hold real numbers (bool, int or float), got dtype <U3"),
+    (np.zeros((8, 2, 1)), np.ones((0, 1)), "y must not be empty, got shape (0, 1)"),
+])
+def test_complex_and_non_numeric_data_are_refused_naming_the_argument(x, y, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        training.fit(IndexTarget(), x, y, verbose=0)
 
 
 def test_training_never_writes_into_the_arrays_a_layer_was_built_from():
