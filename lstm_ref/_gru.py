@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._sequence import backward_upstream, batch_first, sigmoid_, flat, input_grad, input_projection, state_or_zeros, time_major
-from ._validate import Dim, check_array, check_cache, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
+from ._validate import Dim, check_array, check_bool, check_cache, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
 
 GRU_RESET_MODES = ("after-multiplication", "before-multiplication", "recurrent-bias-after-multiplication")
 
@@ -224,6 +224,7 @@ def gru_forward(
         (out, h_T, cache): the final state (N, H) and a ``GRUCache``.
     """
     N, T, D = check_sequence("x", x)
+    return_sequences = check_bool("return_sequences", return_sequences)
     dtype = x.dtype
     H = infer_hidden_size("params", params)
     p = check_params("params", params, gru_param_dims(D, H, reset_mode), dtype)

@@ -41,7 +41,7 @@ from typing import NamedTuple, TypeVar
 import numpy as np
 
 from ._sequence import backward_upstream, flat, state_or_zeros, time_major
-from ._validate import Dim, check_array, check_cache, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
+from ._validate import Dim, check_array, check_bool, check_cache, check_choice, check_dtype, check_params, check_sequence, infer_hidden_size
 
 # Gate blocks of W, U and b per variant, in column order.
 LSTM_VARIANTS: dict[str, str] = {
@@ -501,6 +501,7 @@ def lstm_forward(
         (out, (h_T, c_T), cache): final states (N, H) and an ``LSTMCache``.
     """
     N, T, D = check_sequence("x", x)
+    return_sequences = check_bool("return_sequences", return_sequences)
     dtype = x.dtype
     H = infer_hidden_size("params", params)
     p = check_params("params", params, lstm_param_dims(D, H, variant), dtype)

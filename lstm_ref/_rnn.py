@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._sequence import backward_upstream, batch_first, flat, input_grad, input_projection, state_or_zeros, time_major
-from ._validate import Dim, check_array, check_cache, check_dtype, check_params, check_sequence, infer_hidden_size
+from ._validate import Dim, check_array, check_bool, check_cache, check_dtype, check_params, check_sequence, infer_hidden_size
 
 
 def rnn_param_dims(D: int, H: int) -> dict[str, tuple[Dim, ...]]:
@@ -111,6 +111,7 @@ def rnn_forward(
         (out, h_T, cache): the final state (N, H) and an ``RNNCache``.
     """
     N, T, D = check_sequence("x", x)
+    return_sequences = check_bool("return_sequences", return_sequences)
     dtype = x.dtype
     H = infer_hidden_size("params", params)
     p = check_params("params", params, rnn_param_dims(D, H), dtype)

@@ -37,6 +37,14 @@ def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
     return value
 
 
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` if it is a bool (Python's or NumPy's), else raise TypeError: a string such as
+    "no" would read as true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def rng_from_seed(seed: object) -> np.random.Generator:
     """A generator from ``seed``: a non-negative int (not a bool), or a ``numpy.random.Generator`` used as is."""
     if isinstance(seed, np.random.Generator):

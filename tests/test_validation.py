@@ -45,6 +45,7 @@ def test_sequence_input_errors(lstm):
         (lambda: lstm_ref.lstm_forward(x, p, np.zeros((N, H + 1))), ValueError, "h0 must have shape (N, H) = (2, 5), got (2, 6)"),
         (lambda: lstm_ref.lstm_forward(x, p, None, np.zeros(H)), ValueError, "c0 must have shape (N, H) = (2, 5), got (5,)"),
         (lambda: lstm_ref.lstm_forward(x, p, variant="peepholes"), ValueError, "unknown variant 'peepholes'; expected one of 'standard'"),
+        (lambda: lstm_ref.lstm_forward(x, p, return_sequences="no"), TypeError, "return_sequences must be True or False, got 'no'"),
     ]
     for call, error, message in cases:
         with pytest.raises(error, match=re.escape(message)):
@@ -92,6 +93,14 @@ def test_step_input_errors(lstm, rng):
         matrices = {k: np.asmatrix(v) for k, v in random_params("gru", D, H, {}, rng).items()}
     with pytest.raises(TypeError, match=re.escape("params['U'] must be a float32 or float64 numpy array, got numpy.matrix")):
         lstm_ref.gru_step_forward(x[:, 0], h, matrices)
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_return_sequences_must_be_a_bool(cell, rng):
+    x = rng.standard_normal((N, T, D))
+    params = random_params(cell, D, H, {}, rng)
+    with pytest.raises(TypeError, match="return_sequences must be True or False, got 0"):
+        getattr(lstm_ref, f"{cell}_forward")(x, params, return_sequences=0)
 
 
 def test_gru_mode_errors(rng):
