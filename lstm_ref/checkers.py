@@ -187,12 +187,12 @@ class _Substitution:
         """``judged=False``: the course's versions stand in for every helper given, failing or not (to
         see whether the checked function calls them)."""
         self.what, self.judged = what, judged
-        self.failing = {name: h for name, h in helpers.items()
-                        if h.fn is not None and (not judged or _fails(h.check, h.fn))}  # fmt: skip
+        self.replaced = {name: h for name, h in helpers.items()
+                         if h.fn is not None and (not judged or _fails(h.check, h.fn))}  # fmt: skip
         self.called: set[str] = set()
 
     def stand_ins(self) -> dict[str, Callable[..., Any]]:
-        """A fresh function per failing helper, to bind to its name: it records the call and runs the course's version.
+        """A fresh function per replaced helper, to bind to its name: it records the call and runs the course's version.
 
         Only these functions' frames may call the reference (:func:`_call`): an
         answer calling the course's version or the reference directly is refused.
@@ -205,24 +205,26 @@ class _Substitution:
 
             return course_version
 
-        return {name: stand_in(name, helper.course) for name, helper in self.failing.items()}
+        return {name: stand_in(name, helper.course) for name, helper in self.replaced.items()}
 
     def label(self) -> str:
-        if not self.failing:
+        if not self.replaced:
             return self.what
-        used = [name for name in self.failing if name in self.called]
+        used = [name for name in self.replaced if name in self.called]
         if used:  # a helper of a replaced helper is not called: no word on it
-            fail = ", which fails its own test" if len(used) == 1 else ", which fail their own tests"
-            return f"{self.what} (run with the course's {' and '.join(used)} in place of yours{fail * self.judged})"
+            note = f"{self.what} (run with the course's {' and '.join(used)} in place of yours"
+            if not self.judged:
+                return note + ")"
+            return note + (", which fails its own test)" if len(used) == 1 else ", which fail their own tests)")
         if not self.judged:
             return self.what
-        them, fail = ("it", "fails its own test") if len(self.failing) == 1 else ("them", "fail their own tests")
-        return (f"{self.what} (your {' and '.join(self.failing)} {fail}, and {self.what} did not call {them} by "
+        them, fail = ("it", "fails its own test") if len(self.replaced) == 1 else ("them", "fail their own tests")
+        return (f"{self.what} (your {' and '.join(self.replaced)} {fail}, and {self.what} did not call {them} by "
                 "name, so the course's could not stand in)")
 
     def forms(self) -> str:
         """How the course's versions that ran are called."""
-        return "; ".join(self.failing[name].form for name in self.failing if name in self.called)
+        return "; ".join(self.replaced[name].form for name in self.replaced if name in self.called)
 
 
 def _changed(before: Any, after: Any) -> bool:
